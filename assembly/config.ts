@@ -1,0 +1,202 @@
+// Plugin configuration: read once per root context, validated whole, immutable afterwards.
+// Unknown keys are ignored (so a newer configuration loads on an older filter); a wrong type or
+// an out-of-range value names the key and makes proxy_on_configure fail.
+
+import { JsonValue, parseJsonString } from "./json/value";
+
+export const UNKNOWN_MODEL_PASSTHROUGH: i32 = 0;
+export const UNKNOWN_MODEL_REJECT: i32 = 1;
+
+export class Weights {
+  queue: f64 = 2;
+  kvCache: f64 = 2;
+  prefix: f64 = 3;
+  lora: f64 = 1;
+  score: f64 = 1;
+}
+
+export class Config {
+  // "namespace/name" of the InferencePool this filter routes to; "" means the only pool in the
+  // state document.
+  pool: string = "";
+  acceptPush: bool = false;
+  pushToken: string = "";
+  maxBodyBytes: i32 = 8 * 1024 * 1024;
+  maxStateBytes: i32 = 4 * 1024 * 1024;
+  staleAfterMs: f64 = 5000;
+  unknownModel: i32 = UNKNOWN_MODEL_PASSTHROUGH;
+  endpointHeader: string = "x-gateway-destination-endpoint";
+  logRequests: bool = true;
+  // Saturation (GIE defaults): an endpoint with waiting >= queueThreshold, KV usage >=
+  // kvThreshold or metrics older than metricsStaleMs is saturated; Sheddable requests are
+  // refused with 429 while every endpoint is.
+  queueThreshold: f64 = 5;
+  kvThreshold: f64 = 0.8;
+  metricsStaleMs: f64 = 1000;
+  // Prefix hashing: blocks of blockSize bytes of prompt text (16 tokens x ~4 bytes), at most
+  // maxBlocks of them.
+  prefixBlockSize: i32 = 64;
+  prefixMaxBlocks: i32 = 256;
+  // Prefix index ceiling: sets x 4 ways x 4 endpoints each.
+  prefixIndexSets: i32 = 8192;
+  prefixTtlMs: f64 = 600000;
+  // Prefix affinity only counts on an endpoint whose outstanding requests stay within
+  // min * prefixLoadRatio + prefixLoadSlack of the least loaded candidate.
+  prefixLoadRatio: f64 = 1.5;
+  prefixLoadSlack: f64 = 8;
+  // Ceiling on endpoints per pool, in the state document and in the load record.
+  maxEndpoints: i32 = 1024;
+  weights: Weights = new Weights();
+}
+
+export class ConfigResult {
+  config: Config | null = null;
+  error: string = "";
+}
+
+class Reader {
+  error: string = "";
+
+  fail(key: string, message: string): void {
+    if (this.error.length == 0) this.error = key + ": " + message;
+  }
+
+  str(obj: JsonValue, key: string, dflt: string, prefix: string = ""): string {
+    const v = obj.get(key);
+    if (v === null || v.isNull()) return dflt;
+    if (!v.isString()) {
+      this.fail(prefix + key, "must be a string");
+      return dflt;
+    }
+    return v.str;
+  }
+
+  bool(obj: JsonValue, key: string, dflt: bool, prefix: string = ""): bool {
+    const v = obj.get(key);
+    if (v === null || v.isNull()) return dflt;
+    if (!v.isBool()) {
+      this.fail(prefix + key, "must be true or false");
+      return dflt;
+    }
+    return v.isTrue();
+  }
+
+  num(obj: JsonValue, key: string, dflt: f64, min: f64, max: f64, prefix: string = ""): f64 {
+    const v = obj.get(key);
+    if (v === null || v.isNull()) return dflt;
+    if (!v.isNumber() || !isFinite(v.num)) {
+      this.fail(prefix + key, "must be a number");
+      return dflt;
+    }
+    if (v.num < min || v.num > max) {
+      this.fail(prefix + key, "must be between " + min.toString() + " and " + max.toString());
+      return dflt;
+    }
+    return v.num;
+  }
+
+  int(obj: JsonValue, key: string, dflt: i32, min: i32, max: i32, prefix: string = ""): i32 {
+    const v = this.num(obj, key, <f64>dflt, <f64>min, <f64>max, prefix);
+    if (v != Math.floor(v)) {
+      this.fail(prefix + key, "must be an integer");
+      return dflt;
+    }
+    return <i32>v;
+  }
+
+  section(obj: JsonValue, key: string): JsonValue | null {
+    const v = obj.get(key);
+    if (v === null || v.isNull()) return null;
+    if (!v.isObject()) {
+      this.fail(key, "must be an object");
+      return null;
+    }
+    return v;
+  }
+}
+
+export function parseConfig(text: string): ConfigResult {
+  const result = new ConfigResult();
+  const c = new Config();
+  if (text.trim().length == 0) {
+    result.config = c;
+    return result;
+  }
+  const parsed = parseJsonString(text);
+  if (!parsed.ok) {
+    result.error = "configuration is not valid JSON: " + parsed.error + " at byte " + parsed.errorAt.toString();
+    return result;
+  }
+  const root = parsed.value as JsonValue;
+  if (!root.isObject()) {
+    result.error = "configuration must be a JSON object";
+    return result;
+  }
+  const r = new Reader();
+  c.pool = r.str(root, "pool", c.pool);
+  if (c.pool.length > 0 && !isPoolName(c.pool)) r.fail("pool", "must be \"namespace/name\"");
+  c.acceptPush = r.bool(root, "accept_push", c.acceptPush);
+  c.pushToken = r.str(root, "push_token", c.pushToken);
+  c.maxBodyBytes = r.int(root, "max_body_bytes", c.maxBodyBytes, 1024, 256 * 1024 * 1024);
+  c.maxStateBytes = r.int(root, "max_state_bytes", c.maxStateBytes, 1024, 64 * 1024 * 1024);
+  c.staleAfterMs = r.num(root, "stale_after_ms", c.staleAfterMs, 100, 86400000);
+  const unknown = r.str(root, "unknown_model", "passthrough");
+  if (unknown == "passthrough") c.unknownModel = UNKNOWN_MODEL_PASSTHROUGH;
+  else if (unknown == "reject") c.unknownModel = UNKNOWN_MODEL_REJECT;
+  else r.fail("unknown_model", "must be \"passthrough\" or \"reject\"");
+  c.endpointHeader = r.str(root, "endpoint_header", c.endpointHeader).toLowerCase();
+  if (!isHeaderName(c.endpointHeader)) r.fail("endpoint_header", "must be a valid lowercase header name");
+  c.logRequests = r.bool(root, "log_requests", c.logRequests);
+  c.maxEndpoints = r.int(root, "max_endpoints", c.maxEndpoints, 1, 65536);
+
+  const sat = r.section(root, "saturation");
+  if (sat !== null) {
+    c.queueThreshold = r.num(sat, "queue_threshold", c.queueThreshold, 0, 1e9, "saturation.");
+    c.kvThreshold = r.num(sat, "kv_threshold", c.kvThreshold, 0, 1, "saturation.");
+    c.metricsStaleMs = r.num(sat, "metrics_stale_ms", c.metricsStaleMs, 1, 86400000, "saturation.");
+  }
+  const px = r.section(root, "prefix");
+  if (px !== null) {
+    c.prefixBlockSize = r.int(px, "block_size", c.prefixBlockSize, 4, 65536, "prefix.");
+    c.prefixMaxBlocks = r.int(px, "max_blocks", c.prefixMaxBlocks, 1, 4096, "prefix.");
+    c.prefixIndexSets = r.int(px, "index_sets", c.prefixIndexSets, 1, 1048576, "prefix.");
+    c.prefixTtlMs = r.num(px, "ttl_ms", c.prefixTtlMs, 1000, 86400000, "prefix.");
+    c.prefixLoadRatio = r.num(px, "load_ratio", c.prefixLoadRatio, 1, 1000, "prefix.");
+    c.prefixLoadSlack = r.num(px, "load_slack", c.prefixLoadSlack, 0, 1e6, "prefix.");
+  }
+  const w = r.section(root, "weights");
+  if (w !== null) {
+    c.weights.queue = r.num(w, "queue", c.weights.queue, 0, 1000, "weights.");
+    c.weights.kvCache = r.num(w, "kv_cache", c.weights.kvCache, 0, 1000, "weights.");
+    c.weights.prefix = r.num(w, "prefix", c.weights.prefix, 0, 1000, "weights.");
+    c.weights.lora = r.num(w, "lora", c.weights.lora, 0, 1000, "weights.");
+    c.weights.score = r.num(w, "score", c.weights.score, 0, 1000, "weights.");
+  }
+  if (r.error.length > 0) {
+    result.error = r.error;
+    return result;
+  }
+  result.config = c;
+  return result;
+}
+
+// "namespace/name" with Kubernetes DNS-label characters.
+export function isPoolName(s: string): bool {
+  const slash = s.indexOf("/");
+  if (slash <= 0 || slash == s.length - 1 || s.indexOf("/", slash + 1) >= 0) return false;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c == 0x2f) continue;
+    if (!((c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c == 0x2d || c == 0x2e)) return false;
+  }
+  return s.length <= 253 + 1 + 253;
+}
+
+function isHeaderName(s: string): bool {
+  if (s.length == 0 || s.length > 128) return false;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (!((c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c == 0x2d || c == 0x5f)) return false;
+  }
+  return true;
+}

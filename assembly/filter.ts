@@ -1,0 +1,396 @@
+// The proxy-wasm contexts: a root context per worker VM that owns the configuration and the
+// worker's copy of the state, and an HTTP context per request. Callbacks stay thin: they read
+// from the host, call the logic in route.ts / schedule/ / prefix/ / push.ts, and write back.
+
+import { Context, RootContext, FilterHeadersStatusValues, FilterDataStatusValues, FilterTrailersStatusValues } from "@solo-io/proxy-runtime/assembly";
+import * as host from "./host";
+import { Config, parseConfig, UNKNOWN_MODEL_REJECT } from "./config";
+import { HostStore } from "./shared";
+import { StateCache } from "./state/store";
+import { Pool, State, criticalityName, STRATEGY_PREFIX_CACHE } from "./state/document";
+import { parseOpenAIBody } from "./request/openai";
+import { chainSeed } from "./prefix/prompt";
+import { PrefixIndex, PrefixMatch } from "./prefix/index";
+import { LoadRecord, loadKey, recordLoad } from "./schedule/load";
+import { PickInput, pickEndpoint, SHED, NO_ENDPOINT } from "./schedule/pick";
+import { resolveModel, rewriteModel, looksLikeJson, logValue } from "./route";
+import { Rng } from "./util/rng";
+import * as errors from "./errors";
+import { ErrorReply } from "./errors";
+import * as stats from "./stats";
+import { Stats } from "./stats";
+import { PushHandler } from "./push";
+
+const WARN_EVERY_MS: f64 = 10000;
+
+export class EppRoot extends RootContext {
+  config: Config = new Config();
+  pushToken: string = "";
+  stats: Stats | null = null;
+  store: HostStore = new HostStore();
+  cache: StateCache = new StateCache(this.store, 1024);
+  prefix: PrefixIndex = new PrefixIndex(this.store, 8192, 600000);
+  rng: Rng = new Rng(1);
+  private lastWarnMs: Map<string, f64> = new Map<string, f64>();
+
+  onConfigure(size: u32): bool {
+    const raw = host.getPluginConfiguration(<i32>size);
+    if (raw === null) {
+      host.log(host.LOG_CRITICAL, "wasm-epp: cannot read the plugin configuration");
+      return false;
+    }
+    const parsed = parseConfig(String.UTF8.decode(raw));
+    if (parsed.config === null) {
+      host.log(host.LOG_CRITICAL, "wasm-epp: invalid plugin configuration: " + parsed.error);
+      return false;
+    }
+    const c = parsed.config as Config;
+    let token = c.pushToken;
+    if (token.length == 0) {
+      const env = host.envVar("WASM_EPP_PUSH_TOKEN");
+      if (env !== null) token = (env as string).trim();
+    }
+    if (c.acceptPush && token.length < 16) {
+      host.log(host.LOG_CRITICAL, "wasm-epp: invalid plugin configuration: accept_push needs a push token of at least 16 characters, from push_token or the VM environment variable WASM_EPP_PUSH_TOKEN");
+      return false;
+    }
+    this.config = c;
+    this.pushToken = token;
+    if (this.stats === null) this.stats = new Stats();
+    this.cache = new StateCache(this.store, c.maxEndpoints);
+    this.prefix = new PrefixIndex(this.store, c.prefixIndexSets, c.prefixTtlMs);
+    this.rng = new Rng(host.randomU64() ^ (<u64>host.nowMs() * 0x9e3779b97f4a7c15));
+    host.log(host.LOG_INFO, "wasm-epp: configured" + (c.acceptPush ? " push endpoint" : " routing for pool " + (c.pool.length > 0 ? c.pool : "(the only pool in the state)")));
+    return true;
+  }
+
+  createContext(context_id: u32): Context {
+    return new EppHttp(context_id, this);
+  }
+
+  count(counter: i32): void {
+    (this.stats as Stats).inc(counter);
+  }
+
+  // Warns at most once per WARN_EVERY_MS for each kind of warning: degraded paths must be
+  // visible, but not one line per request.
+  warn(kind: string, message: string): void {
+    const now = host.nowMs();
+    if (this.lastWarnMs.has(kind) && now - this.lastWarnMs.get(kind) < WARN_EVERY_MS) return;
+    this.lastWarnMs.set(kind, now);
+    host.log(host.LOG_WARN, "wasm-epp: " + message);
+  }
+
+  // The worker's state, refreshed if a newer one was stored.
+  currentState(): State | null {
+    const r = this.cache.refresh();
+    if (r > 0) {
+      const st = this.cache.state as State;
+      const s = this.stats as Stats;
+      s.inc(stats.STATE_RELOADED);
+      s.set(stats.GAUGE_STATE_VERSION, <u64>st.version);
+      s.set(stats.GAUGE_STATE_GENERATED_AT_S, <u64>(st.generatedAtMs / 1000));
+    } else if (r < 0) {
+      this.count(stats.STATE_UNREADABLE);
+      this.warn("state_unreadable", "stored state could not be decoded, keeping the previous one: " + this.cache.lastError);
+    }
+    return this.cache.state;
+  }
+
+  poolOf(st: State): Pool | null {
+    if (this.config.pool.length > 0) return st.findPool(this.config.pool);
+    return st.pools.length == 1 ? st.pools[0] : null;
+  }
+}
+
+const PHASE_HEADERS: i32 = 0;
+const PHASE_BODY: i32 = 1;
+const PHASE_DONE: i32 = 2;
+
+export class EppHttp extends Context {
+  root: EppRoot;
+  phase: i32 = PHASE_HEADERS;
+  bodySize: i32 = 0;
+  contentType: string = "";
+  push: PushHandler | null = null;
+  clientHeader: bool = false;
+  // Set once the request was sent to an endpoint: undone in onDone.
+  routedPool: string = "";
+  routedId: u32 = 0;
+
+  constructor(id: u32, root: EppRoot) {
+    super(id, root);
+    this.root = root;
+  }
+
+  onRequestHeaders(_headers: u32, endOfStream: bool): FilterHeadersStatusValues {
+    const cfg = this.root.config;
+    if (cfg.acceptPush) {
+      const p = new PushHandler(cfg, this.root.pushToken, this.root.store, this.root.stats as Stats);
+      this.push = p;
+      if (!p.onHeaders(endOfStream)) this.phase = PHASE_DONE;
+      return FilterHeadersStatusValues.StopIteration;
+    }
+    // A client must never choose its own upstream: drop whatever it sent now, set ours later.
+    if (host.getHeader(host.REQUEST_HEADERS, cfg.endpointHeader) !== null) {
+      host.removeHeader(host.REQUEST_HEADERS, cfg.endpointHeader);
+      this.clientHeader = true;
+    }
+    if (endOfStream) {
+      return this.routeUnparsed() ? FilterHeadersStatusValues.Continue : FilterHeadersStatusValues.StopIteration;
+    }
+    const ct = host.getHeader(host.REQUEST_HEADERS, "content-type");
+    this.contentType = ct !== null ? ct : "";
+    const cl = host.getHeader(host.REQUEST_HEADERS, "content-length");
+    if (cl !== null && parseDecimal(cl) > <f64>cfg.maxBodyBytes) {
+      this.root.count(stats.BODY_TOO_LARGE);
+      this.reply(errors.bodyTooLarge(cfg.maxBodyBytes));
+      return FilterHeadersStatusValues.StopIteration;
+    }
+    this.phase = PHASE_BODY;
+    // Hold the headers until the body has been read (needs allow_on_headers_stop_iteration).
+    return FilterHeadersStatusValues.StopIteration;
+  }
+
+  onRequestBody(size: usize, endOfStream: bool): FilterDataStatusValues {
+    if (this.phase == PHASE_DONE) return FilterDataStatusValues.StopIterationNoBuffer;
+    this.bodySize = <i32>size;
+    const push = this.push;
+    if (push !== null) {
+      if (!push.onBody(<i32>size, endOfStream)) {
+        this.phase = PHASE_DONE;
+        return FilterDataStatusValues.StopIterationNoBuffer;
+      }
+      return FilterDataStatusValues.StopIterationAndBuffer;
+    }
+    if (<i64>size > <i64>this.root.config.maxBodyBytes) {
+      this.root.count(stats.BODY_TOO_LARGE);
+      this.reply(errors.bodyTooLarge(this.root.config.maxBodyBytes));
+      return FilterDataStatusValues.StopIterationNoBuffer;
+    }
+    if (!endOfStream) return FilterDataStatusValues.StopIterationAndBuffer;
+    return this.finishBody() ? FilterDataStatusValues.Continue : FilterDataStatusValues.StopIterationNoBuffer;
+  }
+
+  // Trailers end the request body too (gRPC-style clients).
+  onRequestTrailers(_trailers: u32): FilterTrailersStatusValues {
+    if (this.phase != PHASE_BODY) return FilterTrailersStatusValues.Continue;
+    const push = this.push;
+    if (push !== null) {
+      push.onBody(this.bodySize, true);
+      this.phase = PHASE_DONE;
+      return FilterTrailersStatusValues.StopIteration;
+    }
+    return this.finishBody() ? FilterTrailersStatusValues.Continue : FilterTrailersStatusValues.StopIteration;
+  }
+
+  onResponseHeaders(_headers: u32, _endOfStream: bool): FilterHeadersStatusValues {
+    return FilterHeadersStatusValues.Continue;
+  }
+
+  onDone(): bool {
+    this.release();
+    return true;
+  }
+
+  onLog(): void {}
+
+  onDelete(): void {
+    this.release();
+  }
+
+  // The request no longer occupies its endpoint.
+  private release(): void {
+    if (this.routedPool.length == 0) return;
+    const pool = this.routedPool;
+    this.routedPool = "";
+    if (!recordLoad(this.root.store, loadKey(pool), this.routedId, -1, host.nowMs(), this.root.config.maxEndpoints * 2)) {
+      this.root.count(stats.LOAD_UPDATE_LOST);
+    }
+  }
+
+  private reply(e: ErrorReply): void {
+    this.phase = PHASE_DONE;
+    host.sendResponse(e.status, e.details(), e.body(), ["content-type"], ["application/json"]);
+  }
+
+  private finishBody(): bool {
+    this.phase = PHASE_DONE;
+    const body = host.getBody(this.bodySize);
+    if (body === null || body.byteLength == 0 || !looksLikeJson(this.contentType, body as ArrayBuffer)) {
+      return this.routeUnparsed();
+    }
+    return this.routeParsed(body as ArrayBuffer);
+  }
+
+  // The state and pool to route with, or a 503 already sent.
+  private poolFor(st: State | null): Pool | null {
+    const root = this.root;
+    if (st === null) {
+      root.count(stats.NO_STATE);
+      root.warn("no_state", "no routing state has been pushed yet; requests get 503 until the sidecar pushes one");
+      this.reply(errors.noState("no routing state has been pushed to the gateway yet; is the wasm-epp sidecar running?"));
+      return null;
+    }
+    const pool = root.poolOf(st as State);
+    if (pool === null) {
+      const name = root.config.pool.length > 0 ? root.config.pool : "(none configured, and the state has " + st.pools.length.toString() + " pools)";
+      root.count(stats.NO_STATE);
+      root.warn("no_pool", "inference pool " + name + " is not in the routing state");
+      this.reply(errors.noState("inference pool " + name + " is not in the routing state"));
+      return null;
+    }
+    return pool;
+  }
+
+  private isDegraded(st: State, now: f64): bool {
+    const age = now - st.generatedAtMs;
+    if (age <= this.root.config.staleAfterMs) return false;
+    this.root.warn("stale", "routing state is " + (<i64>age).toString() + " ms old (stale_after_ms " + (<i64>this.root.config.staleAfterMs).toString() + "): routing on in-flight counts and prefix affinity only");
+    return true;
+  }
+
+  // No JSON body to read (GET /v1/models, uploads, ...): any good endpoint will do.
+  private routeUnparsed(): bool {
+    this.phase = PHASE_DONE;
+    const root = this.root;
+    const st = root.currentState();
+    const pool = this.poolFor(st);
+    if (pool === null) return false;
+    const state = st as State;
+    const now = host.nowMs();
+    const input = new PickInput(pool, root.config, LoadRecord.decode(root.store.get(loadKey(pool.name))));
+    input.nowMs = now;
+    input.generatedAtMs = state.generatedAtMs;
+    input.degraded = this.isDegraded(state, now);
+    const picked = pickEndpoint(input, root.rng);
+    if (picked.status == NO_ENDPOINT) {
+      root.count(stats.NO_ENDPOINT);
+      this.reply(errors.noEndpoint(pool.name));
+      return false;
+    }
+    const e = pool.endpoints[picked.index];
+    this.dispatch(pool, picked.index, now);
+    root.count(stats.ROUTED_UNPARSED);
+    if (input.degraded) root.count(stats.ROUTED_DEGRADED);
+    if (root.config.logRequests) {
+      host.log(host.LOG_INFO, "Request Handled model=- target=- pod=" + logValue(e.pod) + " endpoint=" + e.address + " strategy=" + pool.strategyText +
+        " prefix_blocks=0/0 criticality=Standard candidates=" + picked.candidates.toString() + " outstanding=" + fmt(picked.outstanding) +
+        " state_version=" + (<i64>state.version).toString() + (input.degraded ? " degraded=true" : ""));
+    }
+    return true;
+  }
+
+  private routeParsed(body: ArrayBuffer): bool {
+    const root = this.root;
+    const cfg = root.config;
+    const req = parseOpenAIBody(changetype<usize>(body), body.byteLength, cfg.prefixBlockSize * cfg.prefixMaxBlocks);
+    if (req.error !== null) {
+      root.count(stats.INVALID_BODY);
+      if (!req.hasModel && req.errorAt == 0 && (req.error as string).startsWith("the request has no")) {
+        this.reply(errors.missingModel());
+      } else {
+        this.reply(errors.invalidBody("invalid request body: " + (req.error as string) + " (at byte " + req.errorAt.toString() + ")"));
+      }
+      return false;
+    }
+    const st = root.currentState();
+    const pool = this.poolFor(st);
+    if (pool === null) return false;
+    const state = st as State;
+    const res = resolveModel(pool, req.model, root.rng);
+    if (!res.known) {
+      if (cfg.unknownModel == UNKNOWN_MODEL_REJECT) {
+        root.count(stats.MODEL_NOT_FOUND);
+        this.reply(errors.modelNotFound(req.model));
+        return false;
+      }
+      root.count(stats.UNKNOWN_MODEL_PASSTHROUGH);
+    }
+    const now = host.nowMs();
+    const input = new PickInput(pool, cfg, LoadRecord.decode(root.store.get(loadKey(pool.name))));
+    input.nowMs = now;
+    input.generatedAtMs = state.generatedAtMs;
+    input.degraded = this.isDegraded(state, now);
+    input.criticality = res.criticality;
+    input.target = res.target;
+    let hashes: StaticArray<u64> | null = null;
+    if (pool.strategy == STRATEGY_PREFIX_CACHE) {
+      const h = req.prompt.hashBlocks(changetype<usize>(body), cfg.prefixBlockSize, chainSeed(res.target, req.cacheSalt));
+      if (h.length > 0) {
+        hashes = h;
+        input.prefix = root.prefix.lookup(h, pool.ids, now);
+      }
+    }
+    const picked = pickEndpoint(input, root.rng);
+    if (picked.status == SHED) {
+      root.count(stats.SHED);
+      this.reply(errors.shed(pool.name));
+      return false;
+    }
+    if (picked.status == NO_ENDPOINT) {
+      root.count(stats.NO_ENDPOINT);
+      this.reply(errors.noEndpoint(pool.name));
+      return false;
+    }
+    const e = pool.endpoints[picked.index];
+    if (res.target != req.model) {
+      const rewritten = rewriteModel(body, req.modelStart, req.modelEnd, res.target);
+      if (host.replaceBody(body.byteLength, rewritten)) {
+        if (host.getHeader(host.REQUEST_HEADERS, "content-length") !== null) {
+          host.setHeader(host.REQUEST_HEADERS, "content-length", rewritten.byteLength.toString());
+        }
+        root.count(stats.MODEL_REWRITTEN);
+      }
+    }
+    this.dispatch(pool, picked.index, now);
+    const match = input.prefix;
+    let totalBlocks = 0;
+    if (hashes !== null && match !== null) {
+      const m = match as PrefixMatch;
+      totalBlocks = m.total;
+      const writes = root.prefix.record(hashes as StaticArray<u64>, m.grid, e.id, picked.prefixBlocks, now);
+      (root.stats as Stats).inc(stats.PREFIX_INDEX_WRITES, writes);
+      if (picked.prefixBlocks > 0) root.count(stats.PREFIX_HIT);
+    }
+    root.count(stats.ROUTED);
+    if (input.degraded) root.count(stats.ROUTED_DEGRADED);
+    if (cfg.logRequests) {
+      host.log(host.LOG_INFO, "Request Handled model=" + logValue(req.model) + " target=" + logValue(res.target) + " pod=" + logValue(e.pod) +
+        " endpoint=" + e.address + " strategy=" + pool.strategyText + " prefix_blocks=" + picked.prefixBlocks.toString() + "/" + totalBlocks.toString() +
+        " criticality=" + criticalityName(res.criticality) + " candidates=" + picked.candidates.toString() + " outstanding=" + fmt(picked.outstanding) +
+        " state_version=" + (<i64>state.version).toString() + (input.degraded ? " degraded=true" : "") + (res.known ? "" : " unknown_model=true"));
+    }
+    return true;
+  }
+
+  // Sets the destination and counts the request against the endpoint until it finishes.
+  private dispatch(pool: Pool, index: i32, now: f64): void {
+    const root = this.root;
+    const e = pool.endpoints[index];
+    host.setHeader(host.REQUEST_HEADERS, root.config.endpointHeader, e.address);
+    if (this.clientHeader) root.count(stats.CLIENT_HEADER_REPLACED);
+    if (recordLoad(root.store, loadKey(pool.name), e.id, 1, now, root.config.maxEndpoints * 2)) {
+      this.routedPool = pool.name;
+      this.routedId = e.id;
+    } else {
+      root.count(stats.LOAD_UPDATE_LOST);
+    }
+  }
+}
+
+function parseDecimal(s: string): f64 {
+  let v: f64 = 0;
+  const t = s.trim();
+  if (t.length == 0 || t.length > 18) return t.length > 18 ? Infinity : -1;
+  for (let i = 0; i < t.length; i++) {
+    const c = t.charCodeAt(i);
+    if (c < 0x30 || c > 0x39) return -1;
+    v = v * 10 + <f64>(c - 0x30);
+  }
+  return v;
+}
+
+function fmt(v: f64): string {
+  return (<i64>Math.round(v)).toString();
+}

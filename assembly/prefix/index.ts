@@ -1,0 +1,301 @@
+// The prefix index: which endpoints were recently sent which prompt prefixes, shared by all
+// worker VMs through shared data, with a fixed memory ceiling.
+//
+// Shared data has no delete, so the index is a fixed table of `sets` keys; each set holds up to
+// WAYS block hashes (least recently used evicted) and each hash up to ENDPOINTS endpoints with
+// the time they were last sent it (oldest replaced). Entries older than the TTL count as absent.
+// Ceiling: sets x WAYS x (12 + 8 x ENDPOINTS) bytes of values (176 bytes per set).
+//
+// Because h[i] names the whole prefix up to block i, "endpoint E has block i" implies E had
+// blocks 0..i when they were recorded. The index therefore records and probes only a grid of
+// block positions (every block up to 16, then every 2nd, 4th, 8th ... so at most ~50 of 256
+// positions), and a lookup finds the longest recorded prefix by galloping then bisecting over
+// that grid: about a dozen reads per request instead of one per block.
+//
+// Set layout (little-endian): u8 count, then count x { u64 hash, u8 n, n x { u32 endpoint id,
+// u32 time (ms since the epoch, modulo 2^32) } }.
+
+import { SharedStore } from "../util/store";
+
+export const WAYS: i32 = 4;
+export const ENDPOINTS: i32 = 4;
+const MAX_WRITE_ATTEMPTS: i32 = 4;
+
+export class IndexSet {
+  hashes: Array<u64> = new Array<u64>();
+  eps: Array<u32> = new Array<u32>(); // ENDPOINTS slots per hash, 0 = empty
+  times: Array<u32> = new Array<u32>();
+
+  static decode(buf: ArrayBuffer | null): IndexSet {
+    const s = new IndexSet();
+    if (buf === null || buf.byteLength < 1) return s;
+    const p = changetype<usize>(buf);
+    const len = buf.byteLength;
+    const count = <i32>load<u8>(p);
+    let off = 1;
+    for (let i = 0; i < count && i < WAYS; i++) {
+      if (off + 9 > len) return new IndexSet();
+      const h = load<u64>(p + <usize>off);
+      const n = <i32>load<u8>(p + <usize>off + 8);
+      off += 9;
+      if (n > ENDPOINTS || off + n * 8 > len) return new IndexSet();
+      s.hashes.push(h);
+      for (let k = 0; k < ENDPOINTS; k++) {
+        if (k < n) {
+          s.eps.push(load<u32>(p + <usize>(off + k * 8)));
+          s.times.push(load<u32>(p + <usize>(off + k * 8 + 4)));
+        } else {
+          s.eps.push(0);
+          s.times.push(0);
+        }
+      }
+      off += n * 8;
+    }
+    return s;
+  }
+
+  encode(): ArrayBuffer {
+    let size = 1;
+    for (let i = 0; i < this.hashes.length; i++) size += 9 + 8 * this.used(i);
+    const out = new ArrayBuffer(size);
+    const p = changetype<usize>(out);
+    store<u8>(p, <u8>this.hashes.length);
+    let off = 1;
+    for (let i = 0; i < this.hashes.length; i++) {
+      store<u64>(p + <usize>off, unchecked(this.hashes[i]));
+      store<u8>(p + <usize>off + 8, <u8>this.used(i));
+      off += 9;
+      for (let k = 0; k < ENDPOINTS; k++) {
+        const ep = unchecked(this.eps[i * ENDPOINTS + k]);
+        if (ep == 0) continue;
+        store<u32>(p + <usize>off, ep);
+        store<u32>(p + <usize>off + 4, unchecked(this.times[i * ENDPOINTS + k]));
+        off += 8;
+      }
+    }
+    return out;
+  }
+
+  private used(i: i32): i32 {
+    let n = 0;
+    for (let k = 0; k < ENDPOINTS; k++) if (unchecked(this.eps[i * ENDPOINTS + k]) != 0) n++;
+    return n;
+  }
+
+  find(hash: u64): i32 {
+    for (let i = 0; i < this.hashes.length; i++) if (unchecked(this.hashes[i]) == hash) return i;
+    return -1;
+  }
+
+  // Time endpoint `ep` was last recorded for entry i, or -1.
+  timeOf(i: i32, ep: u32): i64 {
+    for (let k = 0; k < ENDPOINTS; k++) {
+      if (unchecked(this.eps[i * ENDPOINTS + k]) == ep) return <i64>unchecked(this.times[i * ENDPOINTS + k]);
+    }
+    return -1;
+  }
+
+  // Records that endpoint `ep` was sent the prefix `hash` at time `now`.
+  touch(hash: u64, ep: u32, now: u32, ttl: u32): void {
+    let i = this.find(hash);
+    if (i < 0) {
+      if (this.hashes.length < WAYS) {
+        i = this.hashes.length;
+        this.hashes.push(hash);
+        for (let k = 0; k < ENDPOINTS; k++) {
+          this.eps.push(0);
+          this.times.push(0);
+        }
+      } else {
+        i = this.leastRecent(now);
+        unchecked((this.hashes[i] = hash));
+        for (let k = 0; k < ENDPOINTS; k++) unchecked((this.eps[i * ENDPOINTS + k] = 0));
+      }
+    }
+    // Same endpoint, else an empty or expired slot, else the oldest.
+    let slot = -1;
+    let oldest = -1;
+    let oldestAge: u32 = 0;
+    for (let k = 0; k < ENDPOINTS; k++) {
+      const e = unchecked(this.eps[i * ENDPOINTS + k]);
+      if (e == ep) {
+        slot = k;
+        break;
+      }
+      const age = now - unchecked(this.times[i * ENDPOINTS + k]);
+      if (e == 0 || age > ttl) {
+        if (slot < 0) slot = k;
+        continue;
+      }
+      if (oldest < 0 || age > oldestAge) {
+        oldest = k;
+        oldestAge = age;
+      }
+    }
+    if (slot < 0) slot = oldest;
+    unchecked((this.eps[i * ENDPOINTS + slot] = ep));
+    unchecked((this.times[i * ENDPOINTS + slot] = now));
+  }
+
+  private leastRecent(now: u32): i32 {
+    let best = 0;
+    let bestAge: u32 = 0;
+    for (let i = 0; i < this.hashes.length; i++) {
+      let newest: u32 = 0xffffffff; // smallest age among the entry's endpoints
+      for (let k = 0; k < ENDPOINTS; k++) {
+        if (unchecked(this.eps[i * ENDPOINTS + k]) == 0) continue;
+        const age = now - unchecked(this.times[i * ENDPOINTS + k]);
+        if (age < newest) newest = age;
+      }
+      if (i == 0 || newest > bestAge) {
+        best = i;
+        bestAge = newest;
+      }
+    }
+    return best;
+  }
+}
+
+// Block positions the index records and probes for a prompt of n blocks: every position below
+// 16, then every 2nd below 32, every 4th below 64, ..., and always the last block.
+export function gridPositions(n: i32): Array<i32> {
+  const out = new Array<i32>();
+  let step = 1;
+  let limit = 16;
+  let i = 0;
+  while (i < n) {
+    out.push(i);
+    i += step;
+    if (i >= limit) {
+      step <<= 1;
+      limit <<= 1;
+    }
+  }
+  if (n > 0 && out[out.length - 1] != n - 1) out.push(n - 1);
+  return out;
+}
+
+export function ms32(ms: f64): u32 {
+  return <u32>(<u64>ms);
+}
+
+export class PrefixMatch {
+  // Matched blocks per endpoint index of the pool (longest recorded prefix seen).
+  matched: Int32Array;
+  total: i32;
+  probes: i32 = 0;
+  best: i32 = 0;
+  grid: Array<i32>;
+
+  constructor(endpoints: i32, total: i32) {
+    this.matched = new Int32Array(endpoints);
+    this.total = total;
+    this.grid = gridPositions(total);
+  }
+}
+
+export class PrefixIndex {
+  store: SharedStore;
+  sets: u32;
+  ttl: u32;
+
+  constructor(store: SharedStore, sets: i32, ttlMs: f64) {
+    this.store = store;
+    this.sets = <u32>sets;
+    this.ttl = <u32>ttlMs;
+  }
+
+  key(hash: u64): string {
+    return "wasm-epp/px/" + (<u32>((hash ^ (hash >> 32)) % <u64>this.sets)).toString(16);
+  }
+
+  // Finds, for each endpoint (ids[i] is endpoint i's id), the longest recorded prefix of `hashes`.
+  lookup(hashes: StaticArray<u64>, ids: Array<u32>, nowMs: f64): PrefixMatch {
+    const m = new PrefixMatch(ids.length, hashes.length);
+    const g = m.grid.length;
+    if (g == 0 || ids.length == 0) return m;
+    const now = ms32(nowMs);
+    // Gallop over grid indices 0, 1, 3, 7, 15, ... until a miss, then bisect.
+    let lo = -1;
+    let hi = g;
+    let probe = 0;
+    while (probe < g) {
+      if (this.probe(hashes, m, probe, ids, now)) {
+        lo = probe;
+        probe = probe * 2 + 1;
+      } else {
+        hi = probe;
+        break;
+      }
+    }
+    if (probe >= g && lo < g - 1 && hi == g) {
+      // Galloping overshot the grid without a miss: check the last position.
+      if (this.probe(hashes, m, g - 1, ids, now)) lo = g - 1;
+      else hi = g - 1;
+    }
+    while (hi - lo > 1) {
+      const mid = (lo + hi) >> 1;
+      if (this.probe(hashes, m, mid, ids, now)) lo = mid;
+      else hi = mid;
+    }
+    return m;
+  }
+
+  private probe(hashes: StaticArray<u64>, m: PrefixMatch, gi: i32, ids: Array<u32>, now: u32): bool {
+    const pos = unchecked(m.grid[gi]);
+    const h = unchecked(hashes[pos]);
+    m.probes++;
+    const set = IndexSet.decode(this.store.get(this.key(h)));
+    const e = set.find(h);
+    if (e < 0) return false;
+    let hit = false;
+    for (let k = 0; k < ENDPOINTS; k++) {
+      const ep = unchecked(set.eps[e * ENDPOINTS + k]);
+      if (ep == 0 || now - unchecked(set.times[e * ENDPOINTS + k]) > this.ttl) continue;
+      for (let j = 0; j < ids.length; j++) {
+        if (unchecked(ids[j]) != ep) continue;
+        hit = true;
+        if (pos + 1 > m.matched[j]) m.matched[j] = pos + 1;
+        if (pos + 1 > m.best) m.best = pos + 1;
+      }
+    }
+    return hit;
+  }
+
+  // Records that endpoint `ep` (which had `matched` blocks recorded) was sent this prompt: every
+  // grid position past what it already had. Returns the number of sets written.
+  record(hashes: StaticArray<u64>, grid: Array<i32>, ep: u32, matched: i32, nowMs: f64): i32 {
+    const now = ms32(nowMs);
+    let writes = 0;
+    for (let gi = 0; gi < grid.length; gi++) {
+      const pos = unchecked(grid[gi]);
+      if (pos < matched) {
+        // Already recorded. Keep the positions every lookup gallops through (grid indices
+        // 0, 1, 3, 7, ...) recent, so a prefix in constant use never ages out of the index.
+        if ((gi & (gi + 1)) != 0) continue;
+        if (this.touch(unchecked(hashes[pos]), ep, now, true)) writes++;
+        continue;
+      }
+      if (this.touch(unchecked(hashes[pos]), ep, now, false)) writes++;
+    }
+    return writes;
+  }
+
+  private touch(h: u64, ep: u32, now: u32, onlyIfOld: bool): bool {
+    const key = this.key(h);
+    for (let attempt = 0; attempt < MAX_WRITE_ATTEMPTS; attempt++) {
+      const set = IndexSet.decode(this.store.get(key));
+      const cas = this.store.cas;
+      if (onlyIfOld) {
+        const e = set.find(h);
+        if (e >= 0) {
+          const t = set.timeOf(e, ep);
+          if (t >= 0 && now - <u32>t < this.ttl / 8) return false;
+        }
+      }
+      set.touch(h, ep, now, this.ttl);
+      if (this.store.set(key, set.encode(), cas)) return true;
+    }
+    return false;
+  }
+}

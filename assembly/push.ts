@@ -1,0 +1,144 @@
+// The push endpoint of the ext-config listener (plugin configuration `accept_push: true`):
+//   POST /wasm-epp/v1/state   store a state document (204; 400 invalid, 401, 409 older, 413)
+//   GET  /wasm-epp/v1/state   read back the stored document (200; 404 when none)
+// Both need `authorization: Bearer <token>`. The listener is bound to 127.0.0.1 in the shipped
+// Envoy configurations; the token keeps other processes in the pod out as well.
+
+import * as host from "./host";
+import { Config } from "./config";
+import { SharedStore } from "./util/store";
+import { decodeState, State } from "./state/document";
+import { storeState, storedDocument, CONFLICT, STORED } from "./state/store";
+import * as errors from "./errors";
+import { ErrorReply } from "./errors";
+import * as stats from "./stats";
+import { Stats } from "./stats";
+
+export const STATE_PATH = "/wasm-epp/v1/state";
+
+export class PushHandler {
+  cfg: Config;
+  token: string;
+  store: SharedStore;
+  stats: Stats;
+
+  constructor(cfg: Config, token: string, store: SharedStore, s: Stats) {
+    this.cfg = cfg;
+    this.token = token;
+    this.store = store;
+    this.stats = s;
+  }
+
+  // Returns false when the request was answered already.
+  onHeaders(endOfStream: bool): bool {
+    const pathHeader = host.getHeader(host.REQUEST_HEADERS, ":path");
+    let path = pathHeader !== null ? pathHeader : "";
+    const q = path.indexOf("?");
+    if (q >= 0) path = path.substring(0, q);
+    if (path != STATE_PATH) {
+      this.reply(errors.notFound(path), [], []);
+      return false;
+    }
+    const m = host.getHeader(host.REQUEST_HEADERS, ":method");
+    const method = m !== null ? m : "";
+    if (method != "POST" && method != "PUT" && method != "GET") {
+      this.reply(errors.methodNotAllowed("GET or POST"), ["allow"], ["GET, POST, PUT"]);
+      return false;
+    }
+    const auth = host.getHeader(host.REQUEST_HEADERS, "authorization");
+    if (!bearerMatches(auth !== null ? auth : "", this.token)) {
+      this.stats.inc(stats.PUSH_UNAUTHORIZED);
+      this.reply(errors.unauthorized(), ["www-authenticate"], ["Bearer realm=\"wasm-epp\""]);
+      return false;
+    }
+    if (method == "GET") {
+      const doc = storedDocument(this.store);
+      if (doc === null) {
+        this.reply(errors.notFound("no state has been pushed yet"), [], []);
+      } else {
+        host.sendResponse(200, "wasm_epp_state", String.UTF8.decode(doc), ["content-type"], ["application/json"]);
+      }
+      return false;
+    }
+    const cl = host.getHeader(host.REQUEST_HEADERS, "content-length");
+    if (cl !== null && cl.length > 0 && (cl.length > 12 || I64.parseInt(cl) > <i64>this.cfg.maxStateBytes)) {
+      this.stats.inc(stats.PUSH_TOO_LARGE);
+      this.reply(errors.stateTooLarge(this.cfg.maxStateBytes), [], []);
+      return false;
+    }
+    if (endOfStream) {
+      this.stats.inc(stats.PUSH_INVALID);
+      this.reply(errors.invalidState("the request has no body; send the state document as JSON"), [], []);
+      return false;
+    }
+    return true;
+  }
+
+  // Returns false when the request was answered.
+  onBody(size: i32, endOfStream: bool): bool {
+    if (size > this.cfg.maxStateBytes) {
+      this.stats.inc(stats.PUSH_TOO_LARGE);
+      this.reply(errors.stateTooLarge(this.cfg.maxStateBytes), [], []);
+      return false;
+    }
+    if (!endOfStream) return true;
+    const body = host.getBody(size);
+    if (body === null || body.byteLength == 0) {
+      this.stats.inc(stats.PUSH_INVALID);
+      this.reply(errors.invalidState("the request has no body; send the state document as JSON"), [], []);
+      return false;
+    }
+    const decoded = decodeState(body as ArrayBuffer, this.cfg.maxEndpoints);
+    if (decoded.state === null) {
+      this.stats.inc(stats.PUSH_INVALID);
+      host.log(host.LOG_WARN, "wasm-epp: rejected state push: " + decoded.error);
+      this.reply(errors.invalidState("invalid state document: " + decoded.error), [], []);
+      return false;
+    }
+    const st = decoded.state as State;
+    for (let i = 0; i < st.warnings.length && i < 4; i++) host.log(host.LOG_WARN, "wasm-epp: state push: " + st.warnings[i]);
+    const r = storeState(this.store, body as ArrayBuffer, st.generatedAtMs, st.version);
+    if (r.status == CONFLICT) {
+      this.stats.inc(stats.PUSH_CONFLICT);
+      this.reply(errors.staleState(r.storedGeneratedAt), [], []);
+      return false;
+    }
+    if (r.status != STORED) {
+      this.reply(new ErrorReply(503, "server_error", "state_store_busy", "the state could not be stored, retry"), [], []);
+      return false;
+    }
+    this.stats.inc(stats.PUSH_ACCEPTED);
+    host.log(host.LOG_DEBUG, "wasm-epp: stored state version " + (<i64>st.version).toString() + " generated_at_ms " + (<i64>st.generatedAtMs).toString());
+    host.sendResponse(204, "wasm_epp_state_stored", "", ["x-wasm-epp-state-version"], [(<i64>st.version).toString()]);
+    return false;
+  }
+
+  private reply(e: ErrorReply, names: Array<string>, values: Array<string>): void {
+    names.push("content-type");
+    values.push("application/json");
+    host.sendResponse(e.status, e.details(), e.body(), names, values);
+  }
+}
+
+// Compares "Bearer <token>" in time that depends only on the lengths, not on where they differ.
+export function bearerMatches(header: string, token: string): bool {
+  if (token.length == 0) return false;
+  const prefix = "Bearer ";
+  if (header.length < prefix.length) return false;
+  let diff = 0;
+  for (let i = 0; i < prefix.length; i++) {
+    const a = header.charCodeAt(i);
+    const b = prefix.charCodeAt(i);
+    // Scheme is case-insensitive.
+    diff |= (a | 0x20) ^ (b | 0x20);
+  }
+  const given = header.substring(prefix.length);
+  diff |= given.length ^ token.length;
+  const n = given.length > token.length ? given.length : token.length;
+  for (let i = 0; i < n; i++) {
+    const a = i < given.length ? given.charCodeAt(i) : 0;
+    const b = i < token.length ? token.charCodeAt(i) : 0;
+    diff |= a ^ b;
+  }
+  return diff == 0;
+}

@@ -1,0 +1,84 @@
+// Model lookup, target choice and the body rewrite: what happens between reading a request and
+// picking an endpoint. Pure logic; the filter calls it with the decoded state.
+
+import { Model, Pool, STANDARD } from "./state/document";
+import { Rng } from "./util/rng";
+import { quote } from "./json/writer";
+
+export class Resolution {
+  model: Model | null = null;
+  target: string = "";
+  criticality: i32 = STANDARD;
+
+  get known(): bool {
+    return this.model !== null;
+  }
+}
+
+// Looks `name` up among the pool's InferenceModels and chooses a target model by weight.
+// Unknown models resolve to themselves as Standard (the filter decides whether that is allowed).
+export function resolveModel(pool: Pool, name: string, rng: Rng): Resolution {
+  const r = new Resolution();
+  r.target = name;
+  if (!pool.models.has(name)) return r;
+  const m = pool.models.get(name);
+  r.model = m;
+  r.criticality = m.criticality;
+  r.target = chooseTarget(m, rng);
+  return r;
+}
+
+// Weighted random choice; no targets means the model itself, all-zero weights mean uniform.
+export function chooseTarget(m: Model, rng: Rng): string {
+  const targets = m.targets;
+  const n = targets.length;
+  if (n == 0) return m.name;
+  if (n == 1) return unchecked(targets[0]).name;
+  let sum: f64 = 0;
+  for (let i = 0; i < n; i++) sum += unchecked(targets[i]).weight;
+  if (sum <= 0) return unchecked(targets[rng.below(n)]).name;
+  let x = rng.float() * sum;
+  for (let i = 0; i < n; i++) {
+    const t = unchecked(targets[i]);
+    if (x < t.weight) return t.name;
+    x -= t.weight;
+  }
+  return unchecked(targets[n - 1]).name;
+}
+
+// The body with the model's string token (body[start:end], quotes included) replaced.
+export function rewriteModel(body: ArrayBuffer, start: i32, end: i32, target: string): ArrayBuffer {
+  const token = String.UTF8.encode(quote(target));
+  const tlen = token.byteLength;
+  const out = new ArrayBuffer(body.byteLength - (end - start) + tlen);
+  const o = changetype<usize>(out);
+  const b = changetype<usize>(body);
+  memory.copy(o, b, <usize>start);
+  memory.copy(o + <usize>start, changetype<usize>(token), <usize>tlen);
+  memory.copy(o + <usize>(start + tlen), b + <usize>end, <usize>(body.byteLength - end));
+  return out;
+}
+
+// Whether a body should be read as JSON: declared as JSON, or undeclared but shaped like it
+// (curl -d sends form content-type by default).
+export function looksLikeJson(contentType: string, body: ArrayBuffer): bool {
+  if (contentType.toLowerCase().includes("json")) return true;
+  const p = changetype<usize>(body);
+  for (let i = 0; i < body.byteLength; i++) {
+    const c = load<u8>(p + <usize>i);
+    if (c == 0x20 || c == 0x0a || c == 0x0d || c == 0x09) continue;
+    return c == 0x7b;
+  }
+  return false;
+}
+
+// A value safe to put in a log line: plain tokens as they are, anything else quoted.
+export function logValue(s: string): string {
+  if (s.length == 0) return "-";
+  if (s.length > 256) s = s.substring(0, 256);
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c <= 0x20 || c == 0x22 || c == 0x7f) return quote(s);
+  }
+  return s;
+}

@@ -1,0 +1,165 @@
+// Choosing an endpoint: filter, score, pick.
+//
+// Candidates are the pool's ready endpoints. A Sheddable request only considers endpoints that
+// are not saturated and is refused (429) when all of them are. Each candidate then gets a weighted
+// sum of scores in [0, 1] (weights from the plugin configuration, see scorers.ts), and the highest
+// total wins; exact ties are broken at random, so equal pods share a burst instead of the first
+// one taking it all.
+
+import { Config } from "../config";
+import { Endpoint, Pool, SHEDDABLE } from "../state/document";
+import { LoadRecord } from "./load";
+import { PrefixMatch } from "../prefix/index";
+import { Rng } from "../util/rng";
+import { kvCacheScore, loraScore, prefixScore, queueScores } from "./scorers";
+
+export const PICKED: i32 = 0;
+export const SHED: i32 = 429;
+export const NO_ENDPOINT: i32 = 503;
+
+export class PickInput {
+  pool: Pool;
+  cfg: Config;
+  nowMs: f64 = 0;
+  generatedAtMs: f64 = 0;
+  // The state is older than stale_after_ms: metrics are not trusted, only this proxy's own
+  // in-flight counts and the prefix index are.
+  degraded: bool = false;
+  criticality: i32 = 1;
+  // Target model, "" when the request was not parsed.
+  target: string = "";
+  prefix: PrefixMatch | null = null;
+  load: LoadRecord;
+
+  constructor(pool: Pool, cfg: Config, load: LoadRecord) {
+    this.pool = pool;
+    this.cfg = cfg;
+    this.load = load;
+  }
+}
+
+export class Pick {
+  status: i32 = PICKED;
+  index: i32 = -1;
+  candidates: i32 = 0;
+  total: f64 = 0;
+  outstanding: f64 = 0;
+  prefixBlocks: i32 = 0;
+  ties: i32 = 0;
+}
+
+// Metrics of endpoint e are older than the saturation threshold.
+function metricsStale(e: Endpoint, input: PickInput): bool {
+  return input.nowMs - (input.generatedAtMs - e.metricsAgeMs) > input.cfg.metricsStaleMs;
+}
+
+export function isSaturated(e: Endpoint, input: PickInput): bool {
+  if (input.degraded) return false;
+  const c = input.cfg;
+  return e.waiting >= c.queueThreshold || e.kvUsage >= c.kvThreshold || metricsStale(e, input);
+}
+
+// Outstanding requests on e: what the metrics showed plus what this proxy sent or saw finish
+// since, and never less than what this proxy has in flight there.
+export function outstanding(e: Endpoint, input: PickInput): f64 {
+  const li = input.load.indexOf(e.id);
+  const inflight = <f64>input.load.inflightOf(li);
+  if (input.degraded) return inflight;
+  const metricsAt = input.generatedAtMs - e.metricsAgeMs;
+  const est = e.running + e.waiting + <f64>input.load.netSince(li, metricsAt, input.nowMs);
+  return est > inflight ? est : inflight;
+}
+
+export function pickEndpoint(input: PickInput, rng: Rng): Pick {
+  const result = new Pick();
+  const eps = input.pool.endpoints;
+  // Filter.
+  const cand = new Array<i32>();
+  const sat = new Array<bool>();
+  let unsaturated = 0;
+  for (let i = 0; i < eps.length; i++) {
+    const e = unchecked(eps[i]);
+    if (!e.ready) continue;
+    const s = isSaturated(e, input);
+    cand.push(i);
+    sat.push(s);
+    if (!s) unsaturated++;
+  }
+  if (cand.length == 0) {
+    result.status = NO_ENDPOINT;
+    return result;
+  }
+  if (input.criticality == SHEDDABLE) {
+    if (unsaturated == 0) {
+      result.status = SHED;
+      result.candidates = cand.length;
+      return result;
+    }
+    for (let i = cand.length - 1; i >= 0; i--) {
+      if (unchecked(sat[i])) {
+        cand.splice(i, 1);
+        sat.splice(i, 1);
+      }
+    }
+  }
+  result.candidates = cand.length;
+
+  // Score.
+  const n = cand.length;
+  const load = new Float64Array(n);
+  for (let k = 0; k < n; k++) load[k] = outstanding(unchecked(eps[cand[k]]), input);
+  const queue = queueScores(load);
+  let minLoad = Infinity;
+  for (let k = 0; k < n; k++) if (load[k] < minLoad) minLoad = load[k];
+  const w = input.cfg.weights;
+  const prefix = input.prefix;
+  const adapter = input.target.length > 0 && isAdapter(input.pool, input.target);
+
+  let best = -Infinity;
+  let bestK = -1;
+  let ties = 0;
+  for (let k = 0; k < n; k++) {
+    const i = unchecked(cand[k]);
+    const e = unchecked(eps[i]);
+    let total = w.queue * queue[k];
+    if (!input.degraded) {
+      total += w.kvCache * kvCacheScore(e);
+      total += w.score * e.score;
+    }
+    if (adapter) total += w.lora * loraScore(e, input.target);
+    if (prefix !== null) {
+      // Affinity only where the pod is not saturated (unless all are) and its load stays
+      // within the band around the least loaded candidate.
+      const inBand = load[k] <= minLoad * input.cfg.prefixLoadRatio + input.cfg.prefixLoadSlack;
+      if (inBand && (!unchecked(sat[k]) || unsaturated == 0)) {
+        total += w.prefix * prefixScore(prefix.matched[i], prefix.total);
+      }
+    }
+    if (total > best + 1e-9) {
+      best = total;
+      bestK = k;
+      ties = 1;
+    } else if (total >= best - 1e-9) {
+      // Reservoir sampling over ties: each tied candidate wins with equal probability.
+      ties++;
+      if (rng.below(ties) == 0) bestK = k;
+    }
+  }
+  const chosen = unchecked(cand[bestK]);
+  result.index = chosen;
+  result.total = best;
+  result.ties = ties;
+  result.outstanding = load[bestK];
+  result.prefixBlocks = prefix !== null ? prefix.matched[chosen] : 0;
+  return result;
+}
+
+// The target is a LoRA adapter some endpoint of the pool has loaded or queued.
+export function isAdapter(pool: Pool, target: string): bool {
+  const eps = pool.endpoints;
+  for (let i = 0; i < eps.length; i++) {
+    const e = unchecked(eps[i]);
+    if (e.loraRunning.includes(target) || e.loraWaiting.includes(target)) return true;
+  }
+  return false;
+}

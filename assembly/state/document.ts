@@ -1,0 +1,409 @@
+// The state document the sidecar pushes (version 1), decoded and validated.
+//
+//   {"version": 42, "generated_at_ms": 1763600000000,
+//    "pools": [{"name": "default/vllm-qwen-pool", "strategy": "DEFAULT", "runtime": "vllm",
+//      "endpoints": [{"pod": "qwen-0", "address": "10.0.0.1:8000", "ready": true,
+//        "metrics_age_ms": 35, "waiting": 2, "running": 14, "kv_usage": 0.41,
+//        "lora_running": ["travel-helper-v1"], "lora_waiting": [], "max_lora": 2, "score": 0.73}]}],
+//    "models": [{"name": "/model/qwen", "pool": "default/vllm-qwen-pool", "criticality": "Critical",
+//      "targets": [{"name": "/model/qwen", "weight": 100}]}]}
+//
+// Decoding is strict where a wrong value would be dangerous (an address that is not ip:port ends
+// up in a request header) and lenient where the document may grow: unknown members are ignored,
+// an unknown strategy reads as DEFAULT and an unknown criticality as Standard.
+
+import { JsonValue, parseJsonAt } from "../json/value";
+import { isPoolName } from "../config";
+import { fnv1a32 } from "../util/hash";
+
+export const STRATEGY_DEFAULT: i32 = 0;
+export const STRATEGY_PREFIX_CACHE: i32 = 1;
+
+export const CRITICAL: i32 = 0;
+export const STANDARD: i32 = 1;
+export const SHEDDABLE: i32 = 2;
+
+const MAX_POOLS: i32 = 256;
+const MAX_MODELS: i32 = 8192;
+const MAX_TARGETS: i32 = 256;
+const MAX_ADAPTERS: i32 = 256;
+const MAX_NAME: i32 = 1024;
+
+export function strategyName(s: i32): string {
+  return s == STRATEGY_PREFIX_CACHE ? "PREFIX_CACHE" : "DEFAULT";
+}
+
+export function criticalityName(c: i32): string {
+  if (c == CRITICAL) return "Critical";
+  if (c == SHEDDABLE) return "Sheddable";
+  return "Standard";
+}
+
+export class Endpoint {
+  pod: string = "";
+  address: string = "";
+  // FNV-1a of the address: the endpoint's identity in the shared load record and prefix index.
+  id: u32 = 0;
+  ready: bool = true;
+  metricsAgeMs: f64 = 0;
+  waiting: f64 = 0;
+  running: f64 = 0;
+  kvUsage: f64 = 0;
+  loraRunning: Array<string> = new Array<string>();
+  loraWaiting: Array<string> = new Array<string>();
+  maxLora: i32 = 0;
+  score: f64 = 0.5;
+}
+
+export class Pool {
+  name: string = "";
+  strategy: i32 = STRATEGY_DEFAULT;
+  strategyText: string = "DEFAULT";
+  runtime: string = "vllm";
+  endpoints: Array<Endpoint> = new Array<Endpoint>();
+  // ids[i] == endpoints[i].id
+  ids: Array<u32> = new Array<u32>();
+  models: Map<string, Model> = new Map<string, Model>();
+}
+
+export class Target {
+  name: string;
+  weight: f64;
+
+  constructor(name: string, weight: f64) {
+    this.name = name;
+    this.weight = weight;
+  }
+}
+
+export class Model {
+  name: string = "";
+  pool: string = "";
+  criticality: i32 = STANDARD;
+  targets: Array<Target> = new Array<Target>();
+}
+
+export class State {
+  version: f64 = 0;
+  generatedAtMs: f64 = 0;
+  pools: Array<Pool> = new Array<Pool>();
+  warnings: Array<string> = new Array<string>();
+
+  findPool(name: string): Pool | null {
+    for (let i = 0; i < this.pools.length; i++) {
+      const p = unchecked(this.pools[i]);
+      if (p.name == name) return p;
+    }
+    return null;
+  }
+}
+
+export class StateDecode {
+  state: State | null = null;
+  error: string = "";
+}
+
+class Decoder {
+  error: string = "";
+  maxEndpoints: i32;
+
+  constructor(maxEndpoints: i32) {
+    this.maxEndpoints = maxEndpoints;
+  }
+
+  fail(path: string, message: string): void {
+    if (this.error.length == 0) this.error = path + ": " + message;
+  }
+
+  requiredString(obj: JsonValue, key: string, path: string): string {
+    const v = obj.get(key);
+    if (v === null || !v.isString()) {
+      this.fail(path + "." + key, "must be a string");
+      return "";
+    }
+    if (v.str.length == 0 || v.str.length > MAX_NAME) {
+      this.fail(path + "." + key, "must have 1 to " + MAX_NAME.toString() + " characters");
+      return "";
+    }
+    return v.str;
+  }
+
+  optionalString(obj: JsonValue, key: string, dflt: string, path: string): string {
+    const v = obj.get(key);
+    if (v === null || v.isNull()) return dflt;
+    if (!v.isString() || v.str.length > MAX_NAME) {
+      this.fail(path + "." + key, "must be a string");
+      return dflt;
+    }
+    return v.str;
+  }
+
+  number(obj: JsonValue, key: string, dflt: f64, min: f64, max: f64, path: string, clamp: bool = false): f64 {
+    const v = obj.get(key);
+    if (v === null || v.isNull()) return dflt;
+    if (!v.isNumber() || !isFinite(v.num)) {
+      this.fail(path + "." + key, "must be a number");
+      return dflt;
+    }
+    if (v.num < min || v.num > max) {
+      if (clamp) return v.num < min ? min : max;
+      this.fail(path + "." + key, "must be between " + min.toString() + " and " + max.toString());
+      return dflt;
+    }
+    return v.num;
+  }
+
+  array(obj: JsonValue, key: string, path: string, required: bool, max: i32): JsonValue | null {
+    const v = obj.get(key);
+    if (v === null || v.isNull()) {
+      if (required) this.fail(path + "." + key, "is required");
+      return null;
+    }
+    if (!v.isArray()) {
+      this.fail(path + "." + key, "must be an array");
+      return null;
+    }
+    if (v.length > max) {
+      this.fail(path + "." + key, "has more than " + max.toString() + " entries");
+      return null;
+    }
+    return v;
+  }
+
+  strings(obj: JsonValue, key: string, path: string): Array<string> {
+    const out = new Array<string>();
+    const a = this.array(obj, key, path, false, MAX_ADAPTERS);
+    if (a === null) return out;
+    for (let i = 0; i < a.length; i++) {
+      const v = a.at(i);
+      if (!v.isString() || v.str.length > MAX_NAME) {
+        this.fail(path + "." + key + "[" + i.toString() + "]", "must be a string");
+        return out;
+      }
+      out.push(v.str);
+    }
+    return out;
+  }
+}
+
+export function decodeState(buf: ArrayBuffer, maxEndpoints: i32): StateDecode {
+  return decodeStateAt(changetype<usize>(buf), buf.byteLength, maxEndpoints);
+}
+
+export function decodeStateAt(ptr: usize, len: i32, maxEndpoints: i32): StateDecode {
+  const result = new StateDecode();
+  const parsed = parseJsonAt(ptr, len);
+  if (!parsed.ok) {
+    result.error = "not valid JSON: " + parsed.error + " at byte " + parsed.errorAt.toString();
+    return result;
+  }
+  const root = parsed.value as JsonValue;
+  if (!root.isObject()) {
+    result.error = "the state document must be a JSON object";
+    return result;
+  }
+  const d = new Decoder(maxEndpoints);
+  const st = new State();
+  const version = root.get("version");
+  if (version === null || !version.isNumber() || !isFinite(version.num) || version.num < 0) {
+    d.fail("version", "must be a non-negative number");
+  } else st.version = version.num;
+  const gen = root.get("generated_at_ms");
+  if (gen === null || !gen.isNumber() || !isFinite(gen.num) || gen.num < 0) {
+    d.fail("generated_at_ms", "must be a non-negative number (milliseconds since the epoch)");
+  } else st.generatedAtMs = gen.num;
+
+  const pools = d.array(root, "pools", "", true, MAX_POOLS);
+  if (pools !== null) {
+    for (let i = 0; i < pools.length && d.error.length == 0; i++) {
+      const pool = decodePool(d, pools.at(i), "pools[" + i.toString() + "]", st);
+      if (pool !== null) {
+        if (st.findPool(pool.name) !== null) d.fail("pools[" + i.toString() + "].name", "duplicate pool " + pool.name);
+        st.pools.push(pool);
+      }
+    }
+  }
+  const models = d.array(root, "models", "", true, MAX_MODELS);
+  if (models !== null) {
+    for (let i = 0; i < models.length && d.error.length == 0; i++) {
+      decodeModel(d, models.at(i), "models[" + i.toString() + "]", st);
+    }
+  }
+  if (d.error.length > 0) {
+    result.error = d.error;
+    return result;
+  }
+  result.state = st;
+  return result;
+}
+
+function decodePool(d: Decoder, v: JsonValue, path: string, st: State): Pool | null {
+  if (!v.isObject()) {
+    d.fail(path, "must be an object");
+    return null;
+  }
+  const p = new Pool();
+  p.name = d.requiredString(v, "name", path);
+  if (p.name.length > 0 && !isPoolName(p.name)) d.fail(path + ".name", "must be \"namespace/name\"");
+  const strategy = d.optionalString(v, "strategy", "DEFAULT", path);
+  if (strategy == "PREFIX_CACHE") {
+    p.strategy = STRATEGY_PREFIX_CACHE;
+  } else if (strategy != "DEFAULT") {
+    st.warnings.push(path + ".strategy: unknown strategy \"" + strategy + "\", using DEFAULT");
+  }
+  p.strategyText = strategyName(p.strategy);
+  p.runtime = d.optionalString(v, "runtime", "vllm", path);
+  const eps = d.array(v, "endpoints", path, true, d.maxEndpoints);
+  if (eps === null) return p;
+  for (let i = 0; i < eps.length && d.error.length == 0; i++) {
+    const epath = path + ".endpoints[" + i.toString() + "]";
+    const e = decodeEndpoint(d, eps.at(i), epath);
+    if (e === null) continue;
+    for (let j = 0; j < p.endpoints.length; j++) {
+      if (unchecked(p.endpoints[j]).address == e.address) {
+        d.fail(epath + ".address", "duplicate address " + e.address);
+        break;
+      }
+    }
+    p.endpoints.push(e);
+    p.ids.push(e.id);
+  }
+  return p;
+}
+
+function decodeEndpoint(d: Decoder, v: JsonValue, path: string): Endpoint | null {
+  if (!v.isObject()) {
+    d.fail(path, "must be an object");
+    return null;
+  }
+  const e = new Endpoint();
+  e.pod = d.requiredString(v, "pod", path);
+  e.address = d.requiredString(v, "address", path);
+  if (e.address.length > 0 && !isHostPort(e.address)) d.fail(path + ".address", "must be ip:port (IPv4, or [IPv6]:port)");
+  e.id = fnv1a32(e.address);
+  const ready = v.get("ready");
+  if (ready !== null && !ready.isNull()) {
+    if (!ready.isBool()) d.fail(path + ".ready", "must be true or false");
+    else e.ready = ready.isTrue();
+  }
+  e.metricsAgeMs = d.number(v, "metrics_age_ms", 0, 0, 1e12, path);
+  e.waiting = d.number(v, "waiting", 0, 0, 1e9, path);
+  e.running = d.number(v, "running", 0, 0, 1e9, path);
+  e.kvUsage = d.number(v, "kv_usage", 0, 0, 1, path, true);
+  e.score = d.number(v, "score", 0.5, 0, 1, path, true);
+  e.maxLora = <i32>d.number(v, "max_lora", 0, 0, 65536, path);
+  e.loraRunning = d.strings(v, "lora_running", path);
+  e.loraWaiting = d.strings(v, "lora_waiting", path);
+  return e;
+}
+
+function decodeModel(d: Decoder, v: JsonValue, path: string, st: State): void {
+  if (!v.isObject()) {
+    d.fail(path, "must be an object");
+    return;
+  }
+  const m = new Model();
+  m.name = d.requiredString(v, "name", path);
+  m.pool = d.requiredString(v, "pool", path);
+  const crit = d.optionalString(v, "criticality", "Standard", path);
+  if (crit == "Critical") m.criticality = CRITICAL;
+  else if (crit == "Sheddable") m.criticality = SHEDDABLE;
+  else m.criticality = STANDARD;
+  const targets = d.array(v, "targets", path, false, MAX_TARGETS);
+  if (targets !== null) {
+    for (let i = 0; i < targets.length; i++) {
+      const tpath = path + ".targets[" + i.toString() + "]";
+      const t = targets.at(i);
+      if (!t.isObject()) {
+        d.fail(tpath, "must be an object");
+        return;
+      }
+      const name = d.requiredString(t, "name", tpath);
+      const weight = d.number(t, "weight", 1, 0, 1e6, tpath);
+      m.targets.push(new Target(name, weight));
+    }
+  }
+  if (d.error.length > 0) return;
+  const pool = st.findPool(m.pool);
+  if (pool === null) {
+    st.warnings.push(path + ".pool: no pool named " + m.pool);
+    return;
+  }
+  // Two InferenceModels with one modelName: the first listed wins (the sidecar lists the oldest first).
+  if (!pool.models.has(m.name)) pool.models.set(m.name, m);
+}
+
+// ip:port with a dotted-quad IPv4 address or a bracketed IPv6 address, port 1..65535. Nothing
+// else can reach the destination header.
+export function isHostPort(s: string): bool {
+  const colon = s.lastIndexOf(":");
+  if (colon <= 0 || colon == s.length - 1 || s.length > 64) return false;
+  const port = s.substring(colon + 1);
+  if (port.length > 5) return false;
+  let pv = 0;
+  for (let i = 0; i < port.length; i++) {
+    const c = port.charCodeAt(i);
+    if (c < 0x30 || c > 0x39) return false;
+    pv = pv * 10 + (c - 0x30);
+  }
+  if (pv < 1 || pv > 65535 || (port.length > 1 && port.charCodeAt(0) == 0x30)) return false;
+  const host = s.substring(0, colon);
+  if (host.charCodeAt(0) == 0x5b) {
+    if (host.charCodeAt(host.length - 1) != 0x5d || host.length < 4) return false;
+    return isIPv6(host.substring(1, host.length - 1));
+  }
+  return isIPv4(host);
+}
+
+function isIPv4(s: string): bool {
+  let parts = 0;
+  let value = 0;
+  let digits = 0;
+  for (let i = 0; i <= s.length; i++) {
+    const c = i < s.length ? s.charCodeAt(i) : 0x2e;
+    if (c == 0x2e) {
+      if (digits == 0 || value > 255) return false;
+      parts++;
+      value = 0;
+      digits = 0;
+      continue;
+    }
+    if (c < 0x30 || c > 0x39) return false;
+    if (digits > 0 && value == 0) return false; // leading zero
+    value = value * 10 + (c - 0x30);
+    digits++;
+    if (digits > 3) return false;
+  }
+  return parts == 4;
+}
+
+function isIPv6(s: string): bool {
+  if (s.length < 2 || s.length > 39) return false;
+  let groups = 0;
+  let run = 0;
+  let doubleColon = false;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c == 0x3a) {
+      if (i + 1 < s.length && s.charCodeAt(i + 1) == 0x3a) {
+        if (doubleColon) return false;
+        doubleColon = true;
+        if (run > 0) groups++;
+        run = 0;
+        i++;
+        continue;
+      }
+      if (run == 0) return false;
+      groups++;
+      run = 0;
+      continue;
+    }
+    const hex = (c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66) || (c >= 0x41 && c <= 0x46);
+    if (!hex) return false;
+    run++;
+    if (run > 4) return false;
+  }
+  if (run > 0) groups++;
+  else if (!s.endsWith("::")) return false;
+  return doubleColon ? groups < 8 : groups == 8;
+}

@@ -1,0 +1,80 @@
+// The filter's counters, declared once. Envoy exposes them as wasmcustom.wasm_epp.<name>
+// (Prometheus: envoy_wasmcustom_wasm_epp_<name>). Every degraded path increments one and logs
+// a warning.
+
+import { defineMetric, incrementMetric, recordMetric, METRIC_COUNTER, METRIC_GAUGE } from "./host";
+
+export const ROUTED: i32 = 0; // requests sent to an endpoint the filter picked
+export const ROUTED_UNPARSED: i32 = 1; // ... without a JSON body to read (GET /v1/models, ...)
+export const ROUTED_DEGRADED: i32 = 2; // ... while the state was stale
+export const PREFIX_HIT: i32 = 3; // ... to an endpoint holding part of the prompt's prefix
+export const MODEL_REWRITTEN: i32 = 4; // ... with "model" rewritten to a target model
+export const UNKNOWN_MODEL_PASSTHROUGH: i32 = 5; // ... for a model no InferenceModel names
+export const CLIENT_HEADER_REPLACED: i32 = 6; // ... where the client had set the endpoint header
+export const INVALID_BODY: i32 = 7; // 400
+export const BODY_TOO_LARGE: i32 = 8; // 413
+export const MODEL_NOT_FOUND: i32 = 9; // 404 (unknown_model: reject)
+export const SHED: i32 = 10; // 429
+export const NO_ENDPOINT: i32 = 11; // 503: no ready endpoint
+export const NO_STATE: i32 = 12; // 503: nothing pushed yet, or the pool is missing
+export const PUSH_ACCEPTED: i32 = 13;
+export const PUSH_UNAUTHORIZED: i32 = 14;
+export const PUSH_INVALID: i32 = 15;
+export const PUSH_CONFLICT: i32 = 16;
+export const PUSH_TOO_LARGE: i32 = 17;
+export const STATE_RELOADED: i32 = 18; // a worker decoded a newer state
+export const STATE_UNREADABLE: i32 = 19; // a stored state failed to decode (kept the old one)
+export const LOAD_UPDATE_LOST: i32 = 20; // in-flight update lost to CAS contention
+export const PREFIX_INDEX_WRITES: i32 = 21;
+const COUNT: i32 = 22;
+
+const NAMES: StaticArray<string> = [
+  "requests_routed",
+  "requests_routed_unparsed",
+  "requests_routed_degraded",
+  "prefix_hits",
+  "model_rewritten",
+  "unknown_model_passthrough",
+  "client_endpoint_header_replaced",
+  "invalid_body",
+  "body_too_large",
+  "model_not_found",
+  "requests_shed",
+  "no_ready_endpoint",
+  "no_routing_state",
+  "push_accepted",
+  "push_unauthorized",
+  "push_invalid",
+  "push_conflict",
+  "push_too_large",
+  "state_reloaded",
+  "state_unreadable",
+  "load_update_lost",
+  "prefix_index_writes",
+];
+
+export const GAUGE_STATE_VERSION: i32 = 0;
+export const GAUGE_STATE_GENERATED_AT_S: i32 = 1;
+
+export class Stats {
+  private ids: StaticArray<u32> = new StaticArray<u32>(COUNT);
+  private gauges: StaticArray<u32> = new StaticArray<u32>(2);
+
+  constructor() {
+    for (let i = 0; i < COUNT; i++) this.ids[i] = defineMetric(METRIC_COUNTER, "wasm_epp." + NAMES[i]);
+    this.gauges[0] = defineMetric(METRIC_GAUGE, "wasm_epp.state_version");
+    this.gauges[1] = defineMetric(METRIC_GAUGE, "wasm_epp.state_generated_at_seconds");
+  }
+
+  inc(counter: i32, by: i64 = 1): void {
+    incrementMetric(unchecked(this.ids[counter]), by);
+  }
+
+  set(gauge: i32, value: u64): void {
+    recordMetric(unchecked(this.gauges[gauge]), value);
+  }
+}
+
+export function counterName(counter: i32): string {
+  return NAMES[counter];
+}
