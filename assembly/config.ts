@@ -2,6 +2,7 @@
 // Unknown keys are ignored (so a newer configuration loads on an older filter); a wrong type or
 // an out-of-range value names the key and makes proxy_on_configure fail.
 
+import { formatNumber } from "./util/format";
 import { JsonValue, parseJsonString } from "./json/value";
 
 export const UNKNOWN_MODEL_PASSTHROUGH: i32 = 0;
@@ -89,7 +90,7 @@ class Reader {
       return dflt;
     }
     if (v.num < min || v.num > max) {
-      this.fail(prefix + key, "must be between " + min.toString() + " and " + max.toString());
+      this.fail(prefix + key, "must be between " + formatNumber(min) + " and " + formatNumber(max));
       return dflt;
     }
     return v.num;

@@ -147,7 +147,8 @@ export class Scanner {
   // Reads an object key and the ':' after it. The key bytes are in strStart..strEnd.
   scanKey(): bool {
     this.skipWs();
-    if (this.pos >= this.len || this.byteAt(this.pos) != 0x22) return this.fail("expected a string key");
+    if (this.pos >= this.len) return this.fail("unexpected end of JSON");
+    if (this.byteAt(this.pos) != 0x22) return this.fail("expected a string key");
     if (!this.scanString()) return false;
     return this.expect(0x3a, "':'");
   }

@@ -52,6 +52,21 @@ export class PromptText {
     this.bytes += 1;
   }
 
+  // The recorded text, separators shown as '|' (field) and ';' (record): for tests and debugging.
+  render(ptr: usize): string {
+    let out = "";
+    const spans = this.spans;
+    for (let i = 0; i < spans.length; i += 2) {
+      const start = unchecked(spans[i]);
+      if (start < 0) {
+        out += <u8>(-1 - start) == SEP_FIELD ? "|" : ";";
+        continue;
+      }
+      out += String.UTF8.decodeUnsafe(ptr + <usize>start, <usize>(unchecked(spans[i + 1]) - start));
+    }
+    return out;
+  }
+
   // Block hashes over the recorded text of the body at `ptr`.
   hashBlocks(ptr: usize, blockSize: i32, seed: u64): StaticArray<u64> {
     const blocks = blockSize > 0 ? this.bytes / blockSize : 0;

@@ -147,11 +147,7 @@ function parseMessage(s: Scanner, prompt: PromptText): bool {
           if (!parseContentParts(s, prompt)) return false;
         } else if (!parseFieldText(s, prompt)) return false;
       } else if (s.strEquals("tool_calls") || s.strEquals("tool_call_id") || s.strEquals("output") || s.strEquals("arguments")) {
-        s.skipWs();
-        const start = s.pos;
-        if (!s.skipValue()) return false;
-        prompt.addSpan(start, s.pos);
-        prompt.addSeparator(SEP_FIELD);
+        if (!parseFieldText(s, prompt)) return false;
       } else if (!s.skipValue()) {
         return false;
       }

@@ -12,6 +12,7 @@
 // up in a request header) and lenient where the document may grow: unknown members are ignored,
 // an unknown strategy reads as DEFAULT and an unknown criticality as Standard.
 
+import { formatNumber } from "../util/format";
 import { JsonValue, parseJsonAt } from "../json/value";
 import { isPoolName } from "../config";
 import { fnv1a32 } from "../util/hash";
@@ -147,7 +148,7 @@ class Decoder {
     }
     if (v.num < min || v.num > max) {
       if (clamp) return v.num < min ? min : max;
-      this.fail(path + "." + key, "must be between " + min.toString() + " and " + max.toString());
+      this.fail(path + "." + key, "must be between " + formatNumber(min) + " and " + formatNumber(max));
       return dflt;
     }
     return v.num;
