@@ -840,6 +840,11 @@ export class HttpStream {
       headers.remove('content-length');
       headers.remove('content-type');
     }
+    if (this.enc.headersReceived && this.enc.headersContinued) {
+      // Response headers already went to the client: all Envoy can do is reset.
+      this.resetStream();
+      return;
+    }
     this.localReplyPending = { code, details, grpcStatus };
     if (!this.enc.headersReceived) {
       // Response not started: the reply runs through the encoder filters,
@@ -847,7 +852,7 @@ export class HttpStream {
       this.responseFromUpstream = false;
       this.encodeHeadersInto(headers, !sendBody);
       if (sendBody && !this.done && !this.enc.closed) this.onData(this.enc, new BodyBuffer(body.slice()), true);
-    } else if (!this.enc.headersContinued) {
+    } else {
       // Response started but not yet sent: reply directly, bypassing filters.
       this.enc.closed = true;
       this.downstream.headers = headers.pairs();
@@ -859,9 +864,6 @@ export class HttpStream {
       }
       this.downstream.endStream = true;
       this.finish();
-    } else {
-      // Headers already went out: all Envoy can do is reset.
-      this.resetStream();
     }
   }
 
