@@ -489,6 +489,14 @@ export class HttpStream {
     return this.ctx?.id ?? 0;
   }
 
+  /** Where the stream stands, for assertions. */
+  get state(): 'open' | 'request-paused' | 'response-paused' | 'local-reply' | 'complete' | 'reset' {
+    if (this.done) return this.localReply ? 'local-reply' : this.downstream.reset ? 'reset' : 'complete';
+    if (this.requestPaused) return 'request-paused';
+    if (this.responsePaused) return 'response-paused';
+    return 'open';
+  }
+
   get requestPaused(): boolean {
     return !this.done && this.dec.headersReceived && this.dec.iter !== 'continue';
   }

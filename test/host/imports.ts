@@ -31,11 +31,13 @@ export function buildImports(vm: WasmVm): Record<string, HostFn> {
     const r = vm.restricted;
     if (r !== null && !r.has(key)) throw new HostTrap('restricted_callback');
   };
+  // Fixed-arity passthrough (the widest import takes 12 arguments): no rest
+  // array per call; a callee ignores the extra undefined arguments.
   const def = (key: string, fn: HostFn): void => {
-    out[key] = (...args) => {
+    out[key] = ((a: number, b: number, c: number, d: number, e: number, f: number, g: number, h: number, i: number, j: number, k: number, l: number) => {
       guard(key);
-      return fn(...args);
-    };
+      return fn(a, b, c, d, e, f, g, h, i, j, k, l);
+    }) as HostFn;
   };
   // Fixed-arity wrappers avoid a rest-array per call on the hot paths.
   const def3 = (key: string, fn: (a: number, b: number, c: number) => number): void => {

@@ -46,10 +46,12 @@ test('StopIteration WITHOUT allow_on_headers_stop_iteration: becomes StopAllIter
   s.requestBody('hello ').requestBody('world', true);
   assert.deepEqual(s.callbacks, ['on_context_create', 'on_request_headers']);
   assert.equal(s.requestPaused, true);
+  assert.equal(s.state, 'request-paused');
   assert.equal(s.upstream.headers, null);
   assert.equal(logs().filter((m) => m.startsWith('req_body')).length, 0);
   assert.throws(() => w.requestSync(REQ), /stalled: request paused by the filter/);
   s.end();
+  assert.equal(s.state, 'reset');
   assert.deepEqual(s.callbacks.slice(-3), ['on_log', 'on_done', 'on_delete']);
 });
 

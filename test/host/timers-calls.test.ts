@@ -36,6 +36,22 @@ test('a tick can resume a paused stream through proxy_set_effective_context + pr
   assert.equal(s.requestPaused, false);
 });
 
+test('StopIteration without the option, resumed later: headers go first, then ONE body callback with everything buffered', async () => {
+  const host = new ProxyWasmHost();
+  const p = host.loadPlugin({ wasm: await wasmP, configuration: 'tick=50;continue_on_tick=yes' });
+  const s = p.worker(0).newHttpStream();
+  s.requestHeaders({ ':method': 'POST', ':path': '/v1/chat', ':authority': 'h' });
+  s.requestBody('hello ').requestBody('world', true);
+  assert.deepEqual(s.callbacks, ['on_context_create', 'on_request_headers'], 'no body callbacks while stopped');
+  host.advance(50);
+  assert.deepEqual(s.callbacks.slice(2), ['on_request_body']);
+  // The headers were already on their way upstream: the body callback cannot read them any more.
+  assert.ok(p.logs.some((l) => l.message === 'req_body size=11 eos=1 bytes=hello world path=<2>'));
+  assert.equal(s.upstream.header('x-resumed-by'), 'tick');
+  assert.equal(s.upstream.bodyText, 'hello world');
+  assert.equal(s.upstream.endStream, true);
+});
+
 test('proxy_http_call: the handler sees the request; the answer arrives on the root context and resumes the stream', async () => {
   const seen: HttpCallRequest[] = [];
   const host = new ProxyWasmHost({
