@@ -363,5 +363,7 @@ export class WasmVm {
     this.dead = true;
     for (const t of this.tickTimers.values()) t.timer?.cancel();
     this.tickTimers.clear();
+    // Envoy's ~Context cancels outstanding calls: handlers are never invoked.
+    for (const root of this.roots.values()) for (const call of root.httpCalls.values()) call.cancel();
   }
 }
