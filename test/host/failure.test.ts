@@ -100,3 +100,15 @@ test('without any trap, the lifecycle callbacks all run (baseline for the checks
   assert.deepEqual(p.logs.filter((l) => l.worker === 0).map((l) => l.message), ['on_log', 'on_done', 'on_delete']);
   assert.deepEqual(host.traps, []);
 });
+
+test('a plugin configured after a worker VM failed gets a fresh VM there; the old plugin keeps failing', async () => {
+  const { host, p } = await setup();
+  p.worker(0).requestSync({ headers: { 'x-action': 'trap' } });
+  assert.equal(p.worker(0).failed, true);
+  const again = host.loadPlugin({ wasm: await wasmP, name: 'epp', rootId: 'epp', vmId: 'epp' });
+  assert.notEqual(again.worker(0).vm, p.worker(0).vm);
+  assert.equal(again.worker(1).vm, p.worker(1).vm, 'healthy VMs are still shared');
+  assert.equal(again.worker(0).requestSync({}).kind, 'upstream');
+  const old = p.worker(0).requestSync({});
+  assert.equal(old.kind === 'local' && old.status, 503);
+});

@@ -110,6 +110,10 @@ export class ProxyWasmHost {
       if (error) reject(error.replace('thread-local', 'base'), canary);
     }
     if (!group.workers.length) for (let i = 0; i < n; i++) group.workers.push(group.instantiate(i));
+    // cpp-host drops a VM that failed at runtime from the thread-local cache, so a
+    // plugin configured afterwards gets a fresh VM; plugins already using the failed
+    // one keep it (and keep failing).
+    for (let i = 0; i < n; i++) if (group.workers[i].failed) group.workers[i] = group.instantiate(i);
     for (let i = 0; i < n; i++) {
       const vm = group.workers[i];
       const { root, error } = plugin.startIn(vm);

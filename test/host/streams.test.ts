@@ -235,3 +235,12 @@ test('request() (async) gives the same result as requestSync()', async () => {
   assert.equal(r.header('x-body-size'), '11');
   assert.equal(r.response.bodyText, 'echo:hello world');
 });
+
+test('properties on a stream: header map lookups join repeated values, integers are 8-byte little-endian', async () => {
+  const { w, logs } = await plugin('headers=continue;props=yes');
+  const r = w.requestSync({ method: 'PUT', body: 'abc', headers: [['x-multi', 'a'], ['x-multi', 'b']], response: { status: 202, body: 'done!' } });
+  assert.equal(r.kind, 'upstream');
+  assert.ok(logs().includes(`prop_hdr=a,b method=PUT plugin=epp conn=${r.stream.env.connectionId}`), logs().join('\n'));
+  // request.size comes from content-length; response.size is the body bytes sent.
+  assert.ok(logs().includes('log_props code=202 size=3 sent=5'), logs().join('\n'));
+});
