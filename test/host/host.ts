@@ -264,10 +264,12 @@ export class ProxyWasmHost {
   emitLog(e: Omit<LogEntry, 'levelName' | 'timeMs'>, pluginLogs?: LogEntry[]): void {
     const entry: LogEntry = { ...e, levelName: levelName(e.level), timeMs: this.clock.nowMs() };
     this.logs.push(entry);
-    if (this.logs.length > this.maxLogs) this.logs.splice(0, this.logs.length - this.maxLogs);
+    // Trim in chunks so long runs do not pay an O(n) splice per entry.
+    const slack = Math.ceil(this.maxLogs / 10);
+    if (this.logs.length > this.maxLogs + slack) this.logs.splice(0, this.logs.length - this.maxLogs);
     if (pluginLogs) {
       pluginLogs.push(entry);
-      if (pluginLogs.length > this.maxLogs) pluginLogs.splice(0, pluginLogs.length - this.maxLogs);
+      if (pluginLogs.length > this.maxLogs + slack) pluginLogs.splice(0, pluginLogs.length - this.maxLogs);
     }
     this.options.logSink?.(entry);
     if (this.options.echoLogs) process.stderr.write(`${formatLogLine(entry)}\n`);
