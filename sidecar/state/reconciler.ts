@@ -1,0 +1,179 @@
+// Level-triggered reconciliation: watch handlers and scrape completions only call markDirty();
+// one run() rebuilds everything from the caches (resources from the source, metrics from the
+// scraper), updates the scrape targets and Pod watches, and hands the document to the pusher
+// when it differs from the last one. Runs are coalesced over --push-coalesce.
+//
+// The first document waits until every resource has been listed once and every ready Pod has
+// been scraped once (or `firstPushWaitMs` passed), so a restarting sidecar does not replace the
+// filter's state with an empty or metric-less one.
+
+import type { ErrorCode } from "../errors.ts";
+import type { Logger } from "../observability/log.ts";
+import type { SidecarMetrics } from "../observability/metrics.ts";
+import { parsePool, type PoolSpec } from "../k8s/pool-spec.ts";
+import { podHost, podReady } from "../k8s/pods.ts";
+import type { ResourceSource } from "../k8s/types.ts";
+import { nameOf } from "../k8s/types.ts";
+import type { ScrapeTarget, TargetRecord } from "../metrics/scraper.ts";
+import type { Payload } from "../push/pusher.ts";
+import { buildDocument, type Built, type EndpointInput, type PoolInput } from "./document.ts";
+
+export interface ScrapeSet {
+  setTargets(targets: ScrapeTarget[]): void;
+  record(key: string): TargetRecord | undefined;
+  allAttempted(): boolean;
+}
+
+export interface ReconcilerOptions {
+  source: ResourceSource;
+  scraper: ScrapeSet;
+  offer: (payload: Payload) => void;
+  pools: string[]; // --pool; empty: all
+  defaultNamespace: string;
+  metricsStaleMs: number;
+  coalesceMs: number;
+  firstPushWaitMs: number;
+  tickMs: number;
+  log: Logger;
+  metrics?: SidecarMetrics;
+  now?: () => number;
+}
+
+export class Reconciler {
+  private timer?: NodeJS.Timeout;
+  private tick?: NodeJS.Timeout;
+  private stopped = false;
+  private lastKey = "";
+  private versionNo = 0;
+  private started = false;
+  private gateSince?: number;
+  private readonly firstSeen = new Map<string, number>();
+  private reported = new Map<string, ErrorCode>();
+  private readonly now: () => number;
+  last?: Built;
+
+  constructor(private readonly opts: ReconcilerOptions) {
+    this.now = opts.now ?? Date.now;
+  }
+
+  get version(): number {
+    return this.versionNo;
+  }
+
+  start(): void {
+    this.tick = setInterval(() => this.markDirty(), this.opts.tickMs);
+    this.tick.unref();
+    this.markDirty();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    clearInterval(this.tick);
+  }
+
+  markDirty(): void {
+    if (this.stopped || this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.run();
+    }, this.opts.coalesceMs);
+  }
+
+  // One reconciliation. Public for tests.
+  run(): void {
+    if (this.stopped) return;
+    const { source, scraper, log } = this.opts;
+    const now = this.now();
+    const snap = source.snapshot();
+    const issues: Array<{ code: ErrorCode; message: string }> = [];
+
+    const specs: PoolSpec[] = [];
+    for (const pool of snap.pools) {
+      if (nameOf(pool).length === 0) continue;
+      const parsed = parsePool(pool, this.opts.defaultNamespace, snap.policies);
+      if (this.opts.pools.length > 0 && !this.opts.pools.includes(parsed.spec.key)) continue;
+      if (specs.some((s) => s.key === parsed.spec.key)) continue;
+      specs.push(parsed.spec);
+      issues.push(...parsed.issues);
+    }
+    const usable = specs.filter((s) => s.port > 0 && Object.keys(s.selector).length > 0);
+    source.setPodSelectors?.(usable.map((s) => ({ namespace: s.namespace, selector: s.selector })));
+
+    // Pods of each pool; Kubernetes-ready ones with an IP are scrape targets.
+    const targets: ScrapeTarget[] = [];
+    const pending: Array<{ spec: PoolSpec; rows: Array<{ pod: string; ip: unknown; ready: boolean; firstSeenMs: number; target?: string }> }> = [];
+    const seen = new Set<string>();
+    for (const spec of specs) {
+      const rows = [];
+      const pods = usable.includes(spec) ? snap.podsFor(spec.namespace, spec.selector) : [];
+      for (const pod of pods) {
+        const name = nameOf(pod);
+        if (name.length === 0) continue;
+        const ip = pod.status?.podIP ?? undefined;
+        const host = podHost(pod);
+        const idKey = `${spec.key}|${name}|${String(ip)}`;
+        seen.add(idKey);
+        let firstSeenMs = this.firstSeen.get(idKey);
+        if (firstSeenMs === undefined) {
+          firstSeenMs = now;
+          this.firstSeen.set(idKey, now);
+        }
+        const ready = podReady(pod) && host !== undefined;
+        let target: string | undefined;
+        if (ready) {
+          target = `${spec.key}|${name}|${host}|${spec.port}|${spec.runtime}`;
+          targets.push({ key: target, pool: spec.key, pod: name, host: host!, port: spec.port, runtime: spec.runtime });
+        }
+        rows.push({ pod: name, ip, ready, firstSeenMs, target });
+      }
+      pending.push({ spec, rows });
+    }
+    for (const k of this.firstSeen.keys()) if (!seen.has(k)) this.firstSeen.delete(k);
+    scraper.setTargets(targets);
+
+    const pools: PoolInput[] = pending.map(({ spec, rows }) => ({
+      spec,
+      endpoints: rows.map((r): EndpointInput => ({ pod: r.pod, ip: r.ip, k8sReady: r.ready, firstSeenMs: r.firstSeenMs, record: r.target ? scraper.record(r.target) : undefined })),
+    }));
+    const built = buildDocument({ pools, models: snap.models, defaultNamespace: this.opts.defaultNamespace, metricsStaleMs: this.opts.metricsStaleMs, nowMs: now });
+    issues.push(...built.issues);
+    this.report(issues);
+    this.opts.metrics?.poolStats(built.stats);
+
+    if (!this.started) {
+      if (!source.synced()) return; // the next change (a list completing) runs again
+      this.gateSince ??= now;
+      if (!scraper.allAttempted() && now - this.gateSince < this.opts.firstPushWaitMs) {
+        clearTimeout(this.timer);
+        this.timer = setTimeout(() => {
+          this.timer = undefined;
+          this.run();
+        }, Math.min(50, this.opts.firstPushWaitMs));
+        return;
+      }
+      this.started = true;
+      log.info("state_ready", `first state: ${built.pools.length} pools, ${built.pools.reduce((n, p) => n + p.endpoints.length, 0)} endpoints, ${built.models.length} models`, {
+        pools: built.pools.map((p) => p.name),
+      });
+    }
+    this.last = built;
+    if (built.key === this.lastKey) return;
+    this.lastKey = built.key;
+    this.versionNo++;
+    this.opts.metrics?.version(this.versionNo);
+    this.opts.offer({ version: this.versionNo, built });
+  }
+
+  // Logs each distinct problem once while it lasts, and counts it.
+  private report(issues: Array<{ code: ErrorCode; message: string }>): void {
+    const next = new Map<string, ErrorCode>();
+    for (const i of issues) {
+      next.set(i.message, i.code);
+      if (this.reported.has(i.message)) continue;
+      this.opts.log.warn(i.code, i.message, { code: i.code });
+      this.opts.metrics?.warning(i.code);
+    }
+    this.reported = next;
+  }
+}
