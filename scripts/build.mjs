@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // npm run build: the wasm filter (build/wasm-epp.wasm) and the bundled TypeScript programs.
 //   node scripts/build.mjs          everything
-//   node scripts/build.mjs --wasm   the filter only
+//   node scripts/build.mjs filter   the filter only
 import { readFile, mkdir } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
@@ -11,7 +11,8 @@ import { checkModule } from "./wasm-abi.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 process.chdir(root);
-const wasmOnly = process.argv.includes("--wasm");
+// (Not "--wasm": the AssemblyScript compiler reads that flag from process.argv itself.)
+const wasmOnly = process.argv.includes("filter");
 
 async function buildWasm() {
   await mkdir("build", { recursive: true });

@@ -1,0 +1,128 @@
+// A gateway made of the real build/wasm-epp.wasm under the proxy-wasm test host: a routing
+// filter (the inference-aware listener) and a push filter (the loopback ext-config listener),
+// both with vm_id "wasm-epp" so they share data, on N worker VMs.
+
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { ProxyWasmHost, type Plugin, type RequestResult, type RequestOptions } from '../host/index.ts';
+import { endpoints, stateDocument, type EndpointSpec } from '../fuzz/generators.ts';
+
+export const WASM = fileURLToPath(new URL('../../build/wasm-epp.wasm', import.meta.url));
+export const TOKEN = 'test-push-token-0123456789';
+export const POOL = 'default/vllm-qwen-pool';
+export const DEST = 'x-gateway-destination-endpoint';
+
+let wasmBytes: Uint8Array | null = null;
+export function wasm(): Uint8Array {
+  wasmBytes ??= readFileSync(WASM);
+  return wasmBytes;
+}
+
+export interface GatewayOptions {
+  workers?: number;
+  config?: Record<string, unknown>;
+  pushConfig?: Record<string, unknown>;
+  env?: Record<string, string>;
+  clock?: 'manual' | 'real';
+}
+
+export class Gateway {
+  readonly host: ProxyWasmHost;
+  readonly routing: Plugin;
+  readonly push: Plugin;
+  private pushes = 0;
+
+  constructor(opts: GatewayOptions = {}) {
+    this.host = new ProxyWasmHost({ clock: opts.clock ?? 'manual', logLevel: 'debug' });
+    const workers = opts.workers ?? 2;
+    // Both filters share one vm_config (so one VM per worker), environment included.
+    const env = opts.env ?? { WASM_EPP_PUSH_TOKEN: TOKEN };
+    this.routing = this.host.loadPlugin({
+      env,
+      wasm: wasm(), name: 'wasm-epp', rootId: 'wasm-epp', vmId: 'wasm-epp', workers,
+      configuration: JSON.stringify({ pool: POOL, ...opts.config }),
+      allowOnHeadersStopIteration: true, bufferLimitBytes: 16 * 1024 * 1024,
+    });
+    this.push = this.host.loadPlugin({
+      wasm: wasm(), name: 'wasm-epp-push', rootId: 'wasm-epp', vmId: 'wasm-epp', workers,
+      configuration: JSON.stringify({ accept_push: true, ...opts.pushConfig }),
+      env,
+      allowOnHeadersStopIteration: true, bufferLimitBytes: 16 * 1024 * 1024,
+    });
+  }
+
+  get now(): number {
+    return this.host.clock.nowMs();
+  }
+
+  pushRaw(body: string | Uint8Array, headers: Record<string, string> = {}, worker = 0, method = 'POST', path = '/wasm-epp/v1/state'): RequestResult {
+    return this.push.worker(worker).requestSync({
+      method, path, body: method === 'GET' ? undefined : body,
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}`, ...headers },
+    });
+  }
+
+  // Pushes a state document built from endpoint specs; asserts nothing.
+  pushState(eps: EndpointSpec[], extra: Partial<Parameters<typeof stateDocument>[0]> = {}, worker = 0): RequestResult {
+    this.pushes++;
+    const doc = stateDocument({ version: this.pushes, generatedAtMs: this.now, endpoints: eps, ...extra });
+    return this.pushRaw(JSON.stringify(doc), {}, worker);
+  }
+
+  chat(body: unknown, opts: RequestOptions = {}, worker = 0): RequestResult {
+    return this.routing.worker(worker).requestSync({
+      method: 'POST', path: '/v1/chat/completions',
+      headers: { 'content-type': 'application/json', ...(opts.headers as Record<string, string> | undefined) },
+      body: typeof body === 'string' ? body : JSON.stringify(body), ...withoutHeaders(opts),
+    });
+  }
+
+  // Request lines the filter logged ("Request Handled ...") as key/value maps.
+  handled(): Record<string, string>[] {
+    return this.host.logs
+      .filter((e) => e.message.startsWith('Request Handled'))
+      .map((e) => Object.fromEntries(e.message.split(' ').slice(2).map((kv) => kv.split('=') as [string, string])));
+  }
+
+  counter(name: string): number {
+    return this.host.metric(`wasm_epp.${name}`) ?? 0;
+  }
+}
+
+function withoutHeaders(o: RequestOptions): RequestOptions {
+  const { headers: _h, ...rest } = o;
+  return rest;
+}
+
+export { endpoints, stateDocument };
+
+export function errorCode(r: RequestResult): string | undefined {
+  if (r.kind !== 'local') return undefined;
+  try {
+    return JSON.parse(r.bodyText).error.code;
+  } catch {
+    return `unparseable: ${r.bodyText}`;
+  }
+}
+
+export const ROUND1 = readSeedBody('round1');
+export const ROUND2 = readSeedBody('round2');
+
+// The seeds' prefix check bodies (Qwen3-32B deployment).
+function readSeedBody(which: 'round1' | 'round2'): string {
+  const first = "Hi, here's some system prompt: hi hi hi hi hi hi hi hi hi hi.For user 3, here are some other context: hi hi hi hi hi hi hi hi hi hi hi hi hi hi hi hi hi hi hi hi.I would like to test your intelligence. for this purpose I would like you to play zork. you can interact with the game by typing in commands. I will forward these commands to the game and type in any response. are you ready?";
+  if (which === 'round1') {
+    return JSON.stringify({ max_tokens: 24, messages: [{ content: first, role: 'user' }], model: '/models/Qwen3-32B', stream: true, stream_options: { include_usage: true }, temperature: 0 });
+  }
+  return JSON.stringify({
+    max_tokens: 3,
+    messages: [
+      { content: first, role: 'user' },
+      { content: "Hi there! It looks like you're setting up a fun test. I'm ready to play Zork! You can", role: 'assistant' },
+      { content: '% zork\nWelcome to Dungeon. This version created 11-MAR-91.\nYou are in an open field west of a big white house with a boarded\nfront door.\nThere is a small mailbox here.\n>', role: 'user' },
+      { content: 'Great!', role: 'assistant' },
+      { content: 'Opening the mailbox reveals:\n A leaflet.\n>', role: 'user' },
+    ],
+    model: '/models/Qwen3-32B', stream: true, stream_options: { include_usage: true }, temperature: 0,
+  });
+}
