@@ -309,14 +309,48 @@ export class Scanner {
     return true;
   }
 
-  // Decodes the last scanned string (escapes included) into an AssemblyScript string.
+  // Decodes the last scanned string (escapes included) into an AssemblyScript string. Invalid
+  // UTF-8 is an error (as in any strict JSON decoder): decoding it leniently would silently
+  // change names and addresses.
   decodeString(): string {
+    if (!isValidUtf8(this.ptr, this.strStart, this.strEnd)) {
+      this.fail("invalid UTF-8 in string", this.strStart);
+      return "";
+    }
     return decodeJsonString(this.ptr, this.strStart, this.strEnd, this.strEscaped);
   }
 }
 
 @inline function isDigit(c: i32): bool {
   return c >= 0x30 && c <= 0x39;
+}
+
+// Well-formed UTF-8 (no overlong forms, no surrogates, nothing above U+10FFFF).
+export function isValidUtf8(ptr: usize, start: i32, end: i32): bool {
+  let p = start;
+  while (p < end) {
+    const c = <i32>load<u8>(ptr + <usize>p);
+    if (c < 0x80) {
+      p++;
+      continue;
+    }
+    let n = 0;
+    let min = 0;
+    if (c >= 0xc2 && c <= 0xdf) { n = 1; min = 0x80; }
+    else if (c >= 0xe0 && c <= 0xef) { n = 2; min = 0x800; }
+    else if (c >= 0xf0 && c <= 0xf4) { n = 3; min = 0x10000; }
+    else return false;
+    if (p + n >= end) return false;
+    let cp = c & (0x3f >> n);
+    for (let k = 1; k <= n; k++) {
+      const b = <i32>load<u8>(ptr + <usize>(p + k));
+      if ((b & 0xc0) != 0x80) return false;
+      cp = (cp << 6) | (b & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
+    p += n + 1;
+  }
+  return true;
 }
 
 export function hexValue(c: i32): i32 {

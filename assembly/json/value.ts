@@ -100,6 +100,7 @@ function parseValue(s: Scanner, depth: i32): JsonValue | null {
       while (true) {
         if (!s.scanKey()) return null;
         const key = s.decodeString();
+        if (s.error !== null) return null;
         const child = parseValue(s, depth + 1);
         if (child === null) return null;
         keys.push(key);
@@ -124,7 +125,7 @@ function parseValue(s: Scanner, depth: i32): JsonValue | null {
     if (!s.scanString()) return null;
     const v = new JsonValue(Kind.String);
     v.str = s.decodeString();
-    return v;
+    return s.error !== null ? null : v;
   }
   if (kind == Kind.Number) {
     if (!s.scanNumber()) return null;

@@ -82,7 +82,7 @@ function parseMember(s: Scanner, r: ParsedRequest): bool {
     if (s.strEquals("cache_salt") && s.peekKind() == Kind.String) {
       if (!s.scanString()) return false;
       r.cacheSalt = s.decodeString();
-      return true;
+      return s.error === null;
     }
   }
   return s.skipValue();
@@ -93,6 +93,7 @@ function parseModel(s: Scanner, r: ParsedRequest): bool {
   const start = s.pos;
   if (!s.scanString()) return false;
   r.model = s.decodeString();
+  if (s.error !== null) return false;
   r.modelStart = start;
   r.modelEnd = s.pos;
   r.hasModel = true;

@@ -1,5 +1,5 @@
 import { Scanner, MAX_DEPTH } from "../../assembly/json/scanner";
-import { parseJsonString, JsonValue } from "../../assembly/json/value";
+import { parseJson, parseJsonString, JsonValue } from "../../assembly/json/value";
 import { quote } from "../../assembly/json/writer";
 
 function skips(text: string): bool {
@@ -122,5 +122,33 @@ describe("quote", () => {
     const text = "tab\t quote\" slash\\ nl\n é 😀";
     const p = parseJsonString(quote(text));
     expect((p.value as JsonValue).str).toBe(text);
+  });
+});
+
+describe("UTF-8", () => {
+  it("rejects invalid UTF-8 in decoded strings instead of mangling them", () => {
+    const bad: Array<Array<u8>> = [[0xee], [0xc0, 0x80], [0xed, 0xa0, 0x80], [0xf4, 0x90, 0x80, 0x80], [0xe2, 0x82], [0x80]];
+    for (let i = 0; i < bad.length; i++) {
+      const bytes = bad[i];
+      const buf = new ArrayBuffer(bytes.length + 4);
+      const p = changetype<usize>(buf);
+      store<u8>(p, 0x22);
+      store<u8>(p + 1, 0x78);
+      for (let k = 0; k < bytes.length; k++) store<u8>(p + 2 + <usize>k, bytes[k]);
+      store<u8>(p + 2 + <usize>bytes.length, 0x79);
+      store<u8>(p + 3 + <usize>bytes.length, 0x22);
+      const s = Scanner.of(buf);
+      expect(s.scanString()).toBe(true);
+      s.decodeString();
+      expect(s.error).toBe("invalid UTF-8 in string");
+      expect(parseJson(buf).ok).toBe(false);
+    }
+  });
+
+  it("accepts every well-formed sequence length", () => {
+    const s = Scanner.of(String.UTF8.encode("\"a\u00e9\u20ac\u{10348}\""));
+    expect(s.scanString()).toBe(true);
+    expect(s.decodeString()).toBe("a\u00e9\u20ac\u{10348}");
+    expect(s.error).toBeNull();
   });
 });
