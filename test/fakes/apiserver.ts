@@ -101,7 +101,8 @@ export class FakeApiServer {
     return s;
   }
 
-  // The kubeconfig YAML pointing at this server.
+  // The kubeconfig YAML pointing at this server. @kubernetes/client-node refuses a plain-http
+  // server unless insecure-skip-tls-verify is set.
   kubeconfigYaml(): string {
     return [
       "apiVersion: v1",
@@ -110,6 +111,7 @@ export class FakeApiServer {
       "- name: fake",
       "  cluster:",
       `    server: ${this.url}`,
+      "    insecure-skip-tls-verify: true",
       "users:",
       "- name: tester",
       "  user:",

@@ -1,0 +1,191 @@
+// The scraper against fake model servers that behave and misbehave.
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { Scraper, type ScrapeTarget, type ScraperOptions } from "../../sidecar/metrics/scraper.ts";
+import type { ErrorCode } from "../../sidecar/errors.ts";
+import { FakeModelServer, type Flavour } from "../fakes/model-metrics.ts";
+import { memoryLogger, sleep, waitUntil } from "./helpers.ts";
+
+function target(s: FakeModelServer, pod: string, runtime: "vllm" | "sglang" = "vllm"): ScrapeTarget {
+  return { key: `p|${pod}|${s.host}|${s.port}|${runtime}`, pool: "default/p", pod, host: s.host, port: s.port, runtime };
+}
+
+function scraper(over: Partial<ScraperOptions> = {}) {
+  const { log, records } = memoryLogger();
+  const errors: Array<[string, ErrorCode]> = [];
+  const ok: string[] = [];
+  const updates: string[] = [];
+  const forgotten: string[] = [];
+  const s = new Scraper({
+    intervalMs: 20,
+    jitter: 0.5,
+    timeoutMs: 200,
+    concurrency: 8,
+    maxBytes: 256 * 1024,
+    unreachableAfter: 2,
+    log,
+    onUpdate: (k) => updates.push(k),
+    observer: {
+      scraped: (t) => ok.push(t.pod),
+      failed: (t, code) => errors.push([t.pod, code]),
+      forget: (t) => forgotten.push(t.pod),
+    },
+    ...over,
+  });
+  return { s, records, errors, ok, updates, forgotten };
+}
+
+async function servers(n: number, flavour: Flavour = "vllm-v1"): Promise<FakeModelServer[]> {
+  return Promise.all(Array.from({ length: n }, (_, i) => FakeModelServer.start({ flavour, state: { waiting: i, running: 2 * i, kvUsage: i / 10 } })));
+}
+
+test("scrapes each target repeatedly and records its metrics", async () => {
+  const srv = await servers(3);
+  srv.push(await FakeModelServer.start({ flavour: "sglang", state: { waiting: 7, kvUsage: 0.5 } }));
+  srv.push(await FakeModelServer.start({ flavour: "vllm-v0", state: { waiting: 5, kvUsage: 0.25 } }));
+  const t = scraper();
+  try {
+    const targets = srv.map((s, i) => target(s, `pod-${i}`, s.flavour === "sglang" ? "sglang" : "vllm"));
+    t.s.setTargets(targets);
+    await waitUntil(() => targets.every((tg) => (t.s.record(tg.key)?.attempts ?? 0) >= 3), 3000, "three scrapes of every pod");
+    assert.equal(t.s.allAttempted(), true);
+    assert.deepEqual(t.s.record(targets[2].key)!.metrics, { waiting: 2, running: 4, kvUsage: 0.2, loraRunning: [], loraWaiting: [], maxLora: 2, kvBlockSize: 16, kvBlocks: 27235 });
+    assert.equal(t.s.record(targets[3].key)!.metrics!.waiting, 7);
+    assert.equal(t.s.record(targets[4].key)!.metrics!.kvUsage, 0.25);
+    assert.deepEqual(t.errors, []);
+    assert.ok(t.updates.length >= 15, "t.updates.length >= 15");
+    assert.ok(t.s.bytesParsed > 3 * 40_000, "t.s.bytesParsed > 3 * 40_000");
+    // New values show up in the next scrape.
+    srv[0].set({ waiting: 9 });
+    await waitUntil(() => t.s.record(targets[0].key)!.metrics!.waiting === 9, 2000, "new value");
+  } finally {
+    await t.s.stop();
+    await Promise.all(srv.map((s) => s.close()));
+  }
+});
+
+test("a pod whose endpoint refuses connections is unreachable after N scrapes, and back after one success", async () => {
+  const [srv, other] = await servers(2);
+  const t = scraper({ unreachableAfter: 2 });
+  try {
+    const tg = target(srv, "a");
+    t.s.setTargets([tg, target(other, "b")]);
+    await waitUntil(() => t.s.record(tg.key)?.lastSuccessMs !== undefined, 2000, "first scrape");
+    const last = t.s.record(tg.key)!.lastSuccessMs!;
+    await srv.close();
+    await waitUntil(() => t.s.record(tg.key)!.unreachable, 2000, "unreachable");
+    const rec = t.s.record(tg.key)!;
+    assert.ok(rec.consecutiveUnreachable >= 2, "rec.consecutiveUnreachable >= 2");
+    assert.equal(rec.lastError, "scrape_refused");
+    assert.equal(rec.lastSuccessMs, last, "the last values and their time are kept");
+    assert.equal(rec.metrics!.waiting, 0);
+    assert.ok(t.records.some((r) => r.event === "pod_unreachable" && r.pod === "a"), "t.records.some((r) => r.event === \"pod_unreachable\" && r.pod === \"a\")");
+    // Logged once when it starts, not on every attempt.
+    await sleep(100);
+    assert.equal(t.records.filter((r) => r.event === "scrape_failed" && r.pod === "a").length, 1);
+    assert.ok(t.errors.filter(([p]) => p === "a").length >= 3, "t.errors.filter(([p]) => p === \"a\").length >= 3");
+    await srv.listen();
+    await waitUntil(() => !t.s.record(tg.key)!.unreachable, 2000, "reachable again");
+    assert.ok(t.records.some((r) => r.event === "pod_reachable"), "t.records.some((r) => r.event === \"pod_reachable\")");
+    assert.ok(t.s.record(tg.key)!.lastSuccessMs! > last, "t.s.record(tg.key)!.lastSuccessMs! > last");
+  } finally {
+    await t.s.stop();
+    await srv.close();
+    await other.close();
+  }
+});
+
+test("a hung endpoint times out, counts as unreachable and does not stall the others", async () => {
+  const [slow, fast] = await servers(2);
+  slow.behaviour = "hang";
+  const t = scraper({ timeoutMs: 100, concurrency: 2 });
+  try {
+    const tg = target(slow, "slow");
+    t.s.setTargets([tg, target(fast, "fast")]);
+    await sleep(400);
+    assert.ok(fast.requests >= 8, `fast pod scraped ${fast.requests} times while the slow one hung`);
+    assert.equal(t.s.record(tg.key)!.lastError, "scrape_timeout");
+    assert.equal(t.s.record(tg.key)!.unreachable, true);
+    // Slow but within the deadline is fine.
+    slow.behaviour = "slow";
+    slow.delayMs = 30;
+    await waitUntil(() => !t.s.record(tg.key)!.unreachable, 2000, "slow pod answers within the deadline");
+  } finally {
+    await t.s.stop();
+    await slow.close();
+    await fast.close();
+  }
+});
+
+test("garbage, truncated, huge and HTTP 500 answers keep the last values and the pod reachable", async () => {
+  const [srv, other] = await servers(2);
+  srv.set({ waiting: 4 });
+  const t = scraper({ maxBytes: 200 * 1024 });
+  try {
+    const tg = target(srv, "bad");
+    t.s.setTargets([tg, target(other, "good")]);
+    await waitUntil(() => t.s.record(tg.key)?.metrics?.waiting === 4, 2000, "first scrape");
+    for (const [behaviour, code] of [["garbage", "metrics_missing"], ["truncated", "scrape_truncated"], ["huge", "scrape_too_large"], ["status500", "scrape_http_status"]] as const) {
+      srv.behaviour = behaviour;
+      srv.set({ waiting: 99 });
+      const otherBefore = other.requests;
+      const errorsBefore = t.errors.filter(([p, c]) => p === "bad" && c === code).length;
+      await waitUntil(() => t.errors.filter(([p, c]) => p === "bad" && c === code).length >= errorsBefore + 3, 3000, `${behaviour} -> ${code}`);
+      // Meanwhile the other pod keeps being scraped.
+      await waitUntil(() => other.requests >= otherBefore + 3, 3000, `${behaviour}: the other pod scraped`);
+      const rec = t.s.record(tg.key)!;
+      assert.equal(rec.metrics!.waiting, 4, `${behaviour}: last values kept`);
+      assert.equal(rec.unreachable, false, `${behaviour}: the server answers, so it stays reachable`);
+    }
+    srv.behaviour = "ok";
+    await waitUntil(() => t.s.record(tg.key)!.metrics!.waiting === 99, 2000, "recovered");
+    assert.ok(t.records.some((r) => r.event === "scrape_recovered" && r.pod === "bad"), "t.records.some((r) => r.event === \"scrape_recovered\" && r.pod === \"bad\")");
+  } finally {
+    await t.s.stop();
+    await srv.close();
+    await other.close();
+  }
+});
+
+test("removed targets stop being scraped and are forgotten", async () => {
+  const [a, b] = await servers(2);
+  const t = scraper();
+  try {
+    const ta = target(a, "a");
+    t.s.setTargets([ta, target(b, "b")]);
+    await waitUntil(() => a.requests >= 2 && b.requests >= 2, 2000, "both scraped");
+    t.s.setTargets([target(b, "b")]);
+    assert.equal(t.s.record(ta.key), undefined);
+    assert.deepEqual(t.forgotten, ["a"]);
+    await sleep(30);
+    const frozen = a.requests;
+    await sleep(150);
+    assert.equal(a.requests, frozen);
+    assert.ok(b.requests > 5, "b.requests > 5");
+  } finally {
+    await t.s.stop();
+    await a.close();
+    await b.close();
+  }
+});
+
+test("the concurrency limit bounds scrapes in flight", async () => {
+  const srv = await servers(6);
+  for (const s of srv) {
+    s.behaviour = "slow";
+    s.delayMs = 40;
+  }
+  const t = scraper({ concurrency: 2, intervalMs: 10, timeoutMs: 1000 });
+  try {
+    t.s.setTargets(srv.map((s, i) => target(s, `p${i}`)));
+    await sleep(400);
+    const total = srv.reduce((n, s) => n + s.requests, 0);
+    // At most 2 at a time, each >= 40 ms: at most ~2 * 400 / 40 = 20 in 400 ms.
+    assert.ok(total <= 22, `${total} scrapes`);
+    assert.ok(total >= 8, `${total} scrapes`);
+  } finally {
+    await t.s.stop();
+    await Promise.all(srv.map((s) => s.close()));
+  }
+});
