@@ -11,7 +11,7 @@ import { Pool, State, criticalityName, STRATEGY_PREFIX_CACHE } from "./state/doc
 import { parseOpenAIBody } from "./request/openai";
 import { chainSeed } from "./prefix/prompt";
 import { PrefixIndex, PrefixMatch } from "./prefix/index";
-import { LoadRecord, loadKey, recordLoad } from "./schedule/load";
+import { LoadView, loadKey, recordLoad } from "./schedule/load";
 import { PickInput, pickEndpoint, SHED, NO_ENDPOINT } from "./schedule/pick";
 import { resolveModel, rewriteModel, looksLikeJson, logValue } from "./route";
 import { Rng } from "./util/rng";
@@ -259,7 +259,7 @@ export class EppHttp extends Context {
     if (pool === null) return false;
     const state = st as State;
     const now = host.nowMs();
-    const input = new PickInput(pool, root.config, LoadRecord.decode(root.store.get(loadKey(pool.name))));
+    const input = new PickInput(pool, root.config, new LoadView(root.store.get(loadKey(pool.name))));
     input.nowMs = now;
     input.generatedAtMs = state.generatedAtMs;
     input.degraded = this.isDegraded(state, now);
@@ -308,7 +308,7 @@ export class EppHttp extends Context {
       root.count(stats.UNKNOWN_MODEL_PASSTHROUGH);
     }
     const now = host.nowMs();
-    const input = new PickInput(pool, cfg, LoadRecord.decode(root.store.get(loadKey(pool.name))));
+    const input = new PickInput(pool, cfg, new LoadView(root.store.get(loadKey(pool.name))));
     input.nowMs = now;
     input.generatedAtMs = state.generatedAtMs;
     input.degraded = this.isDegraded(state, now);
@@ -319,7 +319,7 @@ export class EppHttp extends Context {
       const h = req.prompt.hashBlocks(changetype<usize>(body), cfg.prefixBlockSize, chainSeed(res.target, req.cacheSalt));
       if (h.length > 0) {
         hashes = h;
-        input.prefix = root.prefix.lookup(h, pool.ids, now);
+        input.prefix = root.prefix.lookup(h, pool.indexById, pool.endpoints.length, now);
       }
     }
     const picked = pickEndpoint(input, root.rng);

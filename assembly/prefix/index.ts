@@ -8,9 +8,9 @@
 //
 // Because h[i] names the whole prefix up to block i, "endpoint E has block i" implies E had
 // blocks 0..i when they were recorded. The index therefore records and probes only a grid of
-// block positions (every block up to 16, then every 2nd, 4th, 8th ... so at most ~50 of 256
-// positions), and a lookup finds the longest recorded prefix by galloping then bisecting over
-// that grid: about a dozen reads per request instead of one per block.
+// block positions growing geometrically (25 of 256 positions), and a lookup finds the longest
+// recorded prefix by galloping then bisecting over that grid: about eight reads per request
+// instead of one per block.
 //
 // Set layout (little-endian): u8 count, then count x { u64 hash, u8 n, n x { u32 endpoint id,
 // u32 time (ms since the epoch, modulo 2^32) } }.
@@ -157,19 +157,15 @@ export class IndexSet {
 }
 
 // Block positions the index records and probes for a prompt of n blocks: every position below
-// 16, then every 2nd below 32, every 4th below 64, ..., and always the last block.
+// 8, then positions growing by a quarter each step (8, 10, 12, 15, 18, 22, ...), and always the
+// last block: 25 positions for 256 blocks, so a match length is known to within 25%.
 export function gridPositions(n: i32): Array<i32> {
   const out = new Array<i32>();
-  let step = 1;
-  let limit = 16;
   let i = 0;
   while (i < n) {
     out.push(i);
-    i += step;
-    if (i >= limit) {
-      step <<= 1;
-      limit <<= 1;
-    }
+    const next = i + (i >> 2);
+    i = next > i ? next : i + 1;
   }
   if (n > 0 && out[out.length - 1] != n - 1) out.push(n - 1);
   return out;
@@ -209,18 +205,19 @@ export class PrefixIndex {
     return "wasm-epp/px/" + (<u32>((hash ^ (hash >> 32)) % <u64>this.sets)).toString(16);
   }
 
-  // Finds, for each endpoint (ids[i] is endpoint i's id), the longest recorded prefix of `hashes`.
-  lookup(hashes: StaticArray<u64>, ids: Array<u32>, nowMs: f64): PrefixMatch {
-    const m = new PrefixMatch(ids.length, hashes.length);
+  // Finds, for each of `count` endpoints (`index` maps an endpoint id to its position), the
+  // longest recorded prefix of `hashes`.
+  lookup(hashes: StaticArray<u64>, index: Map<u32, i32>, count: i32, nowMs: f64): PrefixMatch {
+    const m = new PrefixMatch(count, hashes.length);
     const g = m.grid.length;
-    if (g == 0 || ids.length == 0) return m;
+    if (g == 0 || count == 0) return m;
     const now = ms32(nowMs);
     // Gallop over grid indices 0, 1, 3, 7, 15, ... until a miss, then bisect.
     let lo = -1;
     let hi = g;
     let probe = 0;
     while (probe < g) {
-      if (this.probe(hashes, m, probe, ids, now)) {
+      if (this.probe(hashes, m, probe, index, now)) {
         lo = probe;
         probe = probe * 2 + 1;
       } else {
@@ -230,18 +227,18 @@ export class PrefixIndex {
     }
     if (probe >= g && lo < g - 1 && hi == g) {
       // Galloping overshot the grid without a miss: check the last position.
-      if (this.probe(hashes, m, g - 1, ids, now)) lo = g - 1;
+      if (this.probe(hashes, m, g - 1, index, now)) lo = g - 1;
       else hi = g - 1;
     }
     while (hi - lo > 1) {
       const mid = (lo + hi) >> 1;
-      if (this.probe(hashes, m, mid, ids, now)) lo = mid;
+      if (this.probe(hashes, m, mid, index, now)) lo = mid;
       else hi = mid;
     }
     return m;
   }
 
-  private probe(hashes: StaticArray<u64>, m: PrefixMatch, gi: i32, ids: Array<u32>, now: u32): bool {
+  private probe(hashes: StaticArray<u64>, m: PrefixMatch, gi: i32, index: Map<u32, i32>, now: u32): bool {
     const pos = unchecked(m.grid[gi]);
     const h = unchecked(hashes[pos]);
     m.probes++;
@@ -251,13 +248,11 @@ export class PrefixIndex {
     let hit = false;
     for (let k = 0; k < ENDPOINTS; k++) {
       const ep = unchecked(set.eps[e * ENDPOINTS + k]);
-      if (ep == 0 || now - unchecked(set.times[e * ENDPOINTS + k]) > this.ttl) continue;
-      for (let j = 0; j < ids.length; j++) {
-        if (unchecked(ids[j]) != ep) continue;
-        hit = true;
-        if (pos + 1 > m.matched[j]) m.matched[j] = pos + 1;
-        if (pos + 1 > m.best) m.best = pos + 1;
-      }
+      if (ep == 0 || now - unchecked(set.times[e * ENDPOINTS + k]) > this.ttl || !index.has(ep)) continue;
+      const j = index.get(ep);
+      hit = true;
+      if (pos + 1 > m.matched[j]) m.matched[j] = pos + 1;
+      if (pos + 1 > m.best) m.best = pos + 1;
     }
     return hit;
   }

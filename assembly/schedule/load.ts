@@ -9,12 +9,12 @@ import { SharedStore } from "../util/store";
 //   - net dispatches (sent minus finished) in BUCKETS time buckets of BUCKET_MS each,
 // and a pick estimates an endpoint's outstanding requests as
 //   max(in-flight, running + waiting at metrics time + net dispatches since metrics time).
-// The record lives under one shared-data key per pool, updated with compare-and-swap. Its size
-// is bounded: entries for endpoints with nothing in flight and no recent traffic are dropped, and
-// there are at most `maxEntries` entries.
+// The record lives under one shared-data key per pool, updated with compare-and-swap, and is
+// read and rewritten in place as bytes (no decoding into objects: it is touched three times per
+// request). Its size is bounded: at most `maxEntries` entries, idle ones dropped first.
 //
-// Layout (little-endian): u32 magic, u32 head bucket, u32 count, then count entries of
-// u32 endpoint id, i32 in-flight, i16 net[BUCKETS] (net[0] is the head bucket, newest).
+// Layout (little-endian): u32 magic, u32 head bucket, u32 count, then count entries sorted by
+// endpoint id: u32 id, i32 in-flight, i16 net[BUCKETS] (net[0] is the head bucket, the newest).
 
 export const BUCKET_MS: f64 = 64;
 export const BUCKETS: i32 = 8;
@@ -26,140 +26,184 @@ export function bucketOf(ms: f64): u32 {
   return <u32>(<u64>Math.floor(ms / BUCKET_MS));
 }
 
-export class LoadRecord {
+// A read-only view of a record (or of nothing: an empty record).
+export class LoadView {
+  buf: ArrayBuffer | null = null;
+  ptr: usize = 0;
+  count: i32 = 0;
   head: u32 = 0;
-  ids: Array<u32> = new Array<u32>();
-  inflight: Array<i32> = new Array<i32>();
-  net: Array<i32> = new Array<i32>(); // BUCKETS per entry
 
-  static decode(buf: ArrayBuffer | null): LoadRecord {
-    const r = new LoadRecord();
-    if (buf === null || buf.byteLength < HEADER) return r;
+  constructor(buf: ArrayBuffer | null) {
+    if (buf !== null) this.attach(buf);
+  }
+
+  private attach(buf: ArrayBuffer): void {
+    if (buf.byteLength < HEADER) return;
     const p = changetype<usize>(buf);
-    if (load<u32>(p) != MAGIC) return r;
     const count = <i32>load<u32>(p, 8);
-    if (count < 0 || HEADER + count * ENTRY > buf.byteLength) return r;
-    r.head = load<u32>(p, 4);
-    for (let i = 0; i < count; i++) {
-      const e = p + <usize>(HEADER + i * ENTRY);
-      r.ids.push(load<u32>(e));
-      r.inflight.push(load<i32>(e, 4));
-      for (let b = 0; b < BUCKETS; b++) r.net.push(<i32>load<i16>(e + 8 + <usize>(2 * b)));
-    }
-    return r;
+    if (load<u32>(p) != MAGIC || count < 0 || count > (buf.byteLength - HEADER) / ENTRY) return;
+    this.buf = buf;
+    this.ptr = p;
+    this.count = count;
+    this.head = load<u32>(p, 4);
   }
 
-  encode(): ArrayBuffer {
-    const count = this.ids.length;
-    const out = new ArrayBuffer(HEADER + count * ENTRY);
-    const p = changetype<usize>(out);
-    store<u32>(p, MAGIC);
-    store<u32>(p, this.head, 4);
-    store<u32>(p, <u32>count, 8);
-    for (let i = 0; i < count; i++) {
-      const e = p + <usize>(HEADER + i * ENTRY);
-      store<u32>(e, unchecked(this.ids[i]));
-      store<i32>(e, unchecked(this.inflight[i]), 4);
-      for (let b = 0; b < BUCKETS; b++) store<i16>(e + 8 + <usize>(2 * b), <i16>clampI16(unchecked(this.net[i * BUCKETS + b])));
-    }
-    return out;
+  @inline entry(i: i32): usize {
+    return this.ptr + <usize>(HEADER + i * ENTRY);
   }
 
-  indexOf(id: u32): i32 {
-    const ids = this.ids;
-    for (let i = 0; i < ids.length; i++) if (unchecked(ids[i]) == id) return i;
+  idAt(i: i32): u32 {
+    return load<u32>(this.entry(i));
+  }
+
+  // Index of endpoint `id`, or -1 (binary search: entries are sorted by id).
+  find(id: u32): i32 {
+    let lo = 0;
+    let hi = this.count - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      const v = load<u32>(this.entry(mid));
+      if (v == id) return mid;
+      if (v < id) lo = mid + 1;
+      else hi = mid - 1;
+    }
     return -1;
   }
 
-  // Moves the head to `bucket`, shifting every entry's buckets (older ones fall off).
-  advance(bucket: u32): void {
-    if (bucket <= this.head) return;
-    const shift = bucket - this.head;
-    this.head = bucket;
-    const n = this.ids.length;
-    for (let i = 0; i < n; i++) {
-      const base = i * BUCKETS;
-      for (let b = BUCKETS - 1; b >= 0; b--) {
-        const from = <u32>b >= shift ? b - <i32>shift : -1;
-        unchecked((this.net[base + b] = from >= 0 ? this.net[base + from] : 0));
-      }
+  // Where an entry for `id` (absent) would go to keep the order.
+  private insertionPoint(id: u32): i32 {
+    let lo = 0;
+    let hi = this.count;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (load<u32>(this.entry(mid)) < id) lo = mid + 1;
+      else hi = mid;
     }
+    return lo;
   }
 
-  // Records `delta` requests (+1 dispatch, -1 completion) for endpoint `id` at time `nowMs`.
-  add(id: u32, delta: i32, nowMs: f64, maxEntries: i32): void {
-    this.advance(bucketOf(nowMs));
-    let i = this.indexOf(id);
-    if (i < 0) {
-      if (delta < 0) return; // a completion for an endpoint already forgotten
-      if (this.ids.length >= maxEntries) this.evictIdle();
-      if (this.ids.length >= maxEntries) return;
-      i = this.ids.length;
-      this.ids.push(id);
-      this.inflight.push(0);
-      for (let b = 0; b < BUCKETS; b++) this.net.push(0);
-    }
-    const v = unchecked(this.inflight[i]) + delta;
-    unchecked((this.inflight[i] = v < 0 ? 0 : v));
-    const bucket = bucketOf(nowMs);
-    const age = <i32>(this.head - bucket);
-    if (age >= 0 && age < BUCKETS) unchecked((this.net[i * BUCKETS + age] += delta));
+  inflightAt(i: i32): i32 {
+    return i < 0 ? 0 : load<i32>(this.entry(i), 4);
   }
 
-  inflightOf(i: i32): i32 {
-    return i < 0 ? 0 : unchecked(this.inflight[i]);
+  netAt(i: i32, b: i32): i32 {
+    return <i32>load<i16>(this.entry(i) + 8 + <usize>(2 * b));
   }
 
-  // Net dispatches to entry i at or after `sinceMs` that metrics taken at `sinceMs` cannot show.
+  // Net dispatches to entry i at or after `sinceMs` (up to now) that metrics taken at `sinceMs`
+  // cannot show.
   netSince(i: i32, sinceMs: f64, nowMs: f64): i32 {
     if (i < 0) return 0;
     const nowBucket = bucketOf(nowMs);
     const since = bucketOf(sinceMs);
     let sum = 0;
     for (let b = 0; b < BUCKETS; b++) {
-      // Bucket b of the record holds time bucket head - b; the head may lag behind now.
+      // Bucket b holds time bucket head - b; the head may lag behind now.
       const t = this.head - <u32>b;
       if (t < since || t > nowBucket) continue;
-      sum += unchecked(this.net[i * BUCKETS + b]);
+      sum += this.netAt(i, b);
     }
     return sum;
   }
 
-  // Drops entries with nothing in flight and no recent traffic.
-  private evictIdle(): void {
-    for (let i = this.ids.length - 1; i >= 0; i--) {
-      if (unchecked(this.inflight[i]) != 0) continue;
-      let quiet = true;
-      for (let b = 0; b < BUCKETS; b++) {
-        if (unchecked(this.net[i * BUCKETS + b]) != 0) {
-          quiet = false;
-          break;
+  private idle(i: i32, shift: u32): bool {
+    if (this.inflightAt(i) != 0) return false;
+    for (let b = 0; b < BUCKETS; b++) {
+      if (<u32>b + shift >= <u32>BUCKETS) break;
+      if (this.netAt(i, b) != 0) return false;
+    }
+    return true;
+  }
+
+  // A new record with `delta` (+1 dispatch, -1 completion) applied to endpoint `id` at `nowMs`;
+  // null when nothing changes (a completion for an endpoint already forgotten, or no room).
+  with(id: u32, delta: i32, nowMs: f64, maxEntries: i32): ArrayBuffer | null {
+    const now = bucketOf(nowMs);
+    const newHead = now > this.head ? now : this.head;
+    const shift = newHead - this.head;
+    let at = this.find(id);
+    const insert = at < 0;
+    if (insert && delta < 0) return null;
+    // Drop idle entries only when the new one would not fit otherwise.
+    const compact = insert && this.count >= maxEntries;
+    let kept = 0;
+    for (let i = 0; i < this.count; i++) if (!compact || !this.idle(i, shift)) kept++;
+    if (insert && kept >= maxEntries) return null;
+    const out = new ArrayBuffer(HEADER + (kept + (insert ? 1 : 0)) * ENTRY);
+    const o = changetype<usize>(out);
+    store<u32>(o, MAGIC);
+    store<u32>(o, newHead, 4);
+    store<u32>(o, <u32>(kept + (insert ? 1 : 0)), 8);
+    const age = <i32>(newHead - now); // bucket index of `now` in the new record
+    if (shift == 0 && !compact) {
+      // The common case: same time bucket, nothing dropped. Copy in bulk, then touch one entry.
+      if (insert) {
+        at = this.insertionPoint(id);
+        memory.copy(o + <usize>HEADER, this.entry(0), <usize>(at * ENTRY));
+        const e = o + <usize>(HEADER + at * ENTRY);
+        store<u32>(e, id);
+        store<i32>(e, delta, 4);
+        memory.fill(e + 8, 0, <usize>(2 * BUCKETS));
+        if (age < BUCKETS) store<i16>(e + 8 + <usize>(2 * age), <i16>delta);
+        memory.copy(e + <usize>ENTRY, this.entry(at), <usize>((this.count - at) * ENTRY));
+      } else {
+        memory.copy(o + <usize>HEADER, this.entry(0), <usize>(this.count * ENTRY));
+        const e = o + <usize>(HEADER + at * ENTRY);
+        const inflight = load<i32>(e, 4) + delta;
+        store<i32>(e, inflight < 0 ? 0 : inflight, 4);
+        if (age < BUCKETS) {
+          const v = <i32>load<i16>(e + 8 + <usize>(2 * age)) + delta;
+          store<i16>(e + 8 + <usize>(2 * age), <i16>(v < -32768 ? -32768 : v > 32767 ? 32767 : v));
         }
       }
-      if (!quiet) continue;
-      this.ids.splice(i, 1);
-      this.inflight.splice(i, 1);
-      this.net.splice(i * BUCKETS, BUCKETS);
+      return out;
     }
+    let w = o + <usize>HEADER;
+    let placed = !insert;
+    for (let i = 0; i <= this.count; i++) {
+      if (!placed && (i == this.count || this.idAt(i) > id)) {
+        store<u32>(w, id);
+        store<i32>(w, delta > 0 ? delta : 0, 4);
+        for (let b = 0; b < BUCKETS; b++) store<i16>(w + 8 + <usize>(2 * b), <i16>(b == age ? delta : 0));
+        w += <usize>ENTRY;
+        placed = true;
+      }
+      if (i == this.count) break;
+      if (compact && this.idle(i, shift)) continue;
+      const e = this.entry(i);
+      const mine = load<u32>(e) == id;
+      store<u32>(w, load<u32>(e));
+      let inflight = load<i32>(e, 4);
+      if (mine) {
+        inflight += delta;
+        if (inflight < 0) inflight = 0;
+      }
+      store<i32>(w, inflight, 4);
+      for (let b = 0; b < BUCKETS; b++) {
+        const from = b - <i32>shift;
+        let v = from >= 0 ? <i32>load<i16>(e + 8 + <usize>(2 * from)) : 0;
+        if (mine && b == age) v += delta;
+        store<i16>(w + 8 + <usize>(2 * b), <i16>(v < -32768 ? -32768 : v > 32767 ? 32767 : v));
+      }
+      w += <usize>ENTRY;
+    }
+    return out;
   }
-}
-
-function clampI16(v: i32): i32 {
-  return v < -32768 ? -32768 : v > 32767 ? 32767 : v;
-}
-
-export function loadKey(pool: string): string {
-  return "wasm-epp/load/" + pool;
 }
 
 // Read-modify-write of the shared record with compare-and-swap; false when the record kept
 // changing under us (the update is then lost, which the caller counts).
 export function recordLoad(shared: SharedStore, key: string, id: u32, delta: i32, nowMs: f64, maxEntries: i32): bool {
   for (let attempt = 0; attempt < 8; attempt++) {
-    const rec = LoadRecord.decode(shared.get(key));
+    const view = new LoadView(shared.get(key));
     const cas = shared.cas;
-    rec.add(id, delta, nowMs, maxEntries);
-    if (shared.set(key, rec.encode(), cas)) return true;
+    const next = view.with(id, delta, nowMs, maxEntries);
+    if (next === null) return true;
+    if (shared.set(key, next, cas)) return true;
   }
   return false;
+}
+
+export function loadKey(pool: string): string {
+  return "wasm-epp/load/" + pool;
 }

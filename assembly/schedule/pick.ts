@@ -8,10 +8,10 @@
 
 import { Config } from "../config";
 import { Endpoint, Pool, SHEDDABLE } from "../state/document";
-import { LoadRecord } from "./load";
+import { LoadView } from "./load";
 import { PrefixMatch } from "../prefix/index";
 import { Rng } from "../util/rng";
-import { kvCacheScore, loraScore, prefixScore, queueScores } from "./scorers";
+import { kvCacheScore, loraScore, prefixScore, queueScore } from "./scorers";
 
 export const PICKED: i32 = 0;
 export const SHED: i32 = 429;
@@ -29,14 +29,18 @@ export class PickInput {
   // Target model, "" when the request was not parsed.
   target: string = "";
   prefix: PrefixMatch | null = null;
-  load: LoadRecord;
+  load: LoadView;
+  scratch: Scratch = SHARED_SCRATCH;
 
-  constructor(pool: Pool, cfg: Config, load: LoadRecord) {
+  constructor(pool: Pool, cfg: Config, load: LoadView) {
     this.pool = pool;
     this.cfg = cfg;
     this.load = load;
   }
 }
+
+// A VM runs one callback at a time, so one scratch area serves every pick of the VM.
+const SHARED_SCRATCH = new Scratch();
 
 export class Pick {
   status: i32 = PICKED;
@@ -62,58 +66,84 @@ export function isSaturated(e: Endpoint, input: PickInput): bool {
 // Outstanding requests on e: what the metrics showed plus what this proxy sent or saw finish
 // since, and never less than what this proxy has in flight there.
 export function outstanding(e: Endpoint, input: PickInput): f64 {
-  const li = input.load.indexOf(e.id);
-  const inflight = <f64>input.load.inflightOf(li);
+  const li = input.load.find(e.id);
+  const inflight = <f64>input.load.inflightAt(li);
   if (input.degraded) return inflight;
   const metricsAt = input.generatedAtMs - e.metricsAgeMs;
   const est = e.running + e.waiting + <f64>input.load.netSince(li, metricsAt, input.nowMs);
   return est > inflight ? est : inflight;
 }
 
+// Per-worker scratch space, so a pick over hundreds of endpoints allocates nothing.
+export class Scratch {
+  cand: Int32Array = new Int32Array(0);
+  sat: Uint8Array = new Uint8Array(0);
+  load: Float64Array = new Float64Array(0);
+
+  ensure(n: i32): void {
+    if (this.cand.length >= n) return;
+    const size = n < 64 ? 64 : n * 2;
+    this.cand = new Int32Array(size);
+    this.sat = new Uint8Array(size);
+    this.load = new Float64Array(size);
+  }
+}
+
 export function pickEndpoint(input: PickInput, rng: Rng): Pick {
   const result = new Pick();
   const eps = input.pool.endpoints;
+  const sc = input.scratch;
+  sc.ensure(eps.length);
+  const cand = sc.cand;
+  const sat = sc.sat;
+  const load = sc.load;
   // Filter.
-  const cand = new Array<i32>();
-  const sat = new Array<bool>();
+  let n = 0;
   let unsaturated = 0;
   for (let i = 0; i < eps.length; i++) {
     const e = unchecked(eps[i]);
     if (!e.ready) continue;
     const s = isSaturated(e, input);
-    cand.push(i);
-    sat.push(s);
+    unchecked((cand[n] = i));
+    unchecked((sat[n] = s ? 1 : 0));
+    n++;
     if (!s) unsaturated++;
   }
-  if (cand.length == 0) {
+  if (n == 0) {
     result.status = NO_ENDPOINT;
     return result;
   }
   if (input.criticality == SHEDDABLE) {
     if (unsaturated == 0) {
       result.status = SHED;
-      result.candidates = cand.length;
+      result.candidates = n;
       return result;
     }
-    for (let i = cand.length - 1; i >= 0; i--) {
-      if (unchecked(sat[i])) {
-        cand.splice(i, 1);
-        sat.splice(i, 1);
-      }
+    let w = 0;
+    for (let k = 0; k < n; k++) {
+      if (unchecked(sat[k]) != 0) continue;
+      unchecked((cand[w] = cand[k]));
+      unchecked((sat[w] = 0));
+      w++;
     }
+    n = w;
   }
-  result.candidates = cand.length;
+  result.candidates = n;
 
   // Score.
-  const n = cand.length;
-  const load = new Float64Array(n);
-  for (let k = 0; k < n; k++) load[k] = outstanding(unchecked(eps[cand[k]]), input);
-  const queue = queueScores(load);
   let minLoad = Infinity;
-  for (let k = 0; k < n; k++) if (load[k] < minLoad) minLoad = load[k];
+  let maxLoad = -Infinity;
+  for (let k = 0; k < n; k++) {
+    const v = outstanding(unchecked(eps[unchecked(cand[k])]), input);
+    unchecked((load[k] = v));
+    if (v < minLoad) minLoad = v;
+    if (v > maxLoad) maxLoad = v;
+  }
+  const span = maxLoad - minLoad;
   const w = input.cfg.weights;
   const prefix = input.prefix;
-  const adapter = input.target.length > 0 && isAdapter(input.pool, input.target);
+  const adapter = input.target.length > 0 && input.pool.adapters.has(input.target);
+  const band = minLoad * input.cfg.prefixLoadRatio + input.cfg.prefixLoadSlack;
 
   let best = -Infinity;
   let bestK = -1;
@@ -121,7 +151,8 @@ export function pickEndpoint(input: PickInput, rng: Rng): Pick {
   for (let k = 0; k < n; k++) {
     const i = unchecked(cand[k]);
     const e = unchecked(eps[i]);
-    let total = w.queue * queue[k];
+    const l = unchecked(load[k]);
+    let total = w.queue * queueScore(l, minLoad, span);
     if (!input.degraded) {
       total += w.kvCache * kvCacheScore(e);
       total += w.score * e.score;
@@ -130,8 +161,7 @@ export function pickEndpoint(input: PickInput, rng: Rng): Pick {
     if (prefix !== null) {
       // Affinity only where the pod is not saturated (unless all are) and its load stays
       // within the band around the least loaded candidate.
-      const inBand = load[k] <= minLoad * input.cfg.prefixLoadRatio + input.cfg.prefixLoadSlack;
-      if (inBand && (!unchecked(sat[k]) || unsaturated == 0)) {
+      if (l <= band && (unchecked(sat[k]) == 0 || unsaturated == 0)) {
         total += w.prefix * prefixScore(prefix.matched[i], prefix.total);
       }
     }
@@ -149,17 +179,8 @@ export function pickEndpoint(input: PickInput, rng: Rng): Pick {
   result.index = chosen;
   result.total = best;
   result.ties = ties;
-  result.outstanding = load[bestK];
+  result.outstanding = unchecked(load[bestK]);
   result.prefixBlocks = prefix !== null ? prefix.matched[chosen] : 0;
   return result;
 }
 
-// The target is a LoRA adapter some endpoint of the pool has loaded or queued.
-export function isAdapter(pool: Pool, target: string): bool {
-  const eps = pool.endpoints;
-  for (let i = 0; i < eps.length; i++) {
-    const e = unchecked(eps[i]);
-    if (e.loraRunning.includes(target) || e.loraWaiting.includes(target)) return true;
-  }
-  return false;
-}

@@ -3,21 +3,10 @@
 
 import { Endpoint } from "../state/document";
 
-// queue: outstanding requests, min-max normalised over the candidates (least loaded = 1).
-// All equal: every candidate gets 1.
-export function queueScores(load: Float64Array): Float64Array {
-  const n = load.length;
-  const out = new Float64Array(n);
-  let min = Infinity;
-  let max = -Infinity;
-  for (let i = 0; i < n; i++) {
-    const v = load[i];
-    if (v < min) min = v;
-    if (v > max) max = v;
-  }
-  const span = max - min;
-  for (let i = 0; i < n; i++) out[i] = span > 0 ? (max - load[i]) / span : 1;
-  return out;
+// queue: outstanding requests, min-max normalised over the candidates (least loaded = 1, most
+// loaded = 0). All equal (span 0): every candidate gets 1.
+@inline export function queueScore(load: f64, min: f64, span: f64): f64 {
+  return span > 0 ? (min + span - load) / span : 1;
 }
 
 // kv_cache: free KV cache.

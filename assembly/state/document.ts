@@ -62,9 +62,20 @@ export class Pool {
   strategyText: string = "DEFAULT";
   runtime: string = "vllm";
   endpoints: Array<Endpoint> = new Array<Endpoint>();
-  // ids[i] == endpoints[i].id
+  // ids[i] == endpoints[i].id; indexById: id -> i
   ids: Array<u32> = new Array<u32>();
+  indexById: Map<u32, i32> = new Map<u32, i32>();
+  // LoRA adapters some endpoint has loaded or queued.
+  adapters: Set<string> = new Set<string>();
   models: Map<string, Model> = new Map<string, Model>();
+
+  addEndpoint(e: Endpoint): void {
+    this.indexById.set(e.id, this.endpoints.length);
+    this.endpoints.push(e);
+    this.ids.push(e.id);
+    for (let k = 0; k < e.loraRunning.length; k++) this.adapters.add(e.loraRunning[k]);
+    for (let k = 0; k < e.loraWaiting.length; k++) this.adapters.add(e.loraWaiting[k]);
+  }
 }
 
 export class Target {
@@ -266,8 +277,7 @@ function decodePool(d: Decoder, v: JsonValue, path: string, st: State): Pool | n
         break;
       }
     }
-    p.endpoints.push(e);
-    p.ids.push(e.id);
+    p.addEndpoint(e);
   }
   return p;
 }

@@ -42,6 +42,23 @@ export interface HostOptions {
   httpCallHandler?: HttpCallHandler;
   /** Cap on host.logs / plugin.logs entries kept (oldest dropped). Default 100000. */
   maxLogEntries?: number;
+  /** Account time spent in module callbacks and in host calls (benchmarks; adds a little overhead). */
+  profile?: boolean;
+}
+
+/** Where the time went, when HostOptions.profile is set. */
+export class HostProfile {
+  /** Wall time inside outermost module callbacks, host calls included. */
+  moduleNs = 0n;
+  /** Wall time inside host calls made by modules. */
+  hostNs = 0n;
+  hostCalls = 0;
+
+  reset(): void {
+    this.moduleNs = 0n;
+    this.hostNs = 0n;
+    this.hostCalls = 0;
+  }
 }
 
 export interface SharedDataView {
@@ -60,6 +77,8 @@ export class ProxyWasmHost {
   readonly logs: LogEntry[] = [];
   /** Every VM failure caused by a trap or proc_exit. Empty = no trap happened. */
   readonly traps: TrapRecord[] = [];
+  /** Set when HostOptions.profile is true. */
+  readonly profile: HostProfile | null;
   readonly plugins: Plugin[] = [];
   private readonly groups = new Map<string, VmGroup>();
   private posted: Array<() => void> = [];
@@ -71,6 +90,7 @@ export class ProxyWasmHost {
   constructor(readonly options: HostOptions = {}) {
     const c = options.clock ?? 'manual';
     this.clock = c === 'manual' ? new ManualClock(options.startTimeMs) : c === 'real' ? new RealClock() : c;
+    this.profile = options.profile ? new HostProfile() : null;
     this.httpCalls = new HttpCalls(this);
     this.maxLogs = options.maxLogEntries ?? 100_000;
   }

@@ -31,26 +31,40 @@ export function buildImports(vm: WasmVm): Record<string, HostFn> {
     const r = vm.restricted;
     if (r !== null && !r.has(key)) throw new HostTrap('restricted_callback');
   };
+  // With HostOptions.profile, host-call time is accounted separately from module time.
+  const profile = host.profile;
+  const timed = <F extends (...args: never[]) => unknown>(fn: F): F => {
+    if (!profile) return fn;
+    return ((...args: never[]) => {
+      const t0 = process.hrtime.bigint();
+      try {
+        return fn(...args);
+      } finally {
+        profile.hostNs += process.hrtime.bigint() - t0;
+        profile.hostCalls++;
+      }
+    }) as F;
+  };
   // Fixed-arity passthrough (the widest import takes 12 arguments): no rest
   // array per call; a callee ignores the extra undefined arguments.
   const def = (key: string, fn: HostFn): void => {
-    out[key] = ((a: number, b: number, c: number, d: number, e: number, f: number, g: number, h: number, i: number, j: number, k: number, l: number) => {
+    out[key] = timed(((a: number, b: number, c: number, d: number, e: number, f: number, g: number, h: number, i: number, j: number, k: number, l: number) => {
       guard(key);
       return fn(a, b, c, d, e, f, g, h, i, j, k, l);
-    }) as HostFn;
+    }) as HostFn);
   };
   // Fixed-arity wrappers avoid a rest-array per call on the hot paths.
   const def3 = (key: string, fn: (a: number, b: number, c: number) => number): void => {
-    out[key] = ((a: number, b: number, c: number) => {
+    out[key] = timed(((a: number, b: number, c: number) => {
       guard(key);
       return fn(a >>> 0, b >>> 0, c >>> 0);
-    }) as HostFn;
+    }) as HostFn);
   };
   const def5 = (key: string, fn: (a: number, b: number, c: number, d: number, e: number) => number): void => {
-    out[key] = ((a: number, b: number, c: number, d: number, e: number) => {
+    out[key] = timed(((a: number, b: number, c: number, d: number, e: number) => {
       guard(key);
       return fn(a >>> 0, b >>> 0, c >>> 0, d >>> 0, e >>> 0);
-    }) as HostFn;
+    }) as HostFn);
   };
   const u = (x: number | bigint) => Number(x) >>> 0;
 

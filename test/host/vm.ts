@@ -273,18 +273,25 @@ export class WasmVm {
     const savedEffective = this.effectiveId;
     this.current = ctx;
     this.effectiveId = 0;
+    const profile = this.callDepth++ === 0 ? this.host.profile : null;
+    const t0 = profile ? process.hrtime.bigint() : 0n;
     try {
       const r = fn(a, b, c, d, e);
+      if (profile) profile.moduleNs += process.hrtime.bigint() - t0;
       return r === undefined ? 0 : r >>> 0;
     } catch (err) {
       if (!isTrap(err)) throw err;
       this.fail(FailState.RuntimeError, `Function: ${name} failed: ${errorText(err)}`, name, err);
       return 0;
     } finally {
+      this.callDepth--;
       this.current = savedCurrent;
       this.effectiveId = savedEffective;
     }
   }
+
+  /** Nesting of module calls (the host calls malloc while the module is inside a host call). */
+  private callDepth = 0;
 
   fail(state: FailStateCode, message: string, fnName = '', err?: unknown): void {
     const first = this.failState === FailState.Ok;

@@ -5,6 +5,12 @@ import { gridPositions, IndexSet, PrefixIndex, ENDPOINTS, WAYS } from "../../ass
 import { MemoryStore } from "../../assembly/util/store";
 
 const BLOCK = 64;
+
+function idIndex(ids: Array<u32>): Map<u32, i32> {
+  const m = new Map<u32, i32>();
+  for (let i = 0; i < ids.length; i++) m.set(ids[i], i);
+  return m;
+}
 const bodies: Array<ArrayBuffer> = [];
 
 function hashes(text: string, model: string = "/models/Qwen3-32B", salt: string = ""): StaticArray<u64> {
@@ -77,13 +83,12 @@ describe("block hashes", () => {
 });
 
 describe("gridPositions", () => {
-  it("covers every block up to 16, then sparser, and the last block", () => {
+  it("covers every block below 8, then grows by a quarter, and ends on the last block", () => {
     expect(gridPositions(0).length).toBe(0);
     expect(gridPositions(5)).toStrictEqual([0, 1, 2, 3, 4]);
-    const g = gridPositions(40);
-    expect(g.slice(14)).toStrictEqual([14, 15, 16, 18, 20, 22, 24, 26, 28, 30, 32, 36, 39]);
+    expect(gridPositions(40)).toStrictEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 15, 18, 22, 27, 33, 39]);
     const full = gridPositions(256);
-    expect(full.length).toBeLessThan(60);
+    expect(full.length).toBe(26);
     expect(full[full.length - 1]).toBe(255);
   });
 });
@@ -131,39 +136,39 @@ describe("PrefixIndex", () => {
   it("finds the longest recorded prefix per endpoint", () => {
     const store = new MemoryStore();
     const index = new PrefixIndex(store, 512, 600000);
-    const ids: Array<u32> = [10, 20, 30];
+    const ids = idIndex([10, 20, 30]);
     const r2 = hashes(ROUND2);
     const r1 = hashes(ROUND1);
     // Nothing recorded yet.
-    const none = index.lookup(r1, ids, 1000);
+    const none = index.lookup(r1, ids, 3, 1000);
     expect(none.best).toBe(0);
     // Endpoint 20 served round 1.
     index.record(r1, none.grid, 20, 0, 1000);
-    const m = index.lookup(r2, ids, 2000);
+    const m = index.lookup(r2, ids, 3, 2000);
     expect(m.matched[0]).toBe(0);
     expect(m.matched[1]).toBe(r1.length);
     expect(m.matched[2]).toBe(0);
-    expect(m.probes).toBeLessThan(12);
+    expect(m.probes).toBeLessThan(10);
   });
 
   it("forgets entries older than the TTL", () => {
     const store = new MemoryStore();
     const index = new PrefixIndex(store, 512, 10000);
-    const ids: Array<u32> = [1];
+    const ids = idIndex([1]);
     const h = hashes(ROUND1);
-    index.record(h, index.lookup(h, ids, 0).grid, 1, 0, 0);
-    expect(index.lookup(h, ids, 5000).matched[0]).toBe(h.length);
-    expect(index.lookup(h, ids, 20000).matched[0]).toBe(0);
+    index.record(h, index.lookup(h, ids, 1, 0).grid, 1, 0, 0);
+    expect(index.lookup(h, ids, 1, 5000).matched[0]).toBe(h.length);
+    expect(index.lookup(h, ids, 1, 20000).matched[0]).toBe(0);
   });
 
   it("writes only what is new", () => {
     const store = new MemoryStore();
     const index = new PrefixIndex(store, 4096, 600000);
-    const ids: Array<u32> = [1];
+    const ids = idIndex([1]);
     const h = hashes("{\"model\":\"m\",\"prompt\":\"" + "q".repeat(64 * 200) + "\"}");
-    const m = index.lookup(h, ids, 0);
+    const m = index.lookup(h, ids, 1, 0);
     expect(index.record(h, m.grid, 1, 0, 0)).toBe(m.grid.length);
-    const again = index.lookup(h, ids, 10);
+    const again = index.lookup(h, ids, 1, 10);
     expect(again.matched[0]).toBe(h.length);
     // Repeating the prompt soon after rewrites nothing.
     expect(index.record(h, again.grid, 1, again.matched[0], 10)).toBe(0);
@@ -172,10 +177,10 @@ describe("PrefixIndex", () => {
   it("never uses more keys than it has sets", () => {
     const store = new MemoryStore();
     const index = new PrefixIndex(store, 8, 600000);
-    const ids: Array<u32> = [1, 2];
+    const ids = idIndex([1, 2]);
     for (let i = 0; i < 20; i++) {
       const h = hashes("{\"model\":\"m\",\"prompt\":\"" + i.toString().repeat(64 * 50) + "\"}");
-      const m = index.lookup(h, ids, <f64>i);
+      const m = index.lookup(h, ids, 2, <f64>i);
       index.record(h, m.grid, <u32>(1 + (i & 1)), m.matched[i & 1], <f64>i);
     }
     expect(store.size).toBeLessThanOrEqual(8);

@@ -1,5 +1,5 @@
-import { LoadRecord, recordLoad, bucketOf, BUCKET_MS, BUCKETS } from "../../assembly/schedule/load";
-import { queueScores, kvCacheScore, loraScore, prefixScore } from "../../assembly/schedule/scorers";
+import { LoadView, recordLoad, BUCKET_MS, BUCKETS } from "../../assembly/schedule/load";
+import { queueScore, kvCacheScore, loraScore, prefixScore } from "../../assembly/schedule/scorers";
 import { PickInput, pickEndpoint, isSaturated, outstanding, PICKED, SHED, NO_ENDPOINT } from "../../assembly/schedule/pick";
 import { Config } from "../../assembly/config";
 import { Endpoint, Pool, SHEDDABLE, CRITICAL, STANDARD } from "../../assembly/state/document";
@@ -10,11 +10,7 @@ import { fnv1a32 } from "../../assembly/util/hash";
 
 const NOW: f64 = 1_000_000;
 
-function f64s(values: Array<f64>): Float64Array {
-  const a = new Float64Array(values.length);
-  for (let i = 0; i < values.length; i++) a[i] = values[i];
-  return a;
-}
+
 
 function ep(pod: string, waiting: f64, running: f64, kv: f64, score: f64 = 0.5): Endpoint {
   const e = new Endpoint();
@@ -31,91 +27,107 @@ function ep(pod: string, waiting: f64, running: f64, kv: f64, score: f64 = 0.5):
 function pool(eps: Array<Endpoint>): Pool {
   const p = new Pool();
   p.name = "ns/p";
-  p.endpoints = eps;
-  for (let i = 0; i < eps.length; i++) p.ids.push(eps[i].id);
+  for (let i = 0; i < eps.length; i++) p.addEndpoint(eps[i]);
   return p;
 }
 
-function input(p: Pool, load: LoadRecord = new LoadRecord()): PickInput {
+function input(p: Pool, load: LoadView = new LoadView(null)): PickInput {
   const i = new PickInput(p, new Config(), load);
   i.nowMs = NOW;
   i.generatedAtMs = NOW - 20;
   return i;
 }
 
-describe("LoadRecord", () => {
-  it("counts in-flight requests and round-trips its encoding", () => {
-    const r = new LoadRecord();
-    r.add(7, 1, NOW, 16);
-    r.add(7, 1, NOW, 16);
-    r.add(9, 1, NOW, 16);
-    r.add(7, -1, NOW + 10, 16);
-    const d = LoadRecord.decode(r.encode());
-    expect(d.inflightOf(d.indexOf(7))).toBe(1);
-    expect(d.inflightOf(d.indexOf(9))).toBe(1);
-    expect(d.indexOf(8)).toBe(-1);
-    expect(d.inflightOf(-1)).toBe(0);
+// Applies deltas to a record the way workers do, through fresh views.
+function apply(buf: ArrayBuffer | null, id: u32, delta: i32, now: f64, max: i32 = 16): ArrayBuffer | null {
+  const next = new LoadView(buf).with(id, delta, now, max);
+  return next !== null ? next : buf;
+}
+
+describe("LoadView", () => {
+  it("counts in-flight requests per endpoint, entries sorted by id", () => {
+    let b: ArrayBuffer | null = null;
+    b = apply(b, 7, 1, NOW);
+    b = apply(b, 7, 1, NOW);
+    b = apply(b, 9, 1, NOW);
+    b = apply(b, 3, 1, NOW);
+    b = apply(b, 7, -1, NOW + 10);
+    const v = new LoadView(b);
+    expect(v.count).toBe(3);
+    expect(v.idAt(0)).toBe(3);
+    expect(v.idAt(2)).toBe(9);
+    expect(v.inflightAt(v.find(7))).toBe(1);
+    expect(v.inflightAt(v.find(9))).toBe(1);
+    expect(v.find(8)).toBe(-1);
+    expect(v.inflightAt(-1)).toBe(0);
   });
 
   it("never goes below zero and ignores completions of forgotten endpoints", () => {
-    const r = new LoadRecord();
-    r.add(7, -1, NOW, 16);
-    expect(r.indexOf(7)).toBe(-1);
-    r.add(7, 1, NOW, 16);
-    r.add(7, -1, NOW, 16);
-    r.add(7, -1, NOW, 16);
-    expect(r.inflightOf(r.indexOf(7))).toBe(0);
+    expect(new LoadView(null).with(7, -1, NOW, 16)).toBeNull();
+    let b = apply(null, 7, 1, NOW);
+    b = apply(b, 7, -1, NOW);
+    b = apply(b, 7, -1, NOW);
+    const v = new LoadView(b);
+    expect(v.inflightAt(v.find(7))).toBe(0);
   });
 
   it("counts net dispatches since a time, ageing them out of the window", () => {
-    const r = new LoadRecord();
-    r.add(7, 1, NOW, 16);
-    r.add(7, 1, NOW + BUCKET_MS, 16);
-    r.add(7, 1, NOW + 2 * BUCKET_MS, 16);
-    r.add(7, -1, NOW + 2 * BUCKET_MS, 16);
-    const i = r.indexOf(7);
-    expect(r.netSince(i, NOW, NOW + 2 * BUCKET_MS)).toBe(2);
-    expect(r.netSince(i, NOW + BUCKET_MS, NOW + 2 * BUCKET_MS)).toBe(1);
-    expect(r.netSince(i, NOW + 3 * BUCKET_MS, NOW + 3 * BUCKET_MS)).toBe(0);
-    r.advance(bucketOf(NOW + 2 * BUCKET_MS + BUCKETS * BUCKET_MS));
-    expect(r.netSince(i, NOW, NOW + 20 * BUCKET_MS)).toBe(0);
-    expect(r.inflightOf(i)).toBe(2);
+    let b = apply(null, 7, 1, NOW);
+    b = apply(b, 7, 1, NOW + BUCKET_MS);
+    b = apply(b, 7, 1, NOW + 2 * BUCKET_MS);
+    b = apply(b, 7, -1, NOW + 2 * BUCKET_MS);
+    let v = new LoadView(b);
+    const i = v.find(7);
+    expect(v.netSince(i, NOW, NOW + 2 * BUCKET_MS)).toBe(2);
+    expect(v.netSince(i, NOW + BUCKET_MS, NOW + 2 * BUCKET_MS)).toBe(1);
+    expect(v.netSince(i, NOW + 3 * BUCKET_MS, NOW + 3 * BUCKET_MS)).toBe(0);
+    // Another endpoint's traffic much later moves the head: old buckets fall off.
+    b = apply(b, 9, 1, NOW + 2 * BUCKET_MS + BUCKETS * BUCKET_MS);
+    v = new LoadView(b);
+    expect(v.netSince(v.find(7), NOW, NOW + 20 * BUCKET_MS)).toBe(0);
+    expect(v.inflightAt(v.find(7))).toBe(2);
   });
 
-  it("drops idle entries first when full, and treats garbage as empty", () => {
-    const r = new LoadRecord();
-    r.add(1, 1, NOW, 2);
-    r.add(2, 1, NOW, 2);
-    r.add(2, -1, NOW, 2);
-    r.advance(bucketOf(NOW + 100 * BUCKET_MS));
-    r.add(3, 1, NOW + 100 * BUCKET_MS, 2);
-    expect(r.indexOf(2)).toBe(-1);
-    expect(r.indexOf(3)).toBeGreaterThanOrEqual(0);
-    expect(LoadRecord.decode(new ArrayBuffer(5)).ids.length).toBe(0);
+  it("drops idle entries first when full, refuses when nothing is idle", () => {
+    let b = apply(null, 1, 1, NOW, 2);
+    b = apply(b, 2, 1, NOW, 2);
+    // Both in flight: no room for a third endpoint.
+    expect(new LoadView(b).with(3, 1, NOW, 2)).toBeNull();
+    // Endpoint 2 finishes; its completion stays visible while in the window.
+    b = apply(b, 2, -1, NOW + 10 * BUCKET_MS, 2);
+    expect(new LoadView(b).with(3, 1, NOW + 10 * BUCKET_MS, 2)).toBeNull();
+    // Once the window has passed, the idle entry makes room.
+    b = apply(b, 3, 1, NOW + 30 * BUCKET_MS, 2);
+    const v = new LoadView(b);
+    expect(v.find(2)).toBe(-1);
+    expect(v.find(3)).toBeGreaterThanOrEqual(0);
+    expect(v.find(1)).toBeGreaterThanOrEqual(0);
+  });
+
+  it("treats garbage as an empty record", () => {
+    expect(new LoadView(new ArrayBuffer(5)).count).toBe(0);
     const bad = new ArrayBuffer(12);
     store<u32>(changetype<usize>(bad), 0x314c4557);
     store<u32>(changetype<usize>(bad), 1000, 8);
-    expect(LoadRecord.decode(bad).ids.length).toBe(0);
+    expect(new LoadView(bad).count).toBe(0);
   });
 
   it("is shared through the store with compare-and-swap", () => {
     const shared = new MemoryStore();
     expect(recordLoad(shared, "k", 5, 1, NOW, 16)).toBe(true);
     expect(recordLoad(shared, "k", 5, 1, NOW, 16)).toBe(true);
-    const r = LoadRecord.decode(shared.get("k"));
-    expect(r.inflightOf(r.indexOf(5))).toBe(2);
+    const v = new LoadView(shared.get("k"));
+    expect(v.inflightAt(v.find(5))).toBe(2);
   });
 });
 
 describe("scorers", () => {
   it("queue: least loaded gets 1, most loaded 0, equal all 1", () => {
-    const q = queueScores(f64s([4, 2, 6]));
-    expect(q[0]).toBe(0.5);
-    expect(q[1]).toBe(1);
-    expect(q[2]).toBe(0);
-    const eq = queueScores(f64s([3, 3]));
-    expect(eq[0]).toBe(1);
-    expect(eq[1]).toBe(1);
+    // loads 4, 2, 6: min 2, span 4
+    expect(queueScore(4, 2, 4)).toBe(0.5);
+    expect(queueScore(2, 2, 4)).toBe(1);
+    expect(queueScore(6, 2, 4)).toBe(0);
+    expect(queueScore(3, 3, 0)).toBe(1);
   });
 
   it("kv_cache, prefix", () => {
@@ -170,13 +182,13 @@ describe("pickEndpoint", () => {
 
   it("spreads a burst using its own dispatches before metrics catch up", () => {
     const p = pool([ep("p0", 0, 2, 0.1), ep("p1", 0, 2, 0.1)]);
-    const load = new LoadRecord();
+    let load: ArrayBuffer | null = null;
     const picks = [0, 0];
     for (let i = 0; i < 10; i++) {
-      const inp = input(p, load);
+      const inp = input(p, new LoadView(load));
       const r = pickEndpoint(inp, new Rng(<u64>(i + 1)));
       picks[r.index]++;
-      load.add(p.endpoints[r.index].id, 1, NOW, 64);
+      load = apply(load, p.endpoints[r.index].id, 1, NOW);
     }
     expect(picks[0]).toBe(5);
     expect(picks[1]).toBe(5);
@@ -185,12 +197,13 @@ describe("pickEndpoint", () => {
   it("estimates outstanding requests from metrics, recent dispatches and in-flight", () => {
     const e = ep("p0", 1, 3, 0.1);
     e.metricsAgeMs = 30;
-    const load = new LoadRecord();
-    const inp = input(pool([e]), load);
+    const inp = input(pool([e]));
     expect(outstanding(e, inp)).toBe(4);
-    load.add(e.id, 1, NOW - 10, 64); // after the metrics were taken
+    let load = apply(null, e.id, 1, NOW - 10); // after the metrics were taken
+    inp.load = new LoadView(load);
     expect(outstanding(e, inp)).toBe(5);
-    for (let i = 0; i < 9; i++) load.add(e.id, 1, NOW - 10, 64);
+    for (let i = 0; i < 9; i++) load = apply(load, e.id, 1, NOW - 10);
+    inp.load = new LoadView(load);
     expect(outstanding(e, inp)).toBe(14);
     inp.degraded = true;
     expect(outstanding(e, inp)).toBe(10);
