@@ -130,6 +130,7 @@ export class Pusher {
       this.opts.onAccepted?.(t.url.href, payload.version);
       this.opts.log.debug("push_accepted", `${t.url.href}: version ${payload.version}`, { url: t.url.href, version: payload.version, bytes: body.length });
       clearTimeout(t.refreshTimer);
+      if (this.stopped) return;
       t.refreshTimer = setTimeout(() => {
         t.refreshTimer = undefined;
         this.kick(t, true);
@@ -182,6 +183,7 @@ export class Pusher {
       this.opts.log[level]("push_failed", `${t.url.href}: ${message}; retrying in ${delay}ms`, { url: t.url.href, code, version: payload.version });
       t.failing = code;
     }
+    if (this.stopped) return;
     t.retryTimer = setTimeout(() => {
       t.retryTimer = undefined;
       this.kick(t, true);
