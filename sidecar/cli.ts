@@ -193,10 +193,11 @@ export function helpText(version: string): string {
     let head = `  --${f.name}`;
     if (f.kind !== "boolean") head += ` ${f.value ?? kindPlaceholder(f.kind)}`;
     if (f.multiple) head += " (repeatable)";
-    const dflt = f.default === undefined ? "" : ` (default ${typeof f.default === "string" ? f.default : show(f, f.default)})`;
+    // A no-break space keeps "(default X)" on one line.
+    const dflt = f.default === undefined ? "" : ` (default\u00a0${typeof f.default === "string" ? f.default : show(f, f.default)})`;
     lines.push(head);
     for (const l of wrap(f.help + dflt, 74)) {
-      lines.push(`      ${l}`);
+      lines.push(`      ${l.replace(/\u00a0/g, " ")}`);
     }
   }
   lines.push(
@@ -229,7 +230,7 @@ function kindPlaceholder(kind: Kind): string {
 function wrap(text: string, width: number): string[] {
   const out: string[] = [];
   let line = "";
-  for (const word of text.split(/\s+/)) {
+  for (const word of text.split(/[ \t\n]+/)) {
     if (line.length > 0 && line.length + 1 + word.length > width) {
       out.push(line);
       line = word;

@@ -1,6 +1,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { readFile } from "node:fs/promises";
+import { readdir, readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { DEFAULT_PUSH_URL, flagNames, helpText, parseOptions } from "../../sidecar/cli.ts";
 import { ERROR_CODES } from "../../sidecar/errors.ts";
 import { parseBytes, parseDuration } from "../../sidecar/util/units.ts";
@@ -75,4 +77,17 @@ test("docs/sidecar.md documents every flag and every error code", async () => {
   const docs = await readFile(DOCS, "utf8");
   for (const f of flagNames()) assert.ok(docs.includes(`--${f}`), `--${f} in docs/sidecar.md`);
   for (const code of Object.keys(ERROR_CODES)) assert.ok(docs.includes(`\`${code}\``), `error code ${code} in docs/sidecar.md`);
+});
+
+test("docs/sidecar.md documents every log event the sidecar emits", async () => {
+  const root = fileURLToPath(new URL("../../sidecar/", import.meta.url));
+  const files = (await readdir(root, { recursive: true })).filter((f) => f.endsWith(".ts"));
+  const events = new Set<string>();
+  for (const f of files) {
+    const text = await readFile(join(root, f), "utf8");
+    for (const m of text.matchAll(/log(?:\.(?:debug|info|warn|error)|\[level\])\("([a-z_]+)"/g)) events.add(m[1]);
+  }
+  assert.ok(events.size >= 15, `found ${events.size} events`);
+  const docs = await readFile(DOCS, "utf8");
+  for (const e of events) assert.ok(docs.includes(`\`${e}\``), `event ${e} in docs/sidecar.md`);
 });
