@@ -134,9 +134,19 @@ export function chatPromptTokens(messages: readonly ChatMessage[], addGeneration
   const out: number[] = [];
   const newline = tokenize("\n");
   const all = messages.length > 0 && messages[0].role === "system" ? messages : [{ role: "system", content: QWEN_DEFAULT_SYSTEM }, ...messages];
+  const append = (ids: number[]) => {
+    for (const id of ids) out.push(id);
+  };
   for (const m of all) {
-    out.push(IM_START, ...tokenize(m.role + "\n"), ...tokenize(m.content), IM_END, ...newline);
+    out.push(IM_START);
+    append(tokenize(m.role + "\n"));
+    append(tokenize(m.content));
+    out.push(IM_END);
+    append(newline);
   }
-  if (addGenerationPrompt) out.push(IM_START, ...tokenize("assistant\n"));
+  if (addGenerationPrompt) {
+    out.push(IM_START);
+    append(tokenize("assistant\n"));
+  }
   return out;
 }

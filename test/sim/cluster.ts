@@ -1,0 +1,484 @@
+// A discrete-event simulation of a pool of model servers behind a router, in virtual time.
+//
+// Each pod is an Engine. A pod with work runs step after step; a step that starts at t ends at
+// t + durationMs, when its tokens are delivered. Requests come from a RequestSource through an
+// arrival process:
+//   closed  : `concurrency` requests in flight at all times, a new one sent as soon as one
+//             finishes (benchmark_serving --max-concurrency with request rate inf);
+//   poisson : requests sent at exponentially distributed gaps (--request-rate), optionally capped
+//             at maxConcurrency in flight.
+// Each request is routed when it is sent: the router sees what a real router can see, namely
+// every pod's metrics as of its last scrape (each pod scraped every scrapeIntervalMs plus a
+// uniform jitter, so every strategy sees the same staleness) and its own count of requests it
+// sent to each pod that have not finished. A router flagged `oracle` also gets the engines.
+// Routers receive the virtual time, so a router driven by a clock (the compiled filter under the
+// proxy-wasm test host with a manual clock) can be advanced to it. route() may return a promise.
+//
+// The driver records each request's TTFT, TPOT, end-to-end latency, output tokens and prefix
+// cache hit, and samples every pod's KV usage, running and waiting counts at a fixed interval.
+
+import { Engine, type EngineEvent, type EngineOptions } from "./engine.ts";
+import { Rng } from "./rng.ts";
+import { summarize, type Summary } from "./stats.ts";
+import type { RequestSource, SimRequest } from "./workload.ts";
+
+export type { SimRequest } from "./workload.ts";
+
+/** A pod's metrics as a scrape of its /metrics would give them. */
+export interface PodMetrics {
+  scrapedAtMs: number;
+  waiting: number;
+  running: number;
+  kvUsage: number;
+  kvBlocksTotal: number;
+  blockSize: number;
+  prefixCacheQueries: number;
+  prefixCacheHits: number;
+  lora: { maxLoras: number; running: string[]; waiting: string[] } | null;
+}
+
+export interface PodView {
+  readonly index: number;
+  readonly name: string;
+  readonly address: string;
+  /** As of the last scrape; null before the first. */
+  readonly metrics: PodMetrics | null;
+  /** Requests this router sent to the pod that have not finished. */
+  readonly outstanding: number;
+}
+
+export interface RouterView {
+  readonly now: number;
+  readonly pods: readonly PodView[];
+  /** Direct engine access, for oracle routers only (undefined otherwise). */
+  readonly engines?: readonly Engine[];
+}
+
+export interface Router {
+  name: string;
+  /** Wants direct engine access in its view (a precise oracle, not a realistic router). */
+  oracle?: boolean;
+  route(req: SimRequest, now: number, view: RouterView): number | Promise<number>;
+  onFinished?(req: SimRequest, pod: number, now: number): void;
+}
+
+export type Arrival = { kind: "closed"; concurrency: number } | { kind: "poisson"; ratePerSec: number; maxConcurrency?: number };
+
+export interface ClusterOptions {
+  pods: number;
+  /** Engine options, the same for every pod or per pod (tokenEvents is always off here). */
+  engine?: EngineOptions | ((pod: number) => EngineOptions);
+  /** Scrape period: every pod is scraped every scrapeIntervalMs + U(0, scrapeJitterMs). Default 50 + U(0, 50). */
+  scrapeIntervalMs?: number;
+  scrapeJitterMs?: number;
+  /** KV-usage sampling period for the result's time series (default 1000 ms). */
+  sampleIntervalMs?: number;
+  seed?: number;
+  /** Stop after this much virtual time (default: run until every request finished). */
+  maxVirtualMs?: number;
+}
+
+export interface RequestRecord {
+  id: string;
+  pod: number;
+  sessionId?: string;
+  lora: string | null;
+  promptTokens: number;
+  outputTokens: number;
+  sentMs: number;
+  firstTokenMs: number;
+  finishedMs: number;
+  ttftMs: number;
+  /** (e2e - ttft) / (output tokens - 1), as benchmark_serving computes it; NaN for 1 token. */
+  tpotMs: number;
+  e2eMs: number;
+  cachedTokens: number;
+  preemptions: number;
+}
+
+export interface PodSummary {
+  requests: number;
+  meanKvUsage: number;
+  maxKvUsage: number;
+  meanRunning: number;
+  meanWaiting: number;
+  preemptions: number;
+  prefixCacheHitRate: number;
+  busyFraction: number;
+}
+
+export interface ClusterResult {
+  router: string;
+  requests: RequestRecord[];
+  /** Requests still unfinished when maxVirtualMs stopped the run. */
+  unfinished: number;
+  makespanMs: number;
+  wallMs: number;
+  ttft: Summary;
+  tpot: Summary;
+  e2e: Summary;
+  requestsPerSec: number;
+  outputTokensPerSec: number;
+  /** Prompt tokens served from prefix caches / prompt tokens. */
+  prefixHitRate: number;
+  preemptions: number;
+  pods: PodSummary[];
+  /** Over samples taken while requests were still being sent: mean of (max - min) KV usage across pods, and of the standard deviation. */
+  kvSpread: { meanRange: number; meanStdDev: number };
+  samples: { tMs: number[]; kvUsage: number[][]; running: number[][]; waiting: number[][] };
+}
+
+export interface SimulateOptions {
+  cluster: ClusterOptions;
+  source: RequestSource;
+  router: Router;
+  arrival: Arrival;
+}
+
+const enum Kind {
+  StepStart,
+  StepEnd,
+  Scrape,
+  Sample,
+  Arrival,
+  Wake,
+}
+
+interface Ev {
+  t: number;
+  seq: number;
+  kind: Kind;
+  pod: number;
+  events?: EngineEvent[];
+}
+
+class Heap {
+  private a: Ev[] = [];
+  get size(): number {
+    return this.a.length;
+  }
+  push(e: Ev): void {
+    const a = this.a;
+    a.push(e);
+    let i = a.length - 1;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (!less(a[i], a[p])) break;
+      [a[i], a[p]] = [a[p], a[i]];
+      i = p;
+    }
+  }
+  pop(): Ev | undefined {
+    const a = this.a;
+    if (a.length === 0) return undefined;
+    const top = a[0];
+    const last = a.pop()!;
+    if (a.length > 0) {
+      a[0] = last;
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1, r = l + 1;
+        let m = i;
+        if (l < a.length && less(a[l], a[m])) m = l;
+        if (r < a.length && less(a[r], a[m])) m = r;
+        if (m === i) break;
+        [a[i], a[m]] = [a[m], a[i]];
+        i = m;
+      }
+    }
+    return top;
+  }
+}
+
+function less(x: Ev, y: Ev): boolean {
+  return x.t < y.t || (x.t === y.t && x.seq < y.seq);
+}
+
+interface Flight {
+  req: SimRequest;
+  pod: number;
+  sentMs: number;
+  firstTokenMs: number;
+  cachedTokens: number;
+}
+
+/** Runs a workload through a router over a simulated pool until every request finished. */
+export async function simulate(o: SimulateOptions): Promise<ClusterResult> {
+  const wall0 = performance.now();
+  const c = o.cluster;
+  const n = c.pods;
+  if (!Number.isInteger(n) || n < 1) throw new RangeError(`pods must be a positive integer, got ${n}`);
+  const rng = new Rng(c.seed ?? 7);
+  const scrapeRng = rng.fork();
+  const arrivalRng = rng.fork();
+  const scrapeBase = c.scrapeIntervalMs ?? 50;
+  const scrapeJitter = c.scrapeJitterMs ?? 50;
+  const sampleEvery = c.sampleIntervalMs ?? 1000;
+  const maxT = c.maxVirtualMs ?? Infinity;
+  const engines: Engine[] = [];
+  for (let i = 0; i < n; i++) {
+    const eo = typeof c.engine === "function" ? c.engine(i) : c.engine;
+    engines.push(new Engine({ ...eo, tokenEvents: false }));
+  }
+  const busy = new Array<boolean>(n).fill(false);
+  const startQueued = new Array<boolean>(n).fill(false);
+  const outstanding = new Array<number>(n).fill(0);
+  const metrics: (PodMetrics | null)[] = new Array(n).fill(null);
+  const pods: PodView[] = [];
+  for (let i = 0; i < n; i++) {
+    pods.push({
+      index: i,
+      name: `pod-${i}`,
+      address: `10.0.0.${10 + i}:8000`,
+      get metrics() {
+        return metrics[i];
+      },
+      get outstanding() {
+        return outstanding[i];
+      },
+    });
+  }
+  let now = 0;
+  const view: RouterView = {
+    get now() {
+      return now;
+    },
+    pods,
+    engines: o.router.oracle ? engines : undefined,
+  };
+
+  const heap = new Heap();
+  let seq = 0;
+  const schedule = (t: number, kind: Kind, pod = -1, events?: EngineEvent[]) => heap.push({ t, seq: seq++, kind, pod, events });
+
+  const flights = new Map<string, Flight>();
+  const records: RequestRecord[] = [];
+  const perPodRequests = new Array<number>(n).fill(0);
+  let inFlight = 0;
+  let arrivalsDue = 0;
+  let wakeAt = Infinity;
+  let lastSendMs = 0;
+  let sourceDoneAt = Infinity;
+  const sampleT: number[] = [];
+  const sampleKv: number[][] = engines.map(() => []);
+  const sampleRun: number[][] = engines.map(() => []);
+  const sampleWait: number[][] = engines.map(() => []);
+
+  const scrape = (i: number) => {
+    const s = engines[i].snapshot();
+    metrics[i] = {
+      scrapedAtMs: now,
+      waiting: s.waiting,
+      running: s.running,
+      kvUsage: s.kvUsage,
+      kvBlocksTotal: s.kvBlocksTotal,
+      blockSize: s.blockSize,
+      prefixCacheQueries: s.prefixCacheQueries,
+      prefixCacheHits: s.prefixCacheHits,
+      lora: s.lora,
+    };
+  };
+
+  const kick = (i: number) => {
+    if (!busy[i] && !startQueued[i] && engines[i].hasWork()) {
+      startQueued[i] = true;
+      schedule(now, Kind.StepStart, i);
+    }
+  };
+
+  const send = async (req: SimRequest) => {
+    if (flights.has(req.id)) throw new Error(`duplicate request id ${req.id}`);
+    const pod = await o.router.route(req, now, view);
+    if (!Number.isInteger(pod) || pod < 0 || pod >= n) throw new Error(`router ${o.router.name} returned pod ${pod} of ${n}`);
+    engines[pod].submit({ id: req.id, tokens: req.tokens, maxTokens: req.maxTokens, lora: req.lora ?? null }, now);
+    flights.set(req.id, { req, pod, sentMs: now, firstTokenMs: NaN, cachedTokens: 0 });
+    outstanding[pod]++;
+    perPodRequests[pod]++;
+    inFlight++;
+    lastSendMs = now;
+    kick(pod);
+  };
+
+  const canSend = () => (o.arrival.kind === "closed" ? inFlight < o.arrival.concurrency : arrivalsDue > 0 && (o.arrival.maxConcurrency === undefined || inFlight < o.arrival.maxConcurrency));
+
+  const issue = async () => {
+    while (canSend()) {
+      const req = o.source.next(now);
+      if (!req) break;
+      if (o.arrival.kind === "poisson") arrivalsDue--;
+      await send(req);
+    }
+    if (o.source.exhausted() && sourceDoneAt === Infinity) sourceDoneAt = now;
+    const readyAt = o.source.nextReadyAt(now);
+    if (readyAt < wakeAt && readyAt > now && readyAt !== Infinity) {
+      wakeAt = readyAt;
+      schedule(readyAt, Kind.Wake);
+    }
+  };
+
+  const deliver = async (pod: number, events: EngineEvent[]) => {
+    let finished = false;
+    for (const e of events) {
+      const f = flights.get(e.id);
+      if (!f) continue;
+      switch (e.type) {
+        case "scheduled":
+          if (!e.resumed) f.cachedTokens = e.cachedTokens;
+          break;
+        case "first_token":
+          f.firstTokenMs = e.atMs;
+          break;
+        case "finished": {
+          flights.delete(e.id);
+          outstanding[pod]--;
+          inFlight--;
+          const out = e.outputTokens.length;
+          const ttft = f.firstTokenMs - f.sentMs;
+          const e2e = e.atMs - f.sentMs;
+          records.push({
+            id: e.id,
+            pod,
+            sessionId: f.req.sessionId,
+            lora: f.req.lora ?? null,
+            promptTokens: e.promptTokens,
+            outputTokens: out,
+            sentMs: f.sentMs,
+            firstTokenMs: f.firstTokenMs,
+            finishedMs: e.atMs,
+            ttftMs: ttft,
+            tpotMs: out > 1 ? (e2e - ttft) / (out - 1) : NaN,
+            e2eMs: e2e,
+            cachedTokens: f.cachedTokens,
+            preemptions: e.preemptions,
+          });
+          o.router.onFinished?.(f.req, pod, now);
+          o.source.onFinished?.(f.req, e.outputTokens, now);
+          finished = true;
+          break;
+        }
+        default:
+          break;
+      }
+    }
+    if (finished) await issue();
+  };
+
+  // Start: scrapes staggered over the first period, sampling, first arrivals.
+  for (let i = 0; i < n; i++) {
+    scrape(i);
+    schedule(scrapeRng.next() * (scrapeBase + scrapeJitter), Kind.Scrape, i);
+  }
+  schedule(0, Kind.Sample);
+  if (o.arrival.kind === "poisson") {
+    if (!(o.arrival.ratePerSec > 0)) throw new RangeError("poisson arrivals need ratePerSec > 0");
+    schedule(0, Kind.Arrival);
+  } else {
+    if (!(o.arrival.concurrency >= 1)) throw new RangeError("closed arrivals need concurrency >= 1");
+    await issue();
+  }
+
+  const done = () => inFlight === 0 && o.source.exhausted();
+  while (heap.size > 0 && !done()) {
+    const ev = heap.pop()!;
+    if (ev.t > maxT) break;
+    now = ev.t;
+    switch (ev.kind) {
+      case Kind.StepStart: {
+        startQueued[ev.pod] = false;
+        if (busy[ev.pod]) break;
+        const r = engines[ev.pod].step(now);
+        if (!r) break;
+        busy[ev.pod] = true;
+        schedule(now + r.durationMs, Kind.StepEnd, ev.pod, r.events);
+        break;
+      }
+      case Kind.StepEnd:
+        busy[ev.pod] = false;
+        await deliver(ev.pod, ev.events!);
+        kick(ev.pod);
+        break;
+      case Kind.Scrape:
+        scrape(ev.pod);
+        schedule(now + scrapeBase + scrapeRng.next() * scrapeJitter, Kind.Scrape, ev.pod);
+        break;
+      case Kind.Sample:
+        sampleT.push(now);
+        for (let i = 0; i < n; i++) {
+          const s = engines[i].snapshot();
+          sampleKv[i].push(s.kvUsage);
+          sampleRun[i].push(s.running);
+          sampleWait[i].push(s.waiting);
+        }
+        schedule(now + sampleEvery, Kind.Sample);
+        break;
+      case Kind.Arrival:
+        if (o.arrival.kind === "poisson") {
+          arrivalsDue++;
+          await issue();
+          if (!o.source.exhausted()) schedule(now + arrivalRng.exponential(1000 / o.arrival.ratePerSec), Kind.Arrival);
+        }
+        break;
+      case Kind.Wake:
+        if (wakeAt <= now) wakeAt = Infinity;
+        await issue();
+        break;
+    }
+  }
+
+  const makespan = records.reduce((m, r) => Math.max(m, r.finishedMs), 0);
+  const steadyEnd = Math.min(sourceDoneAt, lastSendMs);
+  const podSummaries: PodSummary[] = engines.map((e, i) => {
+    const s = e.snapshot();
+    const kv = sampleKv[i];
+    return {
+      requests: perPodRequests[i],
+      meanKvUsage: mean(kv),
+      maxKvUsage: kv.length ? Math.max(...kv) : 0,
+      meanRunning: mean(sampleRun[i]),
+      meanWaiting: mean(sampleWait[i]),
+      preemptions: s.preemptions,
+      prefixCacheHitRate: s.prefixCacheQueries > 0 ? s.prefixCacheHits / s.prefixCacheQueries : 0,
+      busyFraction: makespan > 0 ? s.busyMs / makespan : 0,
+    };
+  });
+  let ranges = 0, devs = 0, counted = 0;
+  for (let k = 0; k < sampleT.length; k++) {
+    if (sampleT[k] > steadyEnd && counted > 0) break;
+    let lo = Infinity, hi = -Infinity, sum = 0, sq = 0;
+    for (let i = 0; i < n; i++) {
+      const v = sampleKv[i][k];
+      lo = Math.min(lo, v);
+      hi = Math.max(hi, v);
+      sum += v;
+      sq += v * v;
+    }
+    const m = sum / n;
+    ranges += hi - lo;
+    devs += Math.sqrt(Math.max(0, sq / n - m * m));
+    counted++;
+  }
+  const prompt = records.reduce((a, r) => a + r.promptTokens, 0);
+  const cached = records.reduce((a, r) => a + r.cachedTokens, 0);
+  const outTokens = records.reduce((a, r) => a + r.outputTokens, 0);
+  return {
+    router: o.router.name,
+    requests: records,
+    unfinished: flights.size,
+    makespanMs: makespan,
+    wallMs: performance.now() - wall0,
+    ttft: summarize(records.map((r) => r.ttftMs)),
+    tpot: summarize(records.map((r) => r.tpotMs)),
+    e2e: summarize(records.map((r) => r.e2eMs)),
+    requestsPerSec: makespan > 0 ? (records.length * 1000) / makespan : 0,
+    outputTokensPerSec: makespan > 0 ? (outTokens * 1000) / makespan : 0,
+    prefixHitRate: prompt > 0 ? cached / prompt : 0,
+    preemptions: engines.reduce((a, e) => a + e.snapshot().preemptions, 0),
+    pods: podSummaries,
+    kvSpread: { meanRange: counted ? ranges / counted : 0, meanStdDev: counted ? devs / counted : 0 },
+    samples: { tMs: sampleT, kvUsage: sampleKv, running: sampleRun, waiting: sampleWait },
+  };
+}
+
+function mean(v: readonly number[]): number {
+  return v.length ? v.reduce((a, b) => a + b, 0) / v.length : 0;
+}
