@@ -29,7 +29,17 @@
 
 import { BlockPool, chainHash, rootHash } from "./block-pool.ts";
 import { a10Qwen7B, emptyBatch, kvCacheBlocks, StepTimer, type BatchShape, type CostModel } from "./cost-model.ts";
-import { buckets125, Histogram, ITERATION_TOKEN_BUCKETS, REQUEST_LATENCY_BUCKETS, TPOT_BUCKETS, TTFT_BUCKETS } from "./histogram.ts";
+import {
+  buckets125,
+  Histogram,
+  ITERATION_TOKEN_BUCKETS,
+  REQUEST_LATENCY_BUCKETS,
+  SGLANG_E2E_BUCKETS,
+  SGLANG_ITL_BUCKETS,
+  SGLANG_TTFT_BUCKETS,
+  TPOT_BUCKETS,
+  TTFT_BUCKETS,
+} from "./histogram.ts";
 import { fillerToken } from "./tokens.ts";
 import { hashString } from "./rng.ts";
 
@@ -54,6 +64,15 @@ export interface EngineOptions {
   maxCpuLoras?: number;
   /** Emit a 'token' event for every generated token after the first (default true; the cluster driver turns it off). */
   tokenEvents?: boolean;
+  /** Bucket boundaries of the TTFT, inter-token and e2e histograms: vLLM's (default) or SGLang's. */
+  histogramBuckets?: "vllm" | "sglang";
+}
+
+/** A combination of running and waiting adapters and when the engine last reported it (vllm:lora_requests_info). */
+export interface LoraInfoSample {
+  running: string[];
+  waiting: string[];
+  atMs: number;
 }
 
 export interface SubmitRequest {
@@ -221,6 +240,7 @@ export class Engine {
   private finishedCount = 0;
   private stepCount = 0;
   private busy = 0;
+  private readonly loraInfo = new Map<string, LoraInfoSample>();
   readonly histograms: EngineHistograms;
 
   constructor(opts: EngineOptions = {}) {
@@ -242,10 +262,11 @@ export class Engine {
       if (!Number.isInteger(v) || v <= 0) throw new RangeError(`${name} must be a positive integer, got ${v}`);
     }
     this.pool = new BlockPool(blocks);
+    const sglang = opts.histogramBuckets === "sglang";
     this.histograms = {
-      ttft: new Histogram(TTFT_BUCKETS),
-      tpot: new Histogram(TPOT_BUCKETS),
-      e2e: new Histogram(REQUEST_LATENCY_BUCKETS),
+      ttft: new Histogram(sglang ? SGLANG_TTFT_BUCKETS : TTFT_BUCKETS),
+      tpot: new Histogram(sglang ? SGLANG_ITL_BUCKETS : TPOT_BUCKETS),
+      e2e: new Histogram(sglang ? SGLANG_E2E_BUCKETS : REQUEST_LATENCY_BUCKETS),
       queue: new Histogram(REQUEST_LATENCY_BUCKETS),
       inference: new Histogram(REQUEST_LATENCY_BUCKETS),
       prefill: new Histogram(REQUEST_LATENCY_BUCKETS),
@@ -443,6 +464,7 @@ export class Engine {
       if (r.numOutput >= r.maxTokens || r.numTokens >= this.maxModelLen) this.finish(r, endMs, events);
     }
     if (this.running.length !== 0) this.compactRunning();
+    if (this.maxLoras > 0) this.recordLoraInfo(endMs);
 
     return { startMs: nowMs, durationMs, events, seqs: reqs.length, tokens: b.tokens, preempted };
   }
@@ -488,6 +510,15 @@ export class Engine {
       lora: this.maxLoras > 0 ? { maxLoras: this.maxLoras, running: distinctLoras(this.running), waiting: distinctLoras(this.waiting) } : null,
       histograms: this.histograms,
     };
+  }
+
+  /**
+   * Every combination of running and waiting adapters seen at the end of a step, with the last
+   * time it was seen (vLLM keeps one vllm:lora_requests_info series per combination, valued at
+   * the time it was last set). Empty when LoRA is disabled; at most the 64 most recent.
+   */
+  loraInfoHistory(): LoraInfoSample[] {
+    return [...this.loraInfo.values()];
   }
 
   /** Ids of running and waiting requests, in queue order (for tests and tools). */
@@ -589,6 +620,15 @@ export class Engine {
     let w = 0;
     for (let k = 0; k < run.length; k++) if (run[k].status === Status.Running) run[w++] = run[k];
     run.length = w;
+  }
+
+  private recordLoraInfo(atMs: number): void {
+    const running = distinctLoras(this.running);
+    const waiting = distinctLoras(this.waiting);
+    const key = running.join(",") + "|" + waiting.join(",");
+    this.loraInfo.delete(key);
+    this.loraInfo.set(key, { running, waiting, atMs });
+    if (this.loraInfo.size > 64) this.loraInfo.delete(this.loraInfo.keys().next().value!);
   }
 
   /** Adapters in the batch, loaded into GPU slots (LRU) and the CPU cache as needed. */

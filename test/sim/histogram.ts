@@ -51,3 +51,12 @@ export function buckets125(max: number): number[] {
     }
   }
 }
+
+/** SGLang's defaults (python/sglang/srt/metrics/collector.py): time to first token, seconds. */
+export const SGLANG_TTFT_BUCKETS = [0.1, 0.2, 0.4, 0.6, 0.8, 1, 2, 4, 6, 8, 10, 20, 40, 60, 80, 100, 200, 400];
+/** SGLang: end-to-end request latency, seconds. */
+export const SGLANG_E2E_BUCKETS = [0.1, 0.2, 0.4, 0.6, 0.8, 1, 2, 4, 6, 8, 10, 20, 40, 60, 80, 100, 200, 400, 600, 1200, 1800, 2400];
+/** SGLang: inter-token latency, seconds. */
+export const SGLANG_ITL_BUCKETS = [
+  0.002, 0.004, 0.006, 0.008, 0.01, 0.015, 0.02, 0.025, 0.03, 0.035, 0.04, 0.06, 0.08, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 2.0, 4.0, 6.0, 8.0,
+];
