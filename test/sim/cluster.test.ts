@@ -4,6 +4,9 @@ import { simulate, type Router, type SimRequest } from "./cluster.ts";
 import { leastRequest, random, roundRobin } from "./routers.ts";
 import { fromList, multiTurn, randomDataset, randomRequests } from "./workload.ts";
 import { hashString } from "./rng.ts";
+import { seedsBenchmark } from "./seeds-benchmark.ts";
+import { scanExposition, type Sample } from "../../sidecar/metrics/exposition.ts";
+import { extract } from "../../sidecar/metrics/runtime.ts";
 
 // A pool under KV pressure: 4 pods with 1800 blocks (28.8k tokens) each, 96 requests of ~1.3k
 // tokens in flight.
@@ -147,4 +150,42 @@ test("a router may answer with a promise", async () => {
     simulate({ cluster: { pods: 2 }, source: randomDataset({ numPrompts: 1, inputLen: 5, outputLen: 1 }), router: { name: "bad", route: () => 7 }, arrival: { kind: "closed", concurrency: 1 } }),
     /returned pod 7/,
   );
+});
+
+test("the seeds' benchmark (5 pods, 3000 prompts of ~1550 in / ~1800 out, concurrency 200) simulates in seconds", async () => {
+  const r = await simulate(seedsBenchmark(leastRequest()));
+  assert.equal(r.requests.length, 3000);
+  assert.ok(r.wallMs < 20_000, `wall ${r.wallMs} ms`);
+  const prompts = r.requests.map((x) => x.promptTokens);
+  assert.ok(Math.min(...prompts) >= 10 + 1240 && Math.max(...prompts) <= 10 + 1860);
+  const outs = r.requests.map((x) => x.outputTokens);
+  assert.ok(Math.min(...outs) >= 1440 && Math.max(...outs) <= 2160);
+  // Five A10s at ~40 sequences each: roughly 700-900 output tokens/s per pod.
+  assert.ok(r.outputTokensPerSec > 2500 && r.outputTokensPerSec < 6000, `throughput ${r.outputTokensPerSec}`);
+  assert.ok(r.ttft.p50 > 250 && r.ttft.p50 < 1500, `ttft p50 ${r.ttft.p50}`);
+  assert.ok(r.tpot.p50 > 35 && r.tpot.p50 < 80, `tpot p50 ${r.tpot.p50}`);
+  // The workload fills an A10's KV cache: every pod runs hot.
+  for (const p of r.pods) assert.ok(p.meanKvUsage > 0.7, `pod KV ${p.meanKvUsage}`);
+});
+
+test("onScrape hands a router each scrape and the pod's /metrics page as of that scrape", async () => {
+  let checked = 0;
+  const router: Router = {
+    name: "scrape-probe",
+    route: (_req, _now, view) => checked % view.pods.length,
+    onScrape(pod, m, now, page) {
+      assert.equal(m.scrapedAtMs, now);
+      const samples = new Map<string, Sample[]>();
+      scanExposition(page(), (s: Sample) => samples.set(s.name, [...(samples.get(s.name) ?? []), s]));
+      const x = extract("vllm", samples);
+      assert.ok(x.ok);
+      assert.equal(x.metrics.running, m.running);
+      assert.equal(x.metrics.waiting, m.waiting);
+      assert.equal(x.metrics.kvUsage, m.kvUsage);
+      assert.ok(pod >= 0 && pod < 2);
+      checked++;
+    },
+  };
+  await simulate({ cluster: { pods: 2 }, source: randomDataset({ numPrompts: 20, inputLen: 500, outputLen: 100, seed: 2 }), router, arrival: { kind: "closed", concurrency: 6 } });
+  assert.ok(checked > 20, `${checked} scrapes`);
 });

@@ -18,6 +18,7 @@
 // cache hit, and samples every pod's KV usage, running and waiting counts at a fixed interval.
 
 import { Engine, type EngineEvent, type EngineOptions } from "./engine.ts";
+import { vllmMetricsPage } from "./exposition.ts";
 import { Rng } from "./rng.ts";
 import { summarize, type Summary } from "./stats.ts";
 import type { RequestSource, SimRequest } from "./workload.ts";
@@ -60,6 +61,12 @@ export interface Router {
   oracle?: boolean;
   route(req: SimRequest, now: number, view: RouterView): number | Promise<number>;
   onFinished?(req: SimRequest, pod: number, now: number): void;
+  /**
+   * A pod was just scraped (every scrape, before any later routing). `page()` renders the pod's
+   * /metrics text as of this scrape (vLLM's names); call it during the hook. For routers that
+   * keep their own state the way a sidecar does.
+   */
+  onScrape?(pod: number, metrics: PodMetrics, now: number, page: () => string): void | Promise<void>;
 }
 
 export type Arrival = { kind: "closed"; concurrency: number } | { kind: "poisson"; ratePerSec: number; maxConcurrency?: number };
@@ -76,6 +83,10 @@ export interface ClusterOptions {
   seed?: number;
   /** Stop after this much virtual time (default: run until every request finished). */
   maxVirtualMs?: number;
+  /** The address ("ip:port") a router sees for each pod (default 10.0.0.<10+i>:8000). */
+  address?: (pod: number) => string;
+  /** Served model name on the pods' /metrics pages (default "/model/qwen"). */
+  modelName?: string;
 }
 
 export interface RequestRecord {
@@ -229,7 +240,7 @@ export async function simulate(o: SimulateOptions): Promise<ClusterResult> {
     pods.push({
       index: i,
       name: `pod-${i}`,
-      address: `10.0.0.${10 + i}:8000`,
+      address: c.address ? c.address(i) : `10.0.0.${10 + i}:8000`,
       get metrics() {
         return metrics[i];
       },
@@ -264,9 +275,10 @@ export async function simulate(o: SimulateOptions): Promise<ClusterResult> {
   const sampleRun: number[][] = engines.map(() => []);
   const sampleWait: number[][] = engines.map(() => []);
 
-  const scrape = (i: number) => {
+  const modelName = c.modelName ?? "/model/qwen";
+  const scrape = async (i: number) => {
     const s = engines[i].snapshot();
-    metrics[i] = {
+    const m: PodMetrics = (metrics[i] = {
       scrapedAtMs: now,
       waiting: s.waiting,
       running: s.running,
@@ -276,7 +288,12 @@ export async function simulate(o: SimulateOptions): Promise<ClusterResult> {
       prefixCacheQueries: s.prefixCacheQueries,
       prefixCacheHits: s.prefixCacheHits,
       lora: s.lora,
-    };
+    });
+    if (o.router.onScrape) {
+      const e = engines[i];
+      const page = () => vllmMetricsPage(s, { modelName, createdSec: 0, loraInfo: e.loraInfoHistory(), gpuMemoryUtilization: e.cost.gpuMemoryUtilization });
+      await o.router.onScrape(i, m, now, page);
+    }
   };
 
   const kick = (i: number) => {
@@ -365,7 +382,7 @@ export async function simulate(o: SimulateOptions): Promise<ClusterResult> {
 
   // Start: scrapes staggered over the first period, sampling, first arrivals.
   for (let i = 0; i < n; i++) {
-    scrape(i);
+    await scrape(i);
     schedule(scrapeRng.next() * (scrapeBase + scrapeJitter), Kind.Scrape, i);
   }
   schedule(0, Kind.Sample);
@@ -398,7 +415,7 @@ export async function simulate(o: SimulateOptions): Promise<ClusterResult> {
         kick(ev.pod);
         break;
       case Kind.Scrape:
-        scrape(ev.pod);
+        await scrape(ev.pod);
         schedule(now + scrapeBase + scrapeRng.next() * scrapeJitter, Kind.Scrape, ev.pod);
         break;
       case Kind.Sample:
