@@ -102,6 +102,13 @@ export async function startSidecar(o: Options, deps: SidecarDeps = {}): Promise<
     await server.close();
     throw err;
   }
+  // Continue the version numbering of the document Envoy holds, if any (bounded wait; the first
+  // document waits for the resources to be listed anyway).
+  const stored = await pusher.storedVersion(Math.min(1000, o.pushTimeoutMs));
+  if (stored !== undefined) {
+    reconciler.continueFrom(stored);
+    log.info("state_found", `the push listener holds state version ${stored}; continuing from there`, { version: stored });
+  }
   reconciler.start();
   log.info("started", `watching ${o.manifests !== undefined ? `manifests in ${o.manifests}` : "the Kubernetes API"}; pushing to ${o.pushUrls.join(", ")}; metrics on port ${server.port}`, {
     mode: o.manifests !== undefined ? "files" : "kubernetes",

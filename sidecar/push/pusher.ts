@@ -81,6 +81,21 @@ export class Pusher {
     for (const t of this.targets) this.kick(t, false);
   }
 
+  // The highest version stored at the push URLs (GET), so that a restarted sidecar continues the
+  // numbering instead of starting again at 1; undefined when none answers within `timeoutMs`.
+  async storedVersion(timeoutMs: number): Promise<number | undefined> {
+    const versions = await Promise.all(
+      this.targets.map(async (t) => {
+        const r = await request(t.url, "GET", this.opts.token.token, undefined, timeoutMs, t.agent, 64 * 1024 * 1024);
+        if (!r.ok || r.reply.status !== 200) return undefined;
+        const m = /"version"\s*:\s*(\d{1,15})\b/.exec(r.reply.body);
+        return m ? Number(m[1]) : undefined;
+      }),
+    );
+    const known = versions.filter((v): v is number => v !== undefined);
+    return known.length > 0 ? Math.max(...known) : undefined;
+  }
+
   // Wall-clock ms of the last accepted push per URL.
   lastAccepted(): Map<string, number | undefined> {
     return new Map(this.targets.map((t) => [t.url.href, t.lastAcceptedMs]));

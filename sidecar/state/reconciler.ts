@@ -60,6 +60,12 @@ export class Reconciler {
     return this.versionNo;
   }
 
+  // Continues the version numbering after `version` (the one stored in Envoy by an earlier run);
+  // only before the first document.
+  continueFrom(version: number): void {
+    if (this.versionNo === 0 && Number.isSafeInteger(version) && version > 0) this.versionNo = version;
+  }
+
   start(): void {
     this.tick = setInterval(() => this.markDirty(), this.opts.tickMs);
     this.tick.unref();

@@ -37,19 +37,20 @@ test("the filter accepts the sidecar's documents and routes by the pods' load", 
   ensureBuilt();
   const gw = new Gateway({ clock: "real", workers: 2 });
 
-  // The push listener: HTTP in front of the host's push filter.
+  // The push listener: HTTP in front of the host's push filter. `answers` holds the POST answers.
   const answers: number[] = [];
+  let requests = 0;
   const bridge = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
     req.on("end", async () => {
-      const r = await gw.push.worker(answers.length % 2).request({
+      const r = await gw.push.worker(requests++ % 2).request({
         method: req.method ?? "POST",
         path: req.url ?? "/",
         headers: Object.fromEntries(Object.entries(req.headers).filter(([k]) => k === "authorization" || k === "content-type").map(([k, v]) => [k, String(v)])),
         body: req.method === "GET" ? undefined : Buffer.concat(chunks),
       });
-      answers.push(r.status);
+      if (req.method === "POST") answers.push(r.status);
       const headers: Record<string, string> = {};
       const ct = r.header("content-type");
       if (ct) headers["content-type"] = ct;

@@ -250,3 +250,25 @@ test("token: missing everywhere, unreadable file, empty file are clear errors", 
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test("storedVersion reads the version the listeners hold, for a restarted sidecar to continue from", async () => {
+  const a = await PushReceiver.start();
+  const b = await PushReceiver.start();
+  const gone = await PushReceiver.start();
+  await gone.down();
+  a.preload({ version: 41, generated_at_ms: Date.now() - 1000, pools: [], models: [] });
+  b.preload({ version: 57, generated_at_ms: Date.now() - 1000, pools: [], models: [] });
+  const none = await PushReceiver.start();
+  const t = pusher([a.url, b.url, gone.url]);
+  const empty = pusher([none.url]);
+  try {
+    assert.equal(await t.p.storedVersion(500), 57);
+    assert.equal(await empty.p.storedVersion(500), undefined, "nothing stored yet (404)");
+  } finally {
+    await t.p.stop();
+    await empty.p.stop();
+    await a.down();
+    await b.down();
+    await none.down();
+  }
+});

@@ -27,6 +27,8 @@ test("Kubernetes mode end to end against the fake API server", async (t) => {
   const port = first.port;
   const api = await FakeApiServer.start({ bookmarkIntervalMs: 200 });
   const receiver = await PushReceiver.start({ token: "kube-token" });
+  // Envoy still holds the document of an earlier run of the sidecar.
+  receiver.preload({ version: 41, generated_at_ms: Date.now() - 60_000, pools: [], models: [] });
   const dir = await mkdtemp(join(tmpdir(), "wasm-epp-kube-"));
   const kubeconfig = join(dir, "kubeconfig");
   await writeFile(kubeconfig, api.kubeconfigYaml());
@@ -66,6 +68,7 @@ test("Kubernetes mode end to end against the fake API server", async (t) => {
       assert.deepEqual(d.pools[0].endpoints.map((e) => e.address), IPS.map((ip) => `${ip}:${port}`));
       assert.deepEqual(d.pools[0].endpoints.map((e) => e.waiting), [1, 2, 3]);
       assert.deepEqual(d.models.map((m) => m.name), ["/model/qwen"]);
+      assert.equal(receiver.docs[0].version, 42, "the version numbering continues from the stored document");
       await waitUntil(() => sidecar!.ready(), 2000, "ready after the first accepted push");
       const podWatch = api.watchesOf("pods")[0];
       assert.equal(podWatch.query.labelSelector, "app=qwen", "pods watched with the pool's selector");
