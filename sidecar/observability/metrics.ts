@@ -29,7 +29,10 @@ export class SidecarMetrics implements ScrapeObserver, PushObserver {
   private readonly lastPush = new Map<string, number>();
   private readonly pools = new Map<string, { name: string; namespace: string }>();
 
-  constructor(now: () => number = Date.now, urls: string[] = []) {
+  constructor(
+    private readonly now: () => number = Date.now,
+    urls: string[] = [],
+  ) {
     const r = this.registry;
     client.collectDefaultMetrics({ register: r, prefix: "wasm_epp_sidecar_" });
     const pool = { labelNames: ["name", "namespace"] as const, registers: [r] };
@@ -71,10 +74,7 @@ export class SidecarMetrics implements ScrapeObserver, PushObserver {
     this.stateVersion = new client.Gauge({ name: "wasm_epp_sidecar_state_version", help: "Version of the newest state document built.", registers: [r] });
     this.watchRestarts = new client.Counter({ name: "wasm_epp_sidecar_watch_restarts_total", help: "List/watch restarts after an error, by resource.", labelNames: ["resource"] as const, registers: [r] });
     this.warnings = new client.Counter({ name: "wasm_epp_sidecar_warnings_total", help: "Degraded inputs (invalid manifests, pools, models, addresses), by code.", labelNames: ["code"] as const, registers: [r] });
-    this.nowFn = now;
   }
-
-  private readonly nowFn: () => number;
 
   scraped(t: ScrapeTarget, seconds: number, bytes: number): void {
     this.scrapeDuration.observe({ pool: t.pool, pod: t.pod }, seconds);
@@ -96,7 +96,7 @@ export class SidecarMetrics implements ScrapeObserver, PushObserver {
   pushed(url: string, seconds: number, _version: number, bytes: number): void {
     this.pushDuration.observe({ url }, seconds);
     this.pushBytes.set({ url }, bytes);
-    this.lastPush.set(url, this.nowFn());
+    this.lastPush.set(url, this.now());
   }
 
   version(v: number): void {
