@@ -36,10 +36,10 @@ export class SidecarMetrics implements ScrapeObserver, PushObserver {
     const r = this.registry;
     client.collectDefaultMetrics({ register: r, prefix: "wasm_epp_sidecar_" });
     const pool = { labelNames: ["name", "namespace"] as const, registers: [r] };
-    this.poolKv = new client.Gauge({ name: "inference_pool_average_kv_cache_utilization", help: "The average kv cache utilization for an inference server pool.", ...pool });
-    this.poolQueue = new client.Gauge({ name: "inference_pool_average_queue_size", help: "The average number of requests pending in the model server queue.", ...pool });
-    this.poolRunning = new client.Gauge({ name: "inference_pool_average_running_requests", help: "The average number of running requests across model servers in the pool.", ...pool });
-    this.poolReady = new client.Gauge({ name: "inference_pool_ready_pods", help: "The number of ready pods in the inference server pool.", ...pool });
+    this.poolKv = new client.Gauge({ name: "inference_pool_average_kv_cache_utilization", help: "Mean KV-cache usage (0-1) over the pool's ready endpoints, from their last scrapes.", ...pool });
+    this.poolQueue = new client.Gauge({ name: "inference_pool_average_queue_size", help: "Mean number of waiting requests over the pool's ready endpoints, from their last scrapes.", ...pool });
+    this.poolRunning = new client.Gauge({ name: "inference_pool_average_running_requests", help: "Mean number of running requests over the pool's ready endpoints, from their last scrapes.", ...pool });
+    this.poolReady = new client.Gauge({ name: "inference_pool_ready_pods", help: "Endpoints of the pool published as ready in the state document.", ...pool });
     this.scrapeDuration = new client.Histogram({
       name: "wasm_epp_sidecar_scrape_duration_seconds",
       help: "Duration of successful scrapes of a model server's /metrics.",
