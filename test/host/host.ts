@@ -44,6 +44,8 @@ export interface HostOptions {
   maxLogEntries?: number;
   /** Account time spent in module callbacks and in host calls (benchmarks; adds a little overhead). */
   profile?: boolean;
+  /** Seed for WASI random_get, for reproducible runs (default: the OS's random source). */
+  randomSeed?: number;
 }
 
 /** Where the time went, when HostOptions.profile is set. */
@@ -79,6 +81,8 @@ export class ProxyWasmHost {
   readonly traps: TrapRecord[] = [];
   /** Set when HostOptions.profile is true. */
   readonly profile: HostProfile | null;
+  /** Fills WASI random_get from HostOptions.randomSeed; null for the OS's random source. */
+  readonly random: ((out: Uint8Array) => void) | null;
   readonly plugins: Plugin[] = [];
   private readonly groups = new Map<string, VmGroup>();
   private posted: Array<() => void> = [];
@@ -91,6 +95,7 @@ export class ProxyWasmHost {
     const c = options.clock ?? 'manual';
     this.clock = c === 'manual' ? new ManualClock(options.startTimeMs) : c === 'real' ? new RealClock() : c;
     this.profile = options.profile ? new HostProfile() : null;
+    this.random = options.randomSeed !== undefined ? seededFill(options.randomSeed) : null;
     this.httpCalls = new HttpCalls(this);
     this.maxLogs = options.maxLogEntries ?? 100_000;
   }
@@ -360,4 +365,19 @@ export class ProxyWasmHost {
   }
 
   static readonly customStatPrefix = `${CUSTOM_STAT_NAMESPACE}.`;
+}
+
+// A deterministic byte source (splitmix64) for reproducible simulations.
+function seededFill(seed: number): (out: Uint8Array) => void {
+  let state = BigInt.asUintN(64, BigInt(seed) * 0x9e3779b97f4a7c15n + 1n);
+  return (out) => {
+    for (let i = 0; i < out.length; i += 8) {
+      state = BigInt.asUintN(64, state + 0x9e3779b97f4a7c15n);
+      let z = state;
+      z = BigInt.asUintN(64, (z ^ (z >> 30n)) * 0xbf58476d1ce4e5b9n);
+      z = BigInt.asUintN(64, (z ^ (z >> 27n)) * 0x94d049bb133111ebn);
+      z ^= z >> 31n;
+      for (let k = 0; k < 8 && i + k < out.length; k++) out[i + k] = Number((z >> BigInt(8 * k)) & 0xffn);
+    }
+  };
 }

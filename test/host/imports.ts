@@ -630,7 +630,9 @@ export function buildImports(vm: WasmVm): Record<string, HostFn> {
       if (len === 0) return Errno.SUCCESS;
       const view = vm.memory.view(u(p), len);
       if (!view) return Errno.FAULT;
-      randomFillSync(view);
+      const seeded = host.random;
+      if (seeded) seeded(view);
+      else randomFillSync(view);
       return Errno.SUCCESS;
     },
     sched_yield: () => Errno.SUCCESS,

@@ -54,10 +54,26 @@ function escapeLabel(v: string): string {
   return v.replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/"/g, '\\"');
 }
 
+// Label sets are reused across a page (and across pages), so their text is kept.
+const labelTextCache = new WeakMap<Labels, string>();
+
 function labelText(labels: Labels): string {
+  const cached = labelTextCache.get(labels);
+  if (cached !== undefined) return cached;
   const keys = Object.keys(labels).sort();
-  if (keys.length === 0) return "";
-  return "{" + keys.map((k) => `${k}="${escapeLabel(labels[k])}"`).join(",") + "}";
+  const text = keys.length === 0 ? "" : "{" + keys.map((k) => `${k}="${escapeLabel(labels[k])}"`).join(",") + "}";
+  labelTextCache.set(labels, text);
+  return text;
+}
+
+// The label text around a histogram's `le` label: everything before its value, everything after.
+function bucketLabelParts(labels: Labels): [string, string] {
+  const keys = [...Object.keys(labels), "le"].sort();
+  const parts = keys.map((k) => (k === "le" ? "" : `${k}="${escapeLabel(labels[k])}"`));
+  const at = keys.indexOf("le");
+  const before = parts.slice(0, at).join(",");
+  const after = parts.slice(at + 1).join(",");
+  return [`{${before}${before ? "," : ""}le="`, `"${after ? "," : ""}${after}}`];
 }
 
 class Page {
@@ -88,8 +104,10 @@ class Page {
   histogram(name: string, help: string, labels: Labels, h: Histogram, created?: number): void {
     this.family(name, "histogram", help);
     const cum = h.cumulative();
-    for (let i = 0; i < h.bounds.length; i++) this.sample(`${name}_bucket`, { ...labels, le: promFloat(h.bounds[i]) }, cum[i]);
-    this.sample(`${name}_bucket`, { ...labels, le: "+Inf" }, cum[cum.length - 1]);
+    const [open, close] = bucketLabelParts(labels);
+    const bucket = `${name}_bucket`;
+    for (let i = 0; i < h.bounds.length; i++) this.out.push(`${bucket}${open}${promFloat(h.bounds[i])}${close} ${promFloat(cum[i])}`);
+    this.out.push(`${bucket}${open}+Inf${close} ${promFloat(cum[cum.length - 1])}`);
     this.sample(`${name}_count`, labels, h.count);
     this.sample(`${name}_sum`, labels, h.sum);
     if (created !== undefined) {

@@ -1,0 +1,112 @@
+// npm run bench — routing strategies side by side on the same simulated cluster and the same
+// request stream (docs/benchmark.md).
+//
+//   npm run bench                          all workloads, all strategies, report in build/bench/
+//   npm run bench -- --quick               scaled down, under a minute
+//   npm run bench -- --json                one JSON object on stdout, nothing else
+//   npm run bench -- --workload FILE.json  another workload (repeatable; replaces the built-in ones)
+//   npm run bench -- --strategies a,b      a subset of strategies
+//   npm run bench -- --out DIR             where the report and charts go (default build/bench)
+
+import { readFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { simulate, type ClusterResult, type Router } from '../../test/sim/cluster.ts';
+import { leastRequest, random, roundRobin } from '../../test/sim/routers.ts';
+import { builtinWorkloads, loadWorkloadFile, type Workload } from './workloads.ts';
+import { gie } from './strategies/gie.ts';
+import { sglangCacheAware } from './strategies/sglang.ts';
+import { precise } from './strategies/precise.ts';
+import { wasmEpp } from './strategies/wasm-epp.ts';
+import { writeReport, type Row } from './report.ts';
+
+const args = process.argv.slice(2);
+const flag = (name: string) => args.includes(name);
+const values = (name: string) => args.flatMap((a, i) => (a === name && i + 1 < args.length ? [args[i + 1]] : []));
+const quick = flag('--quick');
+const json = flag('--json');
+const outDir = values('--out')[0] ?? 'build/bench';
+
+const wasm = new Uint8Array(readFileSync(new URL('../../build/wasm-epp.wasm', import.meta.url)));
+
+const STRATEGIES: Record<string, () => Router> = {
+  'round-robin': () => roundRobin(),
+  random: () => random(5),
+  'least-request': () => leastRequest({ seed: 5 }),
+  gie: () => gie(),
+  'sglang-cache-aware': () => sglangCacheAware(),
+  'wasm-epp': () => wasmEpp({ wasm }),
+  precise: () => precise(),
+};
+
+const chosen = values('--strategies').flatMap((s) => s.split(',')).filter(Boolean);
+for (const s of chosen) if (!STRATEGIES[s]) throw new Error(`unknown strategy ${s}; known: ${Object.keys(STRATEGIES).join(', ')}`);
+const strategies = chosen.length ? chosen : Object.keys(STRATEGIES);
+const files = values('--workload');
+const workloads: Workload[] = files.length ? files.map(loadWorkloadFile) : builtinWorkloads(quick);
+
+function progress(text: string): void {
+  if (!json) process.stderr.write(text);
+}
+
+function row(w: Workload, r: ClusterResult): Row {
+  return {
+    workload: w.name,
+    strategy: r.router,
+    ttft_p50_ms: r.ttft.p50,
+    ttft_p90_ms: r.ttft.p90,
+    ttft_p99_ms: r.ttft.p99,
+    tpot_p50_ms: r.tpot.p50,
+    e2e_p50_ms: r.e2e.p50,
+    throughput_tok_s: r.outputTokensPerSec,
+    prefix_hit_rate: r.prefixHitRate,
+    kv_util_spread: r.kvSpread.meanRange,
+    requests: r.requests.length,
+    unfinished: r.unfinished,
+    preemptions: r.preemptions,
+    wall_ms: r.wallMs,
+    result: r,
+  };
+}
+
+const rows: Row[] = [];
+const started = Date.now();
+for (const w of workloads) {
+  progress(`${w.name} (${w.pods} pods): `);
+  for (const name of strategies) {
+    const t0 = Date.now();
+    const r = await simulate({
+      cluster: { pods: w.pods, engine: w.engine, seed: 7 },
+      source: w.source(),
+      router: STRATEGIES[name](),
+      arrival: w.arrival,
+    });
+    rows.push(row(w, r));
+    progress(`${name} ${((Date.now() - t0) / 1000).toFixed(1)}s, `);
+  }
+  progress('\n');
+}
+
+const round = (v: number, d = 1) => (Number.isFinite(v) ? Math.round(v * 10 ** d) / 10 ** d : null);
+const out: { workloads: Record<string, { strategies: Record<string, Record<string, number | null>> }> } = { workloads: {} };
+for (const r of rows) {
+  (out.workloads[r.workload] ??= { strategies: {} }).strategies[r.strategy] = {
+    ttft_p50_ms: round(r.ttft_p50_ms),
+    ttft_p90_ms: round(r.ttft_p90_ms),
+    ttft_p99_ms: round(r.ttft_p99_ms),
+    tpot_p50_ms: round(r.tpot_p50_ms, 2),
+    e2e_p50_ms: round(r.e2e_p50_ms),
+    throughput_tok_s: round(r.throughput_tok_s),
+    prefix_hit_rate: round(r.prefix_hit_rate, 4),
+    kv_util_spread: round(r.kv_util_spread, 4),
+  };
+}
+
+if (json) {
+  process.stdout.write(JSON.stringify(out) + '\n');
+} else {
+  mkdirSync(outDir, { recursive: true });
+  const report = writeReport(outDir, workloads, rows, { quick, wallS: (Date.now() - started) / 1000 });
+  process.stdout.write(report.summary);
+  process.stdout.write(`\nreport: ${join(outDir, 'report.md')}, charts: ${report.charts.join(', ')}\n`);
+  writeFileSync(join(outDir, 'results.json'), JSON.stringify(out, null, 2));
+}

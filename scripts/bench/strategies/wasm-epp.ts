@@ -1,0 +1,152 @@
+// wasm-epp itself in the simulation loop: the compiled build/wasm-epp.wasm under the proxy-wasm
+// test host (two worker VMs, a manual clock driven by virtual time), fed by the sidecar's own code:
+// each scrape's /metrics page goes through the sidecar's parser and extractor, the sidecar's
+// document builder turns pods, pool and model into the state document, and the document reaches
+// the filter's push endpoint after the sidecar's coalescing delay plus a network delay — so the
+// filter sees metrics exactly as stale as the sidecar would deliver them. Each request is sent as
+// an OpenAI completions body through the filter; the pod is whatever its
+// x-gateway-destination-endpoint says. The stream stays open until the request finishes, so the
+// filter's in-flight accounting works as in Envoy.
+
+import type { Router } from '../../../test/sim/cluster.ts';
+import { ProxyWasmHost, type HttpStream, type Plugin } from '../../../test/host/index.ts';
+import { buildDocument, renderDocument, type EndpointInput } from '../../../sidecar/state/document.ts';
+import { parsePool } from '../../../sidecar/k8s/pool-spec.ts';
+import { extract, selectorFor } from '../../../sidecar/metrics/runtime.ts';
+import type { TargetRecord } from '../../../sidecar/metrics/scraper.ts';
+import type { InferenceModel, InferencePool } from '../../../sidecar/k8s/types.ts';
+import { detokenize } from '../../../test/sim/tokens.ts';
+
+export interface WasmEppOptions {
+  wasm: Uint8Array;
+  strategy?: 'DEFAULT' | 'PREFIX_CACHE';
+  /** The sidecar's --push-coalesce. */
+  coalesceMs?: number;
+  /** Network and decode time from the sidecar to the filter. */
+  pushLatencyMs?: number;
+  /** The sidecar's --metrics-stale. */
+  metricsStaleMs?: number;
+  /** Extra plugin configuration for the routing filter. */
+  config?: Record<string, unknown>;
+  model?: string;
+  /** Seed of the filter's random tie-breaking (through WASI random_get). */
+  seed?: number;
+}
+
+const TOKEN = 'simulation-push-token-0123456789';
+const T0 = 1_763_600_000_000;
+
+export function wasmEpp(o: WasmEppOptions): Router {
+  const model = o.model ?? '/model/qwen';
+  const coalesce = o.coalesceMs ?? 50;
+  const latency = o.pushLatencyMs ?? 2;
+  const staleMs = o.metricsStaleMs ?? 1000;
+  const host = new ProxyWasmHost({ clock: 'manual', startTimeMs: T0, logLevel: 'error', maxLogEntries: 1000, logSink: process.env.WASM_EPP_DEBUG ? (e) => { if (e.message.startsWith('DBG')) console.error(e.message); } : undefined, randomSeed: o.seed ?? 1 });
+  const env = { WASM_EPP_PUSH_TOKEN: TOKEN };
+  const common = { wasm: o.wasm, rootId: 'wasm-epp', vmId: 'wasm-epp', env, workers: 2, allowOnHeadersStopIteration: true, bufferLimitBytes: 64 << 20 };
+  const routing: Plugin = host.loadPlugin({ ...common, name: 'wasm-epp', configuration: JSON.stringify({ pool: 'default/sim-pool', log_requests: false, ...o.config }) });
+  const push: Plugin = host.loadPlugin({ ...common, name: 'ext-config', configuration: JSON.stringify({ accept_push: true }) });
+
+  const pool: InferencePool = {
+    apiVersion: 'inference.networking.x-k8s.io/v1alpha2', kind: 'InferencePool',
+    metadata: { name: 'sim-pool', namespace: 'default', annotations: { 'inference.networking.x-k8s.io/routing-strategy': o.strategy ?? 'PREFIX_CACHE' } },
+    spec: { targetPortNumber: 8000, selector: { app: 'sim' } },
+  } as InferencePool;
+  const spec = parsePool(pool, 'default').spec;
+  const models: InferenceModel[] = [{
+    apiVersion: 'inference.networking.x-k8s.io/v1alpha2', kind: 'InferenceModel',
+    metadata: { name: 'sim-model', namespace: 'default', creationTimestamp: '2026-01-01T00:00:00Z' },
+    spec: { modelName: model, criticality: 'Critical', poolRef: { name: 'sim-pool' }, targetModels: [{ name: model, weight: 100 }] },
+  } as InferenceModel];
+
+  const records: TargetRecord[] = [];
+  let addresses: string[] = [];
+  let version = 0;
+  let lastKey = '';
+  let lastPushAt = -Infinity;
+  let pushDue = Infinity; // when the next document is built (coalescing)
+  const deliveries: Array<{ at: number; body: string }> = [];
+  const open = new Map<string, HttpStream>();
+  let nextWorker = 0;
+
+  const clockTo = (now: number) => {
+    const target = T0 + now;
+    const d = target - host.clock.nowMs();
+    if (d > 0) host.advance(d);
+  };
+
+  const build = (now: number) => {
+    const endpoints: EndpointInput[] = addresses.map((a, i) => ({ pod: `pod-${i}`, ip: a.split(':')[0], k8sReady: true, firstSeenMs: 0, record: records[i] }));
+    const built = buildDocument({ pools: [{ spec, endpoints }], models, defaultNamespace: 'default', metricsStaleMs: staleMs, nowMs: T0 + now });
+    // The sidecar pushes when the document changes, and at least every push interval (1 s).
+    if (built.key === lastKey && now - lastPushAt < 1000) return;
+    lastKey = built.key;
+    lastPushAt = now;
+    deliveries.push({ at: now + latency, body: renderDocument(built, ++version, T0 + now) });
+  };
+
+  // Runs everything due by `now`, in time order: documents built, documents delivered.
+  const deliver = (body: string) => {
+    const r = push.worker(0).requestSync({ method: 'POST', path: '/wasm-epp/v1/state', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, body });
+    if (r.status !== 204) throw new Error(`the filter refused the sidecar's document: ${r.status} ${r.kind === 'local' ? r.bodyText : ''}`);
+  };
+
+  const catchUp = (now: number) => {
+    while (true) {
+      const nextDelivery = deliveries.length > 0 ? deliveries[0].at : Infinity;
+      const t = Math.min(pushDue, nextDelivery);
+      if (t > now) break;
+      clockTo(t);
+      if (t === pushDue) {
+        pushDue = Infinity;
+        build(t);
+        continue;
+      }
+      deliver(deliveries.shift()!.body);
+    }
+    clockTo(now);
+  };
+
+  return {
+    name: 'wasm-epp',
+    onScrape(pod, _metrics, now, page) {
+      catchUp(now);
+      const x = extract('vllm', selectorFor('vllm').select(Buffer.from(page())).samples);
+      const rec = (records[pod] ??= { firstSeenMs: 0, attempts: 0, consecutiveUnreachable: 0, unreachable: false });
+      rec.attempts++;
+      if (x.ok) {
+        rec.metrics = x.metrics;
+        rec.lastSuccessMs = T0 + now;
+      }
+      if (pushDue === Infinity) pushDue = now + coalesce;
+    },
+    route(req, now, view) {
+      if (addresses.length === 0) addresses = view.pods.map((p) => p.address);
+      catchUp(now);
+      if (version === 0) {
+        // The stack ran before the load started: the sidecar's first document is in place.
+        pushDue = Infinity;
+        build(now);
+        deliver(deliveries.shift()!.body);
+      }
+      const body = JSON.stringify({ model, prompt: detokenize(req.tokens), max_tokens: req.maxTokens, stream: true });
+      const s = routing.worker(nextWorker++ % 2).newHttpStream();
+      s.requestHeaders({ ':method': 'POST', ':path': '/v1/completions', ':authority': 'sim', ':scheme': 'http', 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) }, false);
+      s.requestBody(body, true);
+      if (s.localReply) throw new Error(`the filter answered ${s.localReply.status}: ${s.localReply.bodyText}`);
+      const dest = s.upstream.header('x-gateway-destination-endpoint');
+      const pod = dest ? addresses.indexOf(dest) : -1;
+      if (pod < 0) throw new Error(`the filter picked ${dest}, not a pod of the pool`);
+      open.set(req.id, s);
+      return pod;
+    },
+    onFinished(req, _pod, now) {
+      catchUp(now);
+      const s = open.get(req.id);
+      if (!s) return;
+      open.delete(req.id);
+      s.responseHeaders({ ':status': '200', 'content-type': 'text/event-stream' }, true);
+      if (host.traps.length > 0) throw new Error(`the filter trapped: ${host.traps[0].message}`);
+    },
+  };
+}
