@@ -1,0 +1,212 @@
+// Validates custom resources against a CRD's openAPIV3Schema the way the API server would on
+// `kubectl apply` (kubectl's default strict field validation):
+//
+// - JSON-schema keywords by ajv;
+// - unknown fields are errors wherever the schema lists properties and does not preserve unknown
+//   fields (the server prunes them silently; strict validation rejects them);
+// - defaults are applied (structural defaulting), so callers can inspect the defaulted object;
+// - formats int32, int64 and date-time are checked; other formats are ignored, as the server does;
+// - x-kubernetes-int-or-string: an integer or a string;
+// - x-kubernetes-list-type map (unique x-kubernetes-list-map-keys tuples) and set (unique items);
+// - x-kubernetes-validations (CEL): each rule string must have an evaluator in CEL_RULES below;
+//   transition rules (using oldSelf) run only when an old object is given, as on update. A rule
+//   with no evaluator is an error, so a new rule cannot go untested.
+// - x-kubernetes-preserve-unknown-fields, x-kubernetes-map-type, x-kubernetes-embedded-resource:
+//   accepted (no value check beyond the above).
+
+import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
+import { isDeepStrictEqual } from "node:util";
+
+export type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
+export type Schema = { [k: string]: any };
+
+type Rule = (self: any, oldSelf: any) => boolean;
+
+function has(o: any, k: string): boolean {
+  return o !== null && typeof o === "object" && Object.prototype.hasOwnProperty.call(o, k);
+}
+
+// Evaluators for the CEL rules our CRDs use, keyed by the exact rule text.
+export const CEL_RULES: Record<string, { transition: boolean; evaluate: Rule }> = {
+  "self == oldSelf": { transition: true, evaluate: (self, oldSelf) => isDeepStrictEqual(self, oldSelf) },
+  "self.all(model, has(model.weight)) || self.all(model, !has(model.weight))": {
+    transition: false,
+    evaluate: (self: any[]) => self.every((m) => has(m, "weight")) || self.every((m) => !has(m, "weight")),
+  },
+  "!has(self.prefillPolicyRef) || (self.prefillPolicyRef == 'prefixCache' && has(self.trafficPolicy) && has(self.trafficPolicy.prefixCache))": {
+    transition: false,
+    evaluate: (self) => !has(self, "prefillPolicyRef") || (self.prefillPolicyRef === "prefixCache" && has(self, "trafficPolicy") && has(self.trafficPolicy, "prefixCache")),
+  },
+  "!has(self.decodePolicyRef) || (self.decodePolicyRef == 'prefixCache' && has(self.trafficPolicy) && has(self.trafficPolicy.prefixCache))": {
+    transition: false,
+    evaluate: (self) => !has(self, "decodePolicyRef") || (self.decodePolicyRef === "prefixCache" && has(self, "trafficPolicy") && has(self.trafficPolicy, "prefixCache")),
+  },
+};
+
+const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
+
+function newAjv(): Ajv {
+  const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true, strictTypes: false, strictRequired: false, allowUnionTypes: true });
+  ajv.addFormat("int32", { type: "number", validate: (n: number) => Number.isInteger(n) && n >= -(2 ** 31) && n <= 2 ** 31 - 1 });
+  ajv.addFormat("int64", { type: "number", validate: (n: number) => Number.isSafeInteger(n) });
+  ajv.addFormat("date-time", { type: "string", validate: (s: string) => RFC3339.test(s) && !Number.isNaN(Date.parse(s)) });
+  ajv.addKeyword({ keyword: "x-kubernetes-preserve-unknown-fields", schemaType: "boolean" });
+  ajv.addKeyword({ keyword: "x-kubernetes-map-type", schemaType: "string" });
+  ajv.addKeyword({ keyword: "x-kubernetes-embedded-resource", schemaType: "boolean" });
+  ajv.addKeyword({ keyword: "x-kubernetes-validations", schemaType: "array" }); // evaluated in celErrors
+  ajv.addKeyword({
+    keyword: "x-kubernetes-int-or-string",
+    schemaType: "boolean",
+    errors: false,
+    validate: (on: boolean, data: unknown) => !on || typeof data === "string" || (typeof data === "number" && Number.isInteger(data)),
+  });
+  ajv.addKeyword({
+    keyword: "x-kubernetes-list-type",
+    schemaType: "string",
+    errors: false,
+    validate: (kind: string, data: unknown) => {
+      if (!Array.isArray(data) || kind !== "set") return true;
+      return data.every((v, i) => data.findIndex((w) => isDeepStrictEqual(v, w)) === i);
+    },
+  });
+  ajv.addKeyword({
+    keyword: "x-kubernetes-list-map-keys",
+    schemaType: "array",
+    errors: false,
+    validate: (keys: string[], data: unknown) => {
+      if (!Array.isArray(data)) return true;
+      const seen = new Set<string>();
+      for (const item of data) {
+        const k = JSON.stringify(keys.map((key) => (item as any)?.[key] ?? null));
+        if (seen.has(k)) return false;
+        seen.add(k);
+      }
+      return true;
+    },
+  });
+  return ajv;
+}
+
+// Closes every object that lists properties and does not preserve unknown fields.
+export function strictCopy(schema: Schema): Schema {
+  const s: Schema = Array.isArray(schema) ? (schema as any).map(strictCopy) : { ...schema };
+  if (Array.isArray(schema)) return s;
+  for (const key of ["properties", "patternProperties"]) {
+    if (s[key]) s[key] = Object.fromEntries(Object.entries(s[key]).map(([k, v]) => [k, strictCopy(v as Schema)]));
+  }
+  for (const key of ["items", "additionalProperties", "not"]) {
+    if (s[key] && typeof s[key] === "object") s[key] = strictCopy(s[key]);
+  }
+  for (const key of ["allOf", "anyOf", "oneOf"]) {
+    if (Array.isArray(s[key])) s[key] = s[key].map(strictCopy);
+  }
+  if (s.properties && s.additionalProperties === undefined && s["x-kubernetes-preserve-unknown-fields"] !== true) {
+    s.additionalProperties = false;
+  }
+  return s;
+}
+
+function formatAjvError(e: ErrorObject): string {
+  const where = e.instancePath || "/";
+  if (e.keyword === "additionalProperties") return `${where}: unknown field "${(e.params as any).additionalProperty}"`;
+  if (e.keyword === "x-kubernetes-list-map-keys") return `${where}: duplicate entries for the list's map keys`;
+  if (e.keyword === "x-kubernetes-list-type") return `${where}: duplicate entries in a set`;
+  if (e.keyword === "x-kubernetes-int-or-string") return `${where}: must be an integer or a string`;
+  return `${where}: ${e.message}`;
+}
+
+// CEL rules, walking schema, object and (for updates) the old object together.
+function celErrors(schema: Schema, value: any, old: any, path: string, out: string[]): void {
+  if (value === undefined) return;
+  for (const v of (schema["x-kubernetes-validations"] ?? []) as Array<{ rule: string; message?: string }>) {
+    const rule = CEL_RULES[v.rule];
+    if (!rule) {
+      out.push(`${path || "/"}: no evaluator for x-kubernetes-validations rule ${JSON.stringify(v.rule)}`);
+      continue;
+    }
+    if (rule.transition && old === undefined) continue;
+    if (!rule.evaluate(value, old)) out.push(`${path || "/"}: ${v.message ?? `failed rule: ${v.rule}`}`);
+  }
+  if (schema.properties && value !== null && typeof value === "object" && !Array.isArray(value)) {
+    for (const [k, sub] of Object.entries(schema.properties as Record<string, Schema>)) {
+      celErrors(sub, value[k], old !== null && typeof old === "object" ? old[k] : undefined, `${path}/${k}`, out);
+    }
+  }
+  if (schema.additionalProperties && typeof schema.additionalProperties === "object" && value !== null && typeof value === "object") {
+    for (const k of Object.keys(value)) {
+      if (schema.properties?.[k]) continue;
+      celErrors(schema.additionalProperties, value[k], old?.[k], `${path}/${k}`, out);
+    }
+  }
+  if (schema.items && Array.isArray(value)) {
+    // Transition rules inside lists need correlated items; our CRDs have none, so items are checked as new.
+    value.forEach((item, i) => celErrors(schema.items, item, undefined, `${path}/${i}`, out));
+  }
+}
+
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+
+function metadataErrors(obj: any): string[] {
+  const m = obj?.metadata;
+  if (m === null || typeof m !== "object") return ["/metadata: required"];
+  const out: string[] = [];
+  if (typeof m.name !== "string" || m.name.length > 253 || !DNS_SUBDOMAIN.test(m.name)) out.push(`/metadata/name: ${JSON.stringify(m.name)} is not a DNS subdomain`);
+  if (m.namespace !== undefined && (typeof m.namespace !== "string" || m.namespace.length > 63 || !DNS_LABEL.test(m.namespace))) out.push("/metadata/namespace: not a DNS label");
+  for (const key of ["labels", "annotations"]) {
+    const map = m[key];
+    if (map === undefined) continue;
+    if (map === null || typeof map !== "object" || Array.isArray(map)) out.push(`/metadata/${key}: must be a map`);
+    else for (const [k, v] of Object.entries(map)) if (typeof v !== "string") out.push(`/metadata/${key}/${k}: must be a string`);
+  }
+  return out;
+}
+
+export interface Validator {
+  /** Errors for obj (defaults are applied to obj in place); with old, as an update of old. */
+  validate(obj: any, old?: any): string[];
+}
+
+export function validatorFor(openAPIV3Schema: Schema): Validator {
+  const ajv = newAjv();
+  const fn: ValidateFunction = ajv.compile(strictCopy(openAPIV3Schema));
+  return {
+    validate(obj: any, old?: any): string[] {
+      const out = metadataErrors(obj);
+      if (!fn(obj)) out.push(...(fn.errors ?? []).map(formatAjvError));
+      celErrors(openAPIV3Schema, obj, old, "", out);
+      return out;
+    },
+  };
+}
+
+// A CRD schema must be structural for the API server to accept it (every node typed, or marked
+// int-or-string / preserve-unknown-fields; arrays with items; properties and additionalProperties
+// not both), its defaults must validate against their own schema, and we describe every field.
+export function structuralProblems(schema: Schema, path = ""): string[] {
+  const out: string[] = [];
+  const typed = typeof schema.type === "string" || schema["x-kubernetes-int-or-string"] === true || schema["x-kubernetes-preserve-unknown-fields"] === true;
+  if (!typed) out.push(`${path || "/"}: no type`);
+  if (schema.type === "array" && !schema.items) out.push(`${path}: array without items`);
+  if (schema.properties && schema.additionalProperties !== undefined) out.push(`${path}: properties and additionalProperties together`);
+  if (path !== "" && path !== "/metadata" && typeof schema.description !== "string") out.push(`${path}: no description`);
+  if (schema.default !== undefined) {
+    const ajv = newAjv();
+    const { default: _ignored, ...withoutDefault } = schema;
+    const fn = ajv.compile(strictCopy(withoutDefault));
+    const copy = structuredClone(schema.default);
+    if (!fn(copy)) out.push(`${path}: default does not validate: ${(fn.errors ?? []).map(formatAjvError).join("; ")}`);
+  }
+  for (const [k, sub] of Object.entries((schema.properties ?? {}) as Record<string, Schema>)) out.push(...structuralProblems(sub, `${path}/${k}`));
+  if (schema.items) out.push(...structuralProblems(schema.items, `${path}/items`));
+  if (schema.additionalProperties && typeof schema.additionalProperties === "object") out.push(...structuralProblems(schema.additionalProperties, `${path}/additionalProperties`));
+  return out;
+}
+
+/** Every format named anywhere in the schema. */
+export function formatsUsed(schema: Schema, out = new Set<string>()): Set<string> {
+  if (schema === null || typeof schema !== "object") return out;
+  if (typeof schema.format === "string") out.add(schema.format);
+  for (const v of Object.values(schema)) if (v && typeof v === "object") formatsUsed(v as Schema, out);
+  return out;
+}
