@@ -13,7 +13,8 @@ export class Weights {
   kvCache: f64 = 2;
   prefix: f64 = 3;
   lora: f64 = 1;
-  score: f64 = 1;
+  // The sidecar's score counts queue and KV again (with freshness): a tie-breaker, not a driver.
+  score: f64 = 0.1;
 }
 
 export class Config {
@@ -43,8 +44,8 @@ export class Config {
   prefixTtlMs: f64 = 600000;
   // Prefix affinity only counts on an endpoint whose outstanding requests stay within
   // min * prefixLoadRatio + prefixLoadSlack of the least loaded candidate.
-  prefixLoadRatio: f64 = 1.5;
-  prefixLoadSlack: f64 = 8;
+  prefixLoadRatio: f64 = 3;
+  prefixLoadSlack: f64 = 16;
   // Ceiling on endpoints per pool, in the state document and in the load record.
   maxEndpoints: i32 = 1024;
   weights: Weights = new Weights();

@@ -63,6 +63,23 @@ export function isSaturated(e: Endpoint, input: PickInput): bool {
   return e.waiting >= c.queueThreshold || e.kvUsage >= c.kvThreshold || metricsStale(e, input);
 }
 
+// Requests this proxy sent to e since its metrics were taken, less those finished since (never
+// negative).
+export function sentSince(e: Endpoint, input: PickInput): f64 {
+  const n = input.load.netSince(input.load.find(e.id), input.generatedAtMs - e.metricsAgeMs, input.nowMs);
+  return n > 0 ? <f64>n : 0;
+}
+
+// Requests queued on e: waiting in the metrics, plus — once its KV cache is past the saturation
+// threshold, so that new requests wait rather than start — those this proxy sent since the
+// metrics were taken. A burst between two scrapes thus spreads over the pods that are already
+// full instead of piling onto the one that looked shortest. In degraded mode: this proxy's own
+// requests in flight there.
+export function queued(e: Endpoint, input: PickInput): f64 {
+  if (input.degraded) return <f64>input.load.inflightAt(input.load.find(e.id));
+  return e.waiting + (e.kvUsage >= input.cfg.kvThreshold ? sentSince(e, input) : 0);
+}
+
 // Outstanding requests on e: what the metrics showed plus what this proxy sent or saw finish
 // since, and never less than what this proxy has in flight there.
 export function outstanding(e: Endpoint, input: PickInput): f64 {
@@ -79,6 +96,7 @@ export class Scratch {
   cand: Int32Array = new Int32Array(0);
   sat: Uint8Array = new Uint8Array(0);
   load: Float64Array = new Float64Array(0);
+  queue: Float64Array = new Float64Array(0);
 
   ensure(n: i32): void {
     if (this.cand.length >= n) return;
@@ -86,6 +104,7 @@ export class Scratch {
     this.cand = new Int32Array(size);
     this.sat = new Uint8Array(size);
     this.load = new Float64Array(size);
+    this.queue = new Float64Array(size);
   }
 }
 
@@ -131,15 +150,21 @@ export function pickEndpoint(input: PickInput, rng: Rng): Pick {
   result.candidates = n;
 
   // Score.
+  const queues = sc.queue;
   let minLoad = Infinity;
-  let maxLoad = -Infinity;
+  let minQ = Infinity;
+  let maxQ = -Infinity;
   for (let k = 0; k < n; k++) {
-    const v = outstanding(unchecked(eps[unchecked(cand[k])]), input);
+    const e = unchecked(eps[unchecked(cand[k])]);
+    const v = outstanding(e, input);
     unchecked((load[k] = v));
     if (v < minLoad) minLoad = v;
-    if (v > maxLoad) maxLoad = v;
+    const q = queued(e, input);
+    unchecked((queues[k] = q));
+    if (q < minQ) minQ = q;
+    if (q > maxQ) maxQ = q;
   }
-  const span = maxLoad - minLoad;
+  const span = maxQ - minQ;
   const w = input.cfg.weights;
   const prefix = input.prefix;
   const adapter = input.target.length > 0 && input.pool.adapters.has(input.target);
@@ -151,19 +176,16 @@ export function pickEndpoint(input: PickInput, rng: Rng): Pick {
   for (let k = 0; k < n; k++) {
     const i = unchecked(cand[k]);
     const e = unchecked(eps[i]);
-    const l = unchecked(load[k]);
-    let total = w.queue * queueScore(l, minLoad, span);
+    let total = w.queue * queueScore(unchecked(queues[k]), minQ, span);
     if (!input.degraded) {
       total += w.kvCache * kvCacheScore(e);
       total += w.score * e.score;
     }
     if (adapter) total += w.lora * loraScore(e, input.target);
-    if (prefix !== null) {
-      // Affinity only where the pod is not saturated (unless all are) and its load stays
-      // within the band around the least loaded candidate.
-      if (l <= band && (unchecked(sat[k]) == 0 || unsaturated == 0)) {
-        total += w.prefix * prefixScore(prefix.matched[i], prefix.total);
-      }
+    // Prefix affinity counts where the pod's load stays within the band around the least loaded
+    // candidate: a hot prefix cannot pull everything onto one pod.
+    if (prefix !== null && unchecked(load[k]) <= band) {
+      total += w.prefix * prefixScore(prefix.matched[i], prefix.total);
     }
     if (total > best + 1e-9) {
       best = total;

@@ -3,16 +3,24 @@
 
 import { Endpoint } from "../state/document";
 
-// queue: outstanding requests, min-max normalised over the candidates (least loaded = 1, most
-// loaded = 0). All equal (span 0): every candidate gets 1.
-@inline export function queueScore(load: f64, min: f64, span: f64): f64 {
-  return span > 0 ? (min + span - load) / span : 1;
+// queue: requests queued, min-max normalised over the candidates: the shortest queue gets 1, the
+// longest 0, all equal 1. Queues are usually empty until pods saturate, so the normalisation only
+// bites when some pod actually has requests waiting, and then it strongly prefers the others.
+@inline export function queueScore(queued: f64, min: f64, span: f64): f64 {
+  return span > 0 ? (min + span - queued) / span : 1;
 }
 
 // kv_cache: free KV cache.
 export function kvCacheScore(e: Endpoint): f64 {
   const v = 1 - e.kvUsage;
   return v < 0 ? 0 : v > 1 ? 1 : v;
+}
+
+// prefix: share of the prompt's blocks recorded as sent to this endpoint.
+export function prefixScore(matched: i32, total: i32): f64 {
+  if (total <= 0) return 0;
+  const v = <f64>matched / <f64>total;
+  return v > 1 ? 1 : v;
 }
 
 // lora: the adapter is loaded (1), a slot is free to load it (0.8), it is queued to load (0.6),
@@ -23,11 +31,4 @@ export function loraScore(e: Endpoint, adapter: string): f64 {
   if (e.maxLora <= 0 || e.loraRunning.length + e.loraWaiting.length < e.maxLora) return 0.8;
   if (e.loraWaiting.includes(adapter)) return 0.6;
   return 0;
-}
-
-// prefix: share of the prompt's blocks recorded as sent to this endpoint.
-export function prefixScore(matched: i32, total: i32): f64 {
-  if (total <= 0) return 0;
-  const v = <f64>matched / <f64>total;
-  return v > 1 ? 1 : v;
 }

@@ -7,10 +7,12 @@
 //   npm run bench -- --workload FILE.json  another workload (repeatable; replaces the built-in ones)
 //   npm run bench -- --strategies a,b      a subset of strategies
 //   npm run bench -- --out DIR             where the report and charts go (default build/bench)
+//   npm run bench -- --seeds 7,8,9         simulation seeds; results pool the requests of all runs
 
 import { readFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { simulate, type ClusterResult, type Router } from '../../test/sim/cluster.ts';
+import { summarize } from '../../test/sim/stats.ts';
 import { leastRequest, random, roundRobin } from '../../test/sim/routers.ts';
 import { builtinWorkloads, loadWorkloadFile, type Workload } from './workloads.ts';
 import { gie } from './strategies/gie.ts';
@@ -28,14 +30,14 @@ const outDir = values('--out')[0] ?? 'build/bench';
 
 const wasm = new Uint8Array(readFileSync(new URL('../../build/wasm-epp.wasm', import.meta.url)));
 
-const STRATEGIES: Record<string, () => Router> = {
+const STRATEGIES: Record<string, (seed: number) => Router> = {
   'round-robin': () => roundRobin(),
-  random: () => random(5),
-  'least-request': () => leastRequest({ seed: 5 }),
-  gie: () => gie(),
+  random: (seed) => random(seed),
+  'least-request': (seed) => leastRequest({ seed }),
+  gie: (seed) => gie(seed),
   'sglang-cache-aware': () => sglangCacheAware(),
-  'wasm-epp': () => wasmEpp({ wasm }),
-  precise: () => precise(),
+  'wasm-epp': (seed) => wasmEpp({ wasm, seed }),
+  precise: (seed) => precise(seed),
 };
 
 const chosen = values('--strategies').flatMap((s) => s.split(',')).filter(Boolean);
@@ -43,44 +45,58 @@ for (const s of chosen) if (!STRATEGIES[s]) throw new Error(`unknown strategy ${
 const strategies = chosen.length ? chosen : Object.keys(STRATEGIES);
 const files = values('--workload');
 const workloads: Workload[] = files.length ? files.map(loadWorkloadFile) : builtinWorkloads(quick);
+// A closed-loop load test is chaotic (one policy, one workload: TTFT p90 from 0.7 s to 3.2 s
+// across seeds), so results pool several runs.
+const seeds = (values('--seeds')[0] ?? (quick ? '7' : '7,8,9')).split(',').map(Number);
 
 function progress(text: string): void {
   if (!json) process.stderr.write(text);
 }
 
-function row(w: Workload, r: ClusterResult): Row {
+// One row from the runs of a strategy on a workload: percentiles over all their requests.
+function row(w: Workload, name: string, runs: ClusterResult[]): Row {
+  const requests = runs.flatMap((r) => r.requests);
+  const ttft = summarize(requests.map((q) => q.ttftMs));
+  const prompt = requests.reduce((a, q) => a + q.promptTokens, 0);
+  const cached = requests.reduce((a, q) => a + q.cachedTokens, 0);
+  const mean = (f: (r: ClusterResult) => number) => runs.reduce((a, r) => a + f(r), 0) / runs.length;
   return {
     workload: w.name,
-    strategy: r.router,
-    ttft_p50_ms: r.ttft.p50,
-    ttft_p90_ms: r.ttft.p90,
-    ttft_p99_ms: r.ttft.p99,
-    tpot_p50_ms: r.tpot.p50,
-    e2e_p50_ms: r.e2e.p50,
-    throughput_tok_s: r.outputTokensPerSec,
-    prefix_hit_rate: r.prefixHitRate,
-    kv_util_spread: r.kvSpread.meanRange,
-    requests: r.requests.length,
-    unfinished: r.unfinished,
-    preemptions: r.preemptions,
-    wall_ms: r.wallMs,
-    result: r,
+    strategy: name,
+    ttft_p50_ms: ttft.p50,
+    ttft_p90_ms: ttft.p90,
+    ttft_p99_ms: ttft.p99,
+    tpot_p50_ms: summarize(requests.map((q) => q.tpotMs)).p50,
+    e2e_p50_ms: summarize(requests.map((q) => q.e2eMs)).p50,
+    throughput_tok_s: mean((r) => r.outputTokensPerSec),
+    prefix_hit_rate: prompt > 0 ? cached / prompt : 0,
+    kv_util_spread: mean((r) => r.kvSpread.meanRange),
+    requests: requests.length,
+    unfinished: runs.reduce((a, r) => a + r.unfinished, 0),
+    preemptions: mean((r) => r.preemptions),
+    wall_ms: runs.reduce((a, r) => a + r.wallMs, 0),
+    seed_p90_ms: runs.map((r) => r.ttft.p90),
+    result: runs[0],
   };
 }
 
 const rows: Row[] = [];
 const started = Date.now();
+progress(`seeds ${seeds.join(', ')}\n`);
 for (const w of workloads) {
   progress(`${w.name} (${w.pods} pods): `);
   for (const name of strategies) {
     const t0 = Date.now();
-    const r = await simulate({
-      cluster: { pods: w.pods, engine: w.engine, seed: 7 },
-      source: w.source(),
-      router: STRATEGIES[name](),
-      arrival: w.arrival,
-    });
-    rows.push(row(w, r));
+    const runs: ClusterResult[] = [];
+    for (const seed of seeds) {
+      runs.push(await simulate({
+        cluster: { pods: w.pods, engine: w.engine, seed },
+        source: w.source(),
+        router: STRATEGIES[name](seed),
+        arrival: w.arrival,
+      }));
+    }
+    rows.push(row(w, name, runs));
     progress(`${name} ${((Date.now() - t0) / 1000).toFixed(1)}s, `);
   }
   progress('\n');
@@ -105,7 +121,7 @@ if (json) {
   process.stdout.write(JSON.stringify(out) + '\n');
 } else {
   mkdirSync(outDir, { recursive: true });
-  const report = writeReport(outDir, workloads, rows, { quick, wallS: (Date.now() - started) / 1000 });
+  const report = writeReport(outDir, workloads, rows, { quick, seeds, wallS: (Date.now() - started) / 1000 });
   process.stdout.write(report.summary);
   process.stdout.write(`\nreport: ${join(outDir, 'report.md')}, charts: ${report.charts.join(', ')}\n`);
   writeFileSync(join(outDir, 'results.json'), JSON.stringify(out, null, 2));

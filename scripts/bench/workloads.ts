@@ -38,9 +38,9 @@ export function builtinWorkloads(quick: boolean): Workload[] {
     },
     {
       name: 'shared-prefix',
-      description: `${quick ? 50 : 100} groups sharing ~6k-token contexts, ${quick ? 6 : 12} ~1.2k-token questions each in random order, 200-token answers, Poisson ${quick ? 6 : 8} req/s; 8 pods (after llm-d's shared-prefix benchmark, sized so the contexts fit the pods' KV caches when each is kept on one pod)`,
+      description: `${quick ? 50 : 100} groups sharing ~6k-token contexts, ${quick ? 6 : 12} ~1.2k-token questions each in random order, 200-token answers, Poisson ${quick ? 4 : 5} req/s; 8 pods (after llm-d's shared-prefix benchmark, sized so the contexts fit the pods' KV caches when each is kept on one pod)`,
       pods: 8,
-      arrival: { kind: 'poisson', ratePerSec: quick ? 6 : 8 },
+      arrival: { kind: 'poisson', ratePerSec: quick ? 4 : 5 },
       source: () => sharedPrefix({ groups: quick ? 50 : 100, perGroup: quick ? 6 : 12, prefixLen: 6000, questionLen: 1200, outputLen: 200, seed: 3 }),
       engine: SEEDS_ENGINE,
     },

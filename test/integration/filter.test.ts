@@ -129,13 +129,12 @@ test("the seeds' round 1 and round 2 land on one pod under PREFIX_CACHE, across 
   assert.deepEqual(g.host.traps, []);
 });
 
-test('a burst between two metric refreshes spreads over equal pods, across workers', () => {
-  const g = new Gateway({ workers: 2 });
-  g.pushState(endpoints(4));
-  // Hold 12 requests open on alternating workers: none finishes before the next is picked.
+// Holds `n` requests open on alternating workers (none finishes before the next is picked);
+// returns the streams and how many went to each endpoint.
+function burst(g: Gateway, n: number) {
   const open = [];
   const counts = new Map<string, number>();
-  for (let i = 0; i < 12; i++) {
+  for (let i = 0; i < n; i++) {
     const s = g.routing.worker(i % 2).newHttpStream();
     s.requestHeaders({ ':method': 'POST', ':path': '/v1/chat/completions', ':authority': 'gw', 'content-type': 'application/json' }, false);
     s.requestBody(new TextEncoder().encode(JSON.stringify(CHAT)), true);
@@ -143,14 +142,31 @@ test('a burst between two metric refreshes spreads over equal pods, across worke
     counts.set(dest, (counts.get(dest) ?? 0) + 1);
     open.push(s);
   }
+  return { open, counts };
+}
+
+test('a burst between two metric refreshes spreads over full pods, across workers', () => {
+  const g = new Gateway({ workers: 2 });
+  const eps = endpoints(4);
+  for (const e of eps) e.kv_usage = 0.9; // requests sent there now will wait
+  g.pushState(eps);
+  const { open, counts } = burst(g, 12);
   assert.deepEqual([...counts.values()].sort(), [3, 3, 3, 3]);
   // Finishing them releases the in-flight counts.
   for (const s of open) s.responseHeaders({ ':status': '200' }, true);
   const load = g.host.sharedData('wasm-epp').get(`wasm-epp/load/${POOL}`);
-  assert.ok(load);
+  assert.ok(load, 'the shared load record exists');
   const view = Buffer.from(load.value);
   const count = view.readUInt32LE(8);
   for (let i = 0; i < count; i++) assert.equal(view.readInt32LE(12 + i * 24 + 4), 0, 'in-flight back to zero');
+});
+
+test('a burst over equal pods with free KV cache is shared at random, not piled on one', () => {
+  const g = new Gateway({ workers: 2 });
+  g.pushState(endpoints(4));
+  const { counts } = burst(g, 40);
+  assert.equal(counts.size, 4, `every pod got some: ${JSON.stringify([...counts])}`);
+  for (const c of counts.values()) assert.ok(c >= 4 && c <= 18, `no pod takes the burst: ${JSON.stringify([...counts])}`);
 });
 
 test('malformed JSON, a missing model and an oversized body get 400 / 400 / 413', () => {

@@ -33,7 +33,8 @@ export class Gateway {
   private pushes = 0;
 
   constructor(opts: GatewayOptions = {}) {
-    this.host = new ProxyWasmHost({ clock: opts.clock ?? 'manual', logLevel: 'debug' });
+    // Seeded WASI random (the filter's tie-breaking), so every run routes the same way.
+    this.host = new ProxyWasmHost({ clock: opts.clock ?? 'manual', logLevel: 'debug', randomSeed: 1 });
     const workers = opts.workers ?? 2;
     // Both filters share one vm_config (so one VM per worker), environment included.
     const env = opts.env ?? { WASM_EPP_PUSH_TOKEN: TOKEN };

@@ -1,6 +1,6 @@
 import { LoadView, recordLoad, BUCKET_MS, BUCKETS } from "../../assembly/schedule/load";
 import { queueScore, kvCacheScore, loraScore, prefixScore } from "../../assembly/schedule/scorers";
-import { PickInput, pickEndpoint, isSaturated, outstanding, PICKED, SHED, NO_ENDPOINT } from "../../assembly/schedule/pick";
+import { PickInput, pickEndpoint, isSaturated, outstanding, queued, PICKED, SHED, NO_ENDPOINT } from "../../assembly/schedule/pick";
 import { Config } from "../../assembly/config";
 import { Endpoint, Pool, SHEDDABLE, CRITICAL, STANDARD } from "../../assembly/state/document";
 import { PrefixMatch } from "../../assembly/prefix/index";
@@ -180,8 +180,9 @@ describe("pickEndpoint", () => {
     }
   });
 
-  it("spreads a burst using its own dispatches before metrics catch up", () => {
-    const p = pool([ep("p0", 0, 2, 0.1), ep("p1", 0, 2, 0.1)]);
+  it("counts its own dispatches as queued on pods whose KV cache is full, spreading a burst", () => {
+    // Full pods (KV past the threshold): what the filter sent since the scrape will wait there.
+    const p = pool([ep("p0", 0, 30, 0.9), ep("p1", 0, 30, 0.9)]);
     let load: ArrayBuffer | null = null;
     const picks = [0, 0];
     for (let i = 0; i < 10; i++) {
@@ -192,6 +193,22 @@ describe("pickEndpoint", () => {
     }
     expect(picks[0]).toBe(5);
     expect(picks[1]).toBe(5);
+  });
+
+  it("leaves pods with free KV cache to the metrics, sharing ties at random", () => {
+    const p = pool([ep("p0", 0, 2, 0.1), ep("p1", 0, 2, 0.1)]);
+    let load: ArrayBuffer | null = null;
+    const picks = [0, 0];
+    const rng = new Rng(9);
+    for (let i = 0; i < 200; i++) {
+      const inp = input(p, new LoadView(load));
+      const r = pickEndpoint(inp, rng);
+      picks[r.index]++;
+      load = apply(load, p.endpoints[r.index].id, 1, NOW);
+      expect(queued(p.endpoints[r.index], inp)).toBe(0);
+    }
+    expect(picks[0]).toBeGreaterThan(70);
+    expect(picks[1]).toBeGreaterThan(70);
   });
 
   it("estimates outstanding requests from metrics, recent dispatches and in-flight", () => {
@@ -247,8 +264,9 @@ describe("pickEndpoint", () => {
     let r = pickEndpoint(inp, new Rng(1));
     expect(r.index).toBe(0);
     expect(r.prefixBlocks).toBe(10);
-    // p0 far beyond min * 1.5 + 8: affinity no longer counts.
-    p.endpoints[0].running = 40;
+    // p0 far beyond min * 3 + 16: affinity no longer counts.
+    p.endpoints[0].running = 50;
+    p.endpoints[0].kvUsage = 0.6;
     r = pickEndpoint(inp, new Rng(1));
     expect(r.index).toBe(1);
     expect(r.prefixBlocks).toBe(0);

@@ -6,34 +6,50 @@
 // LRU (capacity: its num_gpu_blocks, the default autoTune) records every block. Metrics come
 // from the same periodic scrapes every strategy gets.
 
-import type { Router } from '../../../test/sim/cluster.ts';
+import type { Router, SimRequest } from '../../../test/sim/cluster.ts';
 import { Rng } from '../../../test/sim/rng.ts';
 import { blockHashes, PodLru, promptText } from './prefix-blocks.ts';
 
 const DEFAULT_LRU = 31_250;
 
+// GIE's approximate prefix index: per pod an LRU of the block hashes it was sent.
+export class ApproxPrefixIndex {
+  private readonly lrus: PodLru[] = [];
+
+  // Blocks matched per pod (greedy: count until a block no pod has), and the prompt's hashes.
+  match(req: SimRequest, pods: number, model: string): { hashes: bigint[]; matched: number[] } {
+    while (this.lrus.length < pods) this.lrus.push(new PodLru(DEFAULT_LRU));
+    const hashes = blockHashes(promptText(req), req.lora ?? model);
+    const matched = new Array<number>(pods).fill(0);
+    for (const h of hashes) {
+      let any = false;
+      for (let i = 0; i < pods; i++) {
+        if (this.lrus[i].has(h)) {
+          matched[i]++;
+          any = true;
+        }
+      }
+      if (!any) break;
+    }
+    return { hashes, matched };
+  }
+
+  // The chosen pod was sent these blocks; its LRU holds up to its KV blocks (autoTune).
+  record(pod: number, hashes: bigint[], kvBlocks?: number): void {
+    if (kvBlocks && kvBlocks > 0) this.lrus[pod].capacity = kvBlocks;
+    for (const h of hashes) this.lrus[pod].add(h);
+  }
+}
+
 export function gie(seed = 11, model = '/model/qwen'): Router {
   const rng = new Rng(seed);
-  const lrus: PodLru[] = [];
+  const index = new ApproxPrefixIndex();
   return {
     name: 'gie',
     route(req, _now, view) {
       const pods = view.pods;
       const n = pods.length;
-      while (lrus.length < n) lrus.push(new PodLru(DEFAULT_LRU));
-      // Prefix match (greedy: count blocks per pod until a block nobody has).
-      const hashes = blockHashes(promptText(req), req.lora ?? model);
-      const matched = new Array<number>(n).fill(0);
-      for (const h of hashes) {
-        let any = false;
-        for (let i = 0; i < n; i++) {
-          if (lrus[i].has(h)) {
-            matched[i]++;
-            any = true;
-          }
-        }
-        if (!any) break;
-      }
+      const { hashes, matched } = index.match(req, n, model);
       const waiting = pods.map((p) => p.metrics?.waiting ?? 0);
       const minW = Math.min(...waiting);
       const maxW = Math.max(...waiting);
@@ -54,9 +70,7 @@ export function gie(seed = 11, model = '/model/qwen'): Router {
           pick = i;
         }
       }
-      const cap = pods[pick].metrics?.kvBlocksTotal;
-      if (cap && cap > 0) lrus[pick].capacity = cap;
-      for (const h of hashes) lrus[pick].add(h);
+      index.record(pick, hashes, pods[pick].metrics?.kvBlocksTotal);
       return pick;
     },
   };
