@@ -1,0 +1,109 @@
+// npm start — the local stack (docs/local-stack.md): five simulated vLLM pods serving /model/qwen
+// on 127.0.0.11-15:8000, the sidecar in file mode, and the gateway:
+//   :8080  plain round-robin to the pods (the seeds' HTTPRoute to the Service)
+//   :8081  through the wasm-epp filter (the seeds' HTTPRoute to the InferencePool)
+// The data plane is the project's proxy-wasm host running build/wasm-epp.wasm behind a small HTTP
+// front (no Envoy can be assumed on a developer machine; see docs/standalone-envoy.md for Envoy).
+// Prints the seeds' curl commands and every `Request Handled` line; Ctrl-C stops everything.
+//
+//   npm start -- --time-scale 10     simulated time 10x faster than an A10 would serve
+
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { ROOT, startLocalStack, waitUntilRouting } from './stack.ts';
+import { formatLogLine } from '../../test/host/index.ts';
+
+const args = process.argv.slice(2);
+const arg = (name: string) => {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : undefined;
+};
+if (args.includes('--help')) {
+  console.log('npm start [-- --time-scale N] [--verbose]\n  --time-scale N  simulated pods run N times faster than a real A10 (default 1)\n  --verbose       also print the sidecar\'s log lines and the gateway\'s other log lines');
+  process.exit(0);
+}
+const timeScale = Number(arg('--time-scale') ?? 1);
+const verbose = args.includes('--verbose');
+
+// Build what is missing or older than its sources.
+function newest(dir: string): number {
+  let t = 0;
+  for (const name of readdirSync(dir)) {
+    const p = join(dir, name);
+    const s = statSync(p);
+    t = Math.max(t, s.isDirectory() ? newest(p) : s.mtimeMs);
+  }
+  return t;
+}
+const wasm = join(ROOT, 'build/wasm-epp.wasm');
+const sidecar = join(ROOT, 'build/sidecar.js');
+if (!existsSync(wasm) || !existsSync(sidecar) || statSync(wasm).mtimeMs < newest(join(ROOT, 'assembly')) || statSync(sidecar).mtimeMs < newest(join(ROOT, 'sidecar'))) {
+  console.log('building build/wasm-epp.wasm and build/sidecar.js ...');
+  const r = spawnSync(process.execPath, [join(ROOT, 'scripts/build.mjs')], { stdio: 'inherit' });
+  if (r.status !== 0) process.exit(r.status ?? 1);
+}
+
+let routing = false;
+const stack = await startLocalStack({
+  timeScale,
+  // The seeds' pool and model, and the five Pods, as committed: edits apply while running.
+  manifests: join(ROOT, 'deploy/examples'),
+  onGatewayLog: (e) => {
+    if (e.message.startsWith('Request Handled')) console.log(`[gateway] ${e.message}`);
+    else if (verbose || (routing && e.level >= 3)) console.log(`[gateway] ${formatLogLine(e)}`);
+  },
+  onSidecarLog: (line) => {
+    let ev: { level?: string; event?: string; msg?: string } = {};
+    try {
+      ev = JSON.parse(line);
+    } catch {
+      /* not JSON */
+    }
+    if (verbose || ev.level === 'warn' || ev.level === 'error' || ev.event === 'first_push_accepted') console.log(`[sidecar] ${line}`);
+  },
+}).catch((err: Error) => {
+  console.error(`npm start: ${err.message}`);
+  process.exit(1);
+});
+
+try {
+  await waitUntilRouting(stack.gateway.inferenceUrl);
+  routing = true;
+} catch (err) {
+  console.error(`npm start: ${(err as Error).message}`);
+  await stack.stop();
+  process.exit(1);
+}
+
+const pods = stack.pods.map((p) => `${p.name} ${p.host}:8000`).join(', ');
+const body = (city: string) => `'{"model": "/model/qwen", "max_completion_tokens": 100, "temperature": 0, "messages": [{"role": "user", "content": "Write as if you were a critic: ${city}"}]}'`;
+console.log(`
+wasm-epp local stack is up (simulated time x${timeScale}).
+  model servers  5 simulated vLLM pods serving /model/qwen (Qwen2.5-7B on A10 timings): ${pods}
+  sidecar        build/sidecar.js --manifests ${stack.manifests} (pool default/vllm-qwen-pool)
+  gateway        ${stack.gateway.plainUrl} plain round-robin, ${stack.gateway.inferenceUrl} through wasm-epp
+                 (the proxy-wasm host running build/wasm-epp.wasm), push listener ${stack.gateway.pushUrl}
+
+Try the seeds' requests:
+  curl -X POST localhost:8080/v1/chat/completions -H 'Content-Type: application/json' -d ${body('San Francisco')}
+  curl -X POST localhost:8081/v1/chat/completions -H 'Content-Type: application/json' -d ${body('Los Angeles')}
+
+Prefix-aware routing: annotate the pool with inference.networking.x-k8s.io/routing-strategy: PREFIX_CACHE
+in deploy/examples/inference-pool.yaml (the sidecar picks the change up), send two requests sharing a long
+prefix to :8081 (docs/local-stack.md has the seeds' round1/round2 pair) and see one pod in both
+Request Handled lines below.
+
+Ctrl-C stops everything.
+`);
+
+let stopping = false;
+const stop = async () => {
+  if (stopping) return;
+  stopping = true;
+  console.log('\nstopping ...');
+  await stack.stop();
+  process.exit(0);
+};
+process.on('SIGINT', stop);
+process.on('SIGTERM', stop);

@@ -1,0 +1,111 @@
+// The local stack end to end, time-scaled: simulated vLLM pods, build/sidecar.js in file mode, and
+// the gateway with build/wasm-epp.wasm under the proxy-wasm host. The pods bind their own loopback
+// addresses (127.0.0.21-25) and every port is ephemeral, so this runs beside `npm start`.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startLocalStack, waitUntilRouting, type Stack } from '../../scripts/local-stack/stack.ts';
+
+const HOSTS = ['127.0.0.21', '127.0.0.22', '127.0.0.23', '127.0.0.24', '127.0.0.25'];
+let stack: Stack;
+const handled: Array<Record<string, string>> = [];
+
+function chatBody(content: string, extra: Record<string, unknown> = {}) {
+  return JSON.stringify({ model: '/model/qwen', max_completion_tokens: 20, temperature: 0, messages: [{ role: 'user', content }], ...extra });
+}
+
+async function post(base: string, path: string, body: string): Promise<{ status: number; text: string }> {
+  const r = await fetch(`${base}${path}`, { method: 'POST', body, headers: { 'content-type': 'application/json' } });
+  return { status: r.status, text: await r.text() };
+}
+
+before(async () => {
+  stack = await startLocalStack({
+    timeScale: 50, podHosts: HOSTS, podPort: 8000, plainPort: 0, inferencePort: 0, pushPort: 0, strategy: 'PREFIX_CACHE',
+    onGatewayLog: (e) => {
+      if (e.message.startsWith('Request Handled')) handled.push(Object.fromEntries(e.message.split(' ').slice(2).map((kv) => kv.split('=') as [string, string])));
+    },
+  });
+  await waitUntilRouting(stack.gateway.inferenceUrl);
+});
+
+after(async () => {
+  await stack?.stop();
+});
+
+test('both listeners answer the seeds\' chat completion', async () => {
+  for (const base of [stack.gateway.plainUrl, stack.gateway.inferenceUrl]) {
+    const r = await post(base, '/v1/chat/completions', chatBody('Write as if you were a critic: San Francisco'));
+    assert.equal(r.status, 200, `${base}: ${r.text}`);
+    const j = JSON.parse(r.text);
+    assert.equal(j.object, 'chat.completion');
+    assert.equal(j.model, '/model/qwen');
+    assert.equal(j.usage.completion_tokens, 20);
+  }
+  const line = handled.at(-1)!;
+  assert.equal(line.model, '/model/qwen');
+  assert.match(line.pod, /^qwen-[0-4]$/);
+  assert.match(line.endpoint, /^127\.0\.0\.2[1-5]:8000$/);
+});
+
+test('a streaming chat completion passes through the filter chunk by chunk', async () => {
+  const r = await fetch(`${stack.gateway.inferenceUrl}/v1/chat/completions`, {
+    method: 'POST', headers: { 'content-type': 'application/json' },
+    body: chatBody('Tell a story', { stream: true, stream_options: { include_usage: true } }),
+  });
+  assert.equal(r.status, 200);
+  assert.match(r.headers.get('content-type') ?? '', /text\/event-stream/);
+  const text = await r.text();
+  const events = text.split('\n\n').filter((e) => e.startsWith('data: '));
+  assert.equal(events.at(-1), 'data: [DONE]');
+  const chunks = events.slice(0, -1).map((e) => JSON.parse(e.slice(6)));
+  assert.ok(chunks.length >= 20, `one chunk per token at least: ${chunks.length}`);
+  assert.equal(chunks.at(-1).usage.completion_tokens, 20);
+  assert.equal(chunks[0].object, 'chat.completion.chunk');
+});
+
+test("the seeds' round 1 and round 2 land on one pod", async () => {
+  const first = "Hi, here's some system prompt: hi hi hi hi hi hi hi hi hi hi.For user 3, here are some other context: hi hi hi hi hi hi hi hi hi hi hi hi hi hi hi hi hi hi hi hi.I would like to test your intelligence. for this purpose I would like you to play zork. you can interact with the game by typing in commands. I will forward these commands to the game and type in any response. are you ready?";
+  const round1 = JSON.stringify({ max_tokens: 24, messages: [{ content: first, role: 'user' }], model: '/model/qwen', stream: true, stream_options: { include_usage: true }, temperature: 0 });
+  const round2 = JSON.stringify({
+    max_tokens: 3, model: '/model/qwen', stream: true, stream_options: { include_usage: true }, temperature: 0,
+    messages: [
+      { content: first, role: 'user' },
+      { content: "Hi there! It looks like you're setting up a fun test. I'm ready to play Zork! You can", role: 'assistant' },
+      { content: '% zork\nWelcome to Dungeon. This version created 11-MAR-91.\nYou are in an open field west of a big white house with a boarded\nfront door.\nThere is a small mailbox here.\n>', role: 'user' },
+      { content: 'Great!', role: 'assistant' },
+      { content: 'Opening the mailbox reveals:\n A leaflet.\n>', role: 'user' },
+    ],
+  });
+  const before = handled.length;
+  assert.equal((await post(stack.gateway.inferenceUrl, '/v1/chat/completions', round1)).status, 200);
+  assert.equal((await post(stack.gateway.inferenceUrl, '/v1/chat/completions', round2)).status, 200);
+  const [l1, l2] = handled.slice(before);
+  assert.equal(l1.strategy, 'PREFIX_CACHE');
+  assert.equal(l2.pod, l1.pod, `round 2 went to ${l2.pod}, round 1 to ${l1.pod}`);
+  const [matched] = l2.prefix_blocks.split('/').map(Number);
+  assert.ok(matched >= 5, `round 2 matched round 1's blocks: ${l2.prefix_blocks}`);
+});
+
+test('a pod killed mid-run stops receiving traffic within one push; only its requests in flight fail', async () => {
+  const victim = stack.pods[2];
+  const url = stack.gateway.inferenceUrl;
+  // Load: long requests in flight on every pod, unique prompts so the load decides.
+  const inflight = Array.from({ length: 15 }, (_, i) => post(url, '/v1/completions', JSON.stringify({ model: '/model/qwen', prompt: `story ${i} `.repeat(20 + i), max_tokens: 400 })));
+  await new Promise((r) => setTimeout(r, 150));
+  const killedAt = handled.length;
+  victim.pod.kill();
+  const onVictimBefore = handled.slice(0, killedAt).filter((l) => l.pod === victim.name).length;
+  const results = await Promise.all(inflight);
+  const failed = results.filter((r) => r.status !== 200).length;
+  assert.ok(failed <= onVictimBefore, `only requests in flight on the killed pod fail: ${failed} failed, ${onVictimBefore} were routed there`);
+  // The sidecar marks the pod unreachable after two failed scrapes (~100-200 ms) and pushes at once.
+  await new Promise((r) => setTimeout(r, 600));
+  const after = handled.length;
+  const later = await Promise.all(Array.from({ length: 30 }, (_, i) => post(url, '/v1/completions', JSON.stringify({ model: '/model/qwen', prompt: `after ${i} `.repeat(10), max_tokens: 5 }))));
+  assert.deepEqual(later.map((r) => r.status), later.map(() => 200), 'every request after the push succeeds');
+  const pods = handled.slice(after).map((l) => l.pod);
+  assert.equal(pods.length, 30);
+  assert.ok(!pods.includes(victim.name), `no request reached the killed pod: ${pods.join(',')}`);
+  assert.deepEqual(stack.gateway.host.traps, []);
+});
