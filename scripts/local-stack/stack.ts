@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startPod, type Pod } from '../../test/sim/server.ts';
 import { startGateway, type Gateway } from './gateway.ts';
+import { installedEnvoy, startEnvoyGateway, wasmLogMessage } from './envoy.ts';
 import type { LogEntry } from '../../test/host/index.ts';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -37,11 +38,29 @@ export interface StackOptions {
   manifests?: string;
   /** Annotate the written pool with this routing strategy. */
   strategy?: 'DEFAULT' | 'PREFIX_CACHE';
+  /**
+   * 'envoy': a real Envoy with deploy/envoy/envoy.yaml (fixed ports and pod addresses);
+   * 'host': build/wasm-epp.wasm under the project's proxy-wasm host behind an HTTP front;
+   * 'auto' (default): Envoy when `envoy` >= 1.35 is on PATH, else the host.
+   */
+  dataPlane?: 'auto' | 'envoy' | 'host';
+  /** Envoy's own log lines (the Envoy data plane only). */
+  onEnvoyLog?: (line: string) => void;
+}
+
+export interface StackGateway {
+  kind: 'envoy' | 'host';
+  plainUrl: string;
+  inferenceUrl: string;
+  pushUrl: string;
+  /** The proxy-wasm host (the host data plane only). */
+  host?: Gateway['host'];
+  close(): Promise<void>;
 }
 
 export interface Stack {
   pods: Array<{ name: string; host: string; pod: Pod }>;
-  gateway: Gateway;
+  gateway: StackGateway;
   sidecar: ChildProcess;
   tokenFile: string;
   manifests: string;
@@ -94,14 +113,27 @@ export async function startLocalStack(o: StackOptions = {}): Promise<Stack> {
       writeManifests(manifests, hosts, podPort, o.strategy);
     }
 
-    const gateway = await startGateway({
-      wasm: readFileSync(join(ROOT, 'build/wasm-epp.wasm')),
-      backends: hosts.map((h) => `${h}:${podPort}`),
-      token, pool: POOL,
-      plainPort: o.plainPort ?? 8080, inferencePort: o.inferencePort ?? 8081, pushPort: o.pushPort ?? 19100,
-      bindHost: '127.0.0.1',
-      onLog: o.onGatewayLog,
-    });
+    const envoy = o.dataPlane === 'host' ? null : installedEnvoy();
+    if (o.dataPlane === 'envoy' && !envoy?.usable) throw new Error('envoy >= 1.35 is not on PATH');
+    let gateway: StackGateway;
+    if (envoy?.usable) {
+      const e = await startEnvoyGateway(ROOT, token, (line) => {
+        const message = wasmLogMessage(line);
+        if (message?.startsWith('Request Handled')) o.onGatewayLog?.({ message } as LogEntry);
+        o.onEnvoyLog?.(line);
+      });
+      gateway = { kind: 'envoy', plainUrl: e.plainUrl, inferenceUrl: e.inferenceUrl, pushUrl: e.pushUrl, close: e.close };
+    } else {
+      const g = await startGateway({
+        wasm: readFileSync(join(ROOT, 'build/wasm-epp.wasm')),
+        backends: hosts.map((h) => `${h}:${podPort}`),
+        token, pool: POOL,
+        plainPort: o.plainPort ?? 8080, inferencePort: o.inferencePort ?? 8081, pushPort: o.pushPort ?? 19100,
+        bindHost: '127.0.0.1',
+        onLog: o.onGatewayLog,
+      });
+      gateway = { kind: 'host', plainUrl: g.plainUrl, inferenceUrl: g.inferenceUrl, pushUrl: g.pushUrl, host: g.host, close: g.close };
+    }
     started.push(() => gateway.close());
 
     const sidecar = spawn(process.execPath, [

@@ -2,8 +2,9 @@
 // on 127.0.0.11-15:8000, the sidecar in file mode, and the gateway:
 //   :8080  plain round-robin to the pods (the seeds' HTTPRoute to the Service)
 //   :8081  through the wasm-epp filter (the seeds' HTTPRoute to the InferencePool)
-// The data plane is the project's proxy-wasm host running build/wasm-epp.wasm behind a small HTTP
-// front (no Envoy can be assumed on a developer machine; see docs/standalone-envoy.md for Envoy).
+// The data plane is Envoy >= 1.35 with deploy/envoy/envoy.yaml when `envoy` is on PATH, and
+// otherwise the project's proxy-wasm host running the same build/wasm-epp.wasm behind a small HTTP
+// front.
 // Prints the seeds' curl commands and every `Request Handled` line; Ctrl-C stops everything.
 //
 //   npm start -- --time-scale 10     simulated time 10x faster than an A10 would serve
@@ -12,6 +13,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT, startLocalStack, waitUntilRouting } from './stack.ts';
+import { installedEnvoy } from './envoy.ts';
 import { formatLogLine } from '../../test/host/index.ts';
 
 const args = process.argv.slice(2);
@@ -45,8 +47,14 @@ if (!existsSync(wasm) || !existsSync(sidecar) || statSync(wasm).mtimeMs < newest
 }
 
 let routing = false;
+const envoy = installedEnvoy();
+if (envoy && !envoy.usable) console.log(`envoy on PATH is ${envoy.version?.join('.') ?? 'of unknown version'}; wasm-epp needs >= 1.35 (allow_on_headers_stop_iteration): using the proxy-wasm host`);
+else if (!envoy) console.log('no envoy on PATH: the gateway is the proxy-wasm host running build/wasm-epp.wasm');
 const stack = await startLocalStack({
   timeScale,
+  onEnvoyLog: (line) => {
+    if (verbose || / \[(warning|error|critical)\]/.test(line)) console.log(`[envoy] ${line}`);
+  },
   // The seeds' pool and model, and the five Pods, as committed: edits apply while running.
   manifests: join(ROOT, 'deploy/examples'),
   onGatewayLog: (e) => {
@@ -83,7 +91,7 @@ wasm-epp local stack is up (simulated time x${timeScale}).
   model servers  5 simulated vLLM pods serving /model/qwen (Qwen2.5-7B on A10 timings): ${pods}
   sidecar        build/sidecar.js --manifests ${stack.manifests} (pool default/vllm-qwen-pool)
   gateway        ${stack.gateway.plainUrl} plain round-robin, ${stack.gateway.inferenceUrl} through wasm-epp
-                 (the proxy-wasm host running build/wasm-epp.wasm), push listener ${stack.gateway.pushUrl}
+                 (${stack.gateway.kind === 'envoy' ? 'Envoy with deploy/envoy/envoy.yaml' : 'the proxy-wasm host running build/wasm-epp.wasm'}), push listener ${stack.gateway.pushUrl}
 
 Try the seeds' requests:
   curl -X POST localhost:8080/v1/chat/completions -H 'Content-Type: application/json' -d ${body('San Francisco')}

@@ -21,7 +21,7 @@ async function post(base: string, path: string, body: string): Promise<{ status:
 
 before(async () => {
   stack = await startLocalStack({
-    timeScale: 50, podHosts: HOSTS, podPort: 8000, plainPort: 0, inferencePort: 0, pushPort: 0, strategy: 'PREFIX_CACHE',
+    timeScale: 50, podHosts: HOSTS, podPort: 8000, plainPort: 0, inferencePort: 0, pushPort: 0, strategy: 'PREFIX_CACHE', dataPlane: 'host',
     onGatewayLog: (e) => {
       if (e.message.startsWith('Request Handled')) handled.push(Object.fromEntries(e.message.split(' ').slice(2).map((kv) => kv.split('=') as [string, string])));
     },
@@ -107,5 +107,5 @@ test('a pod killed mid-run stops receiving traffic within one push; only its req
   const pods = handled.slice(after).map((l) => l.pod);
   assert.equal(pods.length, 30);
   assert.ok(!pods.includes(victim.name), `no request reached the killed pod: ${pods.join(',')}`);
-  assert.deepEqual(stack.gateway.host.traps, []);
+  assert.deepEqual(stack.gateway.host?.traps, []);
 });
