@@ -270,6 +270,10 @@ test("the validator's Kubernetes extensions: int-or-string, list-type set, prese
   assert.deepEqual(v.validate({ metadata: meta, free: { a: "x", anything: 1 } }), []);
   assert.ok(v.validate({ metadata: meta, other: 1 }).some((e) => /unknown field "other"/.test(e)));
   assert.throws(() => validatorFor({ type: "object", properties: { x: { type: "string", format: "no-such-format" } } }), /unknown format/);
+  // OpenAPI v3.0 spellings: boolean exclusive bounds, nullable.
+  const oas = validatorFor({ type: "object", properties: { metadata: { type: "object" }, n: { type: "integer", minimum: 0, exclusiveMinimum: true, maximum: 10 }, s: { type: "string", nullable: true } } });
+  assert.deepEqual(oas.validate({ metadata: meta, n: 10, s: null }), []);
+  assert.ok(oas.validate({ metadata: meta, n: 0 }).some((e) => /must be > 0/.test(e)));
   const unknownRule = validatorFor({ type: "object", properties: { metadata: { type: "object" }, a: { type: "string", "x-kubernetes-validations": [{ rule: "self.size() < 3" }] } } });
   assert.ok(unknownRule.validate({ metadata: meta, a: "abc" }).some((e) => /no evaluator/.test(e)));
 });

@@ -87,7 +87,9 @@ function newAjv(): Ajv {
   return ajv;
 }
 
-// Closes every object that lists properties and does not preserve unknown fields.
+// Turns an OpenAPI v3.0 schema into what ajv (JSON Schema) reads the same way — boolean
+// exclusiveMinimum/exclusiveMaximum become numeric, nullable: true admits null — and closes every
+// object that lists properties and does not preserve unknown fields.
 export function strictCopy(schema: Schema): Schema {
   const s: Schema = Array.isArray(schema) ? (schema as any).map(strictCopy) : { ...schema };
   if (Array.isArray(schema)) return s;
@@ -102,6 +104,22 @@ export function strictCopy(schema: Schema): Schema {
   }
   if (s.properties && s.additionalProperties === undefined && s["x-kubernetes-preserve-unknown-fields"] !== true) {
     s.additionalProperties = false;
+  }
+  for (const [flag, bound] of [["exclusiveMinimum", "minimum"], ["exclusiveMaximum", "maximum"]] as const) {
+    if (typeof s[flag] !== "boolean") continue;
+    if (s[flag] && typeof s[bound] === "number") {
+      s[flag] = s[bound];
+      delete s[bound];
+    } else {
+      delete s[flag];
+    }
+  }
+  if (s.nullable === true) {
+    delete s.nullable;
+    if (typeof s.type === "string") s.type = [s.type, "null"];
+    if (Array.isArray(s.enum) && !s.enum.includes(null)) s.enum = [...s.enum, null];
+  } else if (s.nullable === false) {
+    delete s.nullable;
   }
   return s;
 }
