@@ -1,0 +1,130 @@
+// deploy/grafana/wasm-epp.json: an importable dashboard (data source chosen through the
+// DS_PROMETHEUS variable, as the seeds' vLLM dashboard does) whose every query names only metrics
+// that exist: the sidecar's (read from its own registry), the filter's (read from
+// assembly/stats.ts, as Envoy exports them) and vLLM's (read from the fake V0/V1 /metrics pages
+// the sidecar tests use).
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { repoPath } from "./files.ts";
+import { SidecarMetrics } from "../../sidecar/observability/metrics.ts";
+import { defaultState, vllmV0Exposition, vllmV1Exposition } from "../fakes/model-metrics.ts";
+
+const dashboard = JSON.parse(readFileSync(repoPath("deploy/grafana/wasm-epp.json"), "utf8"));
+const panels: any[] = dashboard.panels.filter((p: any) => p.type !== "row");
+
+// PromQL functions, aggregations and keywords that can appear as bare identifiers.
+const PROMQL_WORDS = new Set([
+  "sum", "avg", "min", "max", "count", "stddev", "stdvar", "topk", "bottomk", "quantile", "count_values", "group",
+  "rate", "irate", "increase", "delta", "idelta", "deriv", "histogram_quantile", "clamp_min", "clamp_max", "clamp", "abs",
+  "time", "vector", "scalar", "label_replace", "label_join", "avg_over_time", "max_over_time", "min_over_time", "sum_over_time",
+  "by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool", "offset",
+]);
+
+/** Metric names a PromQL expression selects. */
+export function metricNames(expr: string): string[] {
+  let s = expr
+    .replace(/label_values\(([^,()]*),\s*[A-Za-z_][A-Za-z0-9_]*\s*\)/g, " $1 ") // Grafana's label_values(metric, label)
+    .replace(/"(?:[^"\\]|\\.)*"/g, '""') // label values
+    .replace(/\{[^}]*\}/g, " ") // label matchers
+    .replace(/\[[^\]]*\]/g, " ") // ranges
+    .replace(/\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)/g, " "); // grouping labels
+  s = s.replace(/\$\{?[A-Za-z_][A-Za-z0-9_]*\}?/g, " "); // Grafana variables
+  s = s.replace(/(?<![A-Za-z0-9_:])\d+(\.\d+)?([eE][+-]?\d+)?/g, " "); // numbers (1e-9, 0.99)
+  const out: string[] = [];
+  const re = /[A-Za-z_:][A-Za-z0-9_:]*/g;
+  for (let m = re.exec(s); m; m = re.exec(s)) {
+    const word = m[0];
+    const after = s.slice(m.index + word.length).trimStart();
+    if (PROMQL_WORDS.has(word) || after.startsWith("(")) continue;
+    if (/^\d/.test(word)) continue;
+    out.push(word);
+  }
+  return out;
+}
+
+function seriesNames(exposition: string): Set<string> {
+  return new Set(exposition.split("\n").filter((l) => l && !l.startsWith("#")).map((l) => l.split(/[{ ]/)[0]));
+}
+
+async function sidecarSeries(): Promise<Set<string>> {
+  const m = new SidecarMetrics(() => 0, ["http://127.0.0.1:19100/wasm-epp/v1/state"]);
+  const out = new Set<string>();
+  for (const metric of await m.registry.getMetricsAsJSON()) {
+    const t = metric.type as unknown as string;
+    if (t === "histogram") for (const sfx of ["_bucket", "_sum", "_count"]) out.add(metric.name + sfx);
+    else out.add(metric.name);
+  }
+  return out;
+}
+
+function filterSeries(): Set<string> {
+  const src = readFileSync(repoPath("assembly/stats.ts"), "utf8");
+  const names = [...src.matchAll(/defineMetric\(METRIC_(?:COUNTER|GAUGE), "wasm_epp\.([a-z_]+)"\)/g)].map((m) => m[1]);
+  const block = /const NAMES: StaticArray<string> = \[([\s\S]*?)\];/.exec(src);
+  assert.ok(block, "assembly/stats.ts: the NAMES table");
+  for (const m of block[1].matchAll(/"([a-z_]+)"/g)) names.push(m[1]);
+  assert.ok(names.length >= 20, "the filter's metric names");
+  // Envoy exports wasm custom metrics as wasmcustom.<name>; in Prometheus: envoy_wasmcustom_<name with _>.
+  return new Set(names.map((n) => `envoy_wasmcustom_wasm_epp_${n}`));
+}
+
+test("importable: datasource variable DS_PROMETHEUS, every panel and query uses it", () => {
+  assert.equal(dashboard.title, "wasm-epp");
+  assert.equal(dashboard.uid, "wasm-epp");
+  assert.equal(typeof dashboard.schemaVersion, "number");
+  const ds = dashboard.templating.list.find((v: any) => v.name === "DS_PROMETHEUS");
+  assert.deepEqual([ds.type, ds.query], ["datasource", "prometheus"]);
+  for (const p of panels) {
+    assert.equal(p.datasource.uid, "${DS_PROMETHEUS}", p.title);
+    assert.ok(p.targets.length > 0, p.title);
+    for (const t of p.targets) assert.equal(t.datasource.uid, "${DS_PROMETHEUS}", p.title);
+  }
+  for (const v of dashboard.templating.list.filter((x: any) => x.type === "query")) assert.equal(v.datasource.uid, "${DS_PROMETHEUS}");
+});
+
+test("layout: unique ids, panels on the 24-column grid without overlap", () => {
+  const ids = dashboard.panels.map((p: any) => p.id);
+  assert.equal(new Set(ids).size, ids.length);
+  const cells = new Set<string>();
+  for (const p of dashboard.panels) {
+    const g = p.gridPos;
+    assert.ok(g.x >= 0 && g.w > 0 && g.x + g.w <= 24, `${p.title}: x ${g.x} w ${g.w}`);
+    for (let y = g.y; y < g.y + g.h; y++) for (let x = g.x; x < g.x + g.w; x++) {
+      const k = `${x},${y}`;
+      assert.ok(!cells.has(k), `${p.title} overlaps another panel at ${k}`);
+      cells.add(k);
+    }
+  }
+});
+
+test("every query names only metrics that wasm-epp or vLLM export", async () => {
+  const known = new Set([...(await sidecarSeries()), ...filterSeries(), ...seriesNames(vllmV1Exposition(defaultState())), ...seriesNames(vllmV0Exposition(defaultState()))]);
+  const exprs = [...panels.flatMap((p) => p.targets.map((t: any) => [p.title, t.expr] as const)), ...dashboard.templating.list.filter((v: any) => v.type === "query").map((v: any) => [v.name, v.query.query] as const)];
+  assert.ok(exprs.length >= 40);
+  for (const [title, expr] of exprs) {
+    const names = metricNames(expr);
+    assert.ok(names.length > 0, `${title}: no metric in ${expr}`);
+    for (const n of names) assert.ok(known.has(n), `${title}: ${n} is not exported (in ${expr})`);
+  }
+});
+
+test("metricNames finds the selectors and nothing else", () => {
+  assert.deepEqual(metricNames('histogram_quantile(0.99, sum by (le) (rate(vllm:time_to_first_token_seconds_bucket{model_name="$model_name"}[$__rate_interval])))'), ["vllm:time_to_first_token_seconds_bucket"]);
+  assert.deepEqual(metricNames("time() - envoy_wasmcustom_wasm_epp_state_generated_at_seconds"), ["envoy_wasmcustom_wasm_epp_state_generated_at_seconds"]);
+  assert.deepEqual(metricNames('vllm:kv_cache_usage_perc{a="x{y}"} or vllm:gpu_cache_usage_perc'), ["vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"]);
+  assert.deepEqual(metricNames("sum by (code) (rate(nope_total[5m]))"), ["nope_total"]);
+  assert.deepEqual(metricNames("label_values(inference_pool_ready_pods, name)"), ["inference_pool_ready_pods"]);
+  assert.deepEqual(metricNames("a / clamp_min(vllm:e2e_request_latency_seconds_count, 1e-9)"), ["a", "vllm:e2e_request_latency_seconds_count"]);
+});
+
+test("coverage: the sidecar's pool gauges, the filter's routing counters, the seeds' vLLM panels", () => {
+  const all = panels.flatMap((p) => p.targets.map((t: any) => t.expr)).join("\n");
+  for (const n of ["inference_pool_average_kv_cache_utilization", "inference_pool_average_queue_size", "inference_pool_ready_pods", "wasm_epp_sidecar_scrape_errors_total", "wasm_epp_sidecar_last_push_age_seconds"]) assert.ok(all.includes(n), n);
+  for (const n of ["requests_routed", "prefix_hits", "requests_shed", "no_ready_endpoint", "no_routing_state", "push_accepted", "push_unauthorized", "state_generated_at_seconds"]) assert.ok(all.includes(`envoy_wasmcustom_wasm_epp_${n}`), n);
+  const titles = panels.map((p) => p.title.toLowerCase());
+  for (const t of ["request rate", "token throughput", "time to first token", "kv-cache utilization per pod", "scheduler state", "queue time"]) {
+    assert.ok(titles.some((x) => x.includes(t)), `a panel on ${t}`);
+  }
+});
