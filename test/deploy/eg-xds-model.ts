@@ -3,8 +3,8 @@
 // EnvoyPatchPolicies touch or depend on, in proto field names (Envoy Gateway marshals resources
 // with proto names before patching):
 //
-// - one listener per Gateway listener, named "<ns>/<gateway>/<listener>", on 0.0.0.0 and the
-//   listener's port, with an HTTP connection manager in its default filter chain;
+// - one listener per Gateway listener, named "<ns>/<gateway>/<listener>" ("tcp-<port>" with the
+//   XDSNameSchemeV2 runtime flag), on 0.0.0.0 and the listener's port, with an HTTP connection manager in its default filter chain;
 // - per wasm entry of an EnvoyExtensionPolicy attached to a route of that listener, an HTTP filter
 //   "envoy.filters.http.wasm/envoyextensionpolicy/<ns>/<policy>/wasm/<i>", disabled at the
 //   connection manager (enabled per route), whose VM id is "envoyextensionpolicy/<ns>/<policy>/
@@ -37,7 +37,7 @@ function quantityBytes(q: string): number {
   return Number(m[1]) * { "": 1, Ki: 1024, Mi: 1024 ** 2, Gi: 1024 ** 3 }[m[2] ?? ""]!;
 }
 
-export function generate(docs: any[], opts: { egVersion: "v1.5" | "v1.9" } = { egVersion: "v1.5" }): EgModel {
+export function generate(docs: any[], opts: { egVersion?: "v1.5" | "v1.9"; nameSchemeV2?: boolean } = {}): EgModel {
   const gateway = docs.find((d) => d.kind === "Gateway");
   const routes = docs.filter((d) => d.kind === "HTTPRoute");
   const eeps = docs.filter((d) => d.kind === "EnvoyExtensionPolicy");
@@ -45,7 +45,7 @@ export function generate(docs: any[], opts: { egVersion: "v1.5" | "v1.9" } = { e
   const gwNs = gateway.metadata.namespace;
   const listeners = new Map<string, any>();
   for (const l of gateway.spec.listeners) {
-    const name = `${gwNs}/${gateway.metadata.name}/${l.name}`;
+    const name = opts.nameSchemeV2 ? `tcp-${l.port}` : `${gwNs}/${gateway.metadata.name}/${l.name}`;
     const wasmFilters: any[] = [];
     for (const route of routes.filter((r) => parentListeners(r, gateway).includes(l.name))) {
       for (const eep of eeps.filter((e) => e.spec.targetRefs?.some((t: any) => t.kind === "HTTPRoute" && t.name === route.metadata.name))) {
@@ -102,7 +102,7 @@ export function generate(docs: any[], opts: { egVersion: "v1.5" | "v1.9" } = { e
         type: "EDS",
         eds_cluster_config: { eds_config: { ads: {}, resource_api_version: "V3" }, service_name: name },
         connect_timeout: "10s",
-        ...(opts.egVersion === "v1.5" ? { lb_policy: "LEAST_REQUEST" } : {}),
+        ...((opts.egVersion ?? "v1.5") === "v1.5" ? { lb_policy: "LEAST_REQUEST" } : {}),
         load_balancing_policy: {
           policies: [{ typed_extension_config: { name: "envoy.load_balancing_policies.least_request", typed_config: { "@type": "type.googleapis.com/envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest", locality_lb_config: { locality_weighted_lb_config: {} } } } }],
         },

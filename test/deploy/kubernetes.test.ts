@@ -332,6 +332,20 @@ test("overlay cluster-wide: a ClusterRole with the same rights, the sidecar watc
   assert.equal(parseOptions(c.args).namespace, undefined);
 });
 
+test("overlay xds-name-scheme-v2: the same patches on listeners named tcp-<port>", { skip: rendered ? false : NO_KUBECTL }, () => {
+  const o = render("overlays/xds-name-scheme-v2");
+  const names = one("EnvoyPatchPolicy", "wasm-epp-filter", o).spec.jsonPatches.map((p: any) => p.name);
+  assert.deepEqual([...new Set(names)].sort(), ["tcp-19100", "tcp-8081"]);
+  const model = generate(o, { nameSchemeV2: true });
+  assert.deepEqual(patchModel(model, all("EnvoyPatchPolicy", o)), []);
+  assert.ok(isLoopback(model.listeners.get(`tcp-${PUSH_PORT}`).address.socket_address.address));
+  for (const l of [model.listeners.get("tcp-8081"), model.listeners.get(`tcp-${PUSH_PORT}`)]) {
+    for (const f of wasmEppFilters(l)) assert.equal(f.typed_config.config.vm_config.vm_id, "wasm-epp");
+  }
+  // And the base's names do not exist under that scheme: the overlay is needed.
+  assert.ok(patchModel(generate(docs, { nameSchemeV2: true }), all("EnvoyPatchPolicy")).some((e) => /no type\.googleapis\.com\/envoy\.config\.listener/.test(e)));
+});
+
 // --- images --------------------------------------------------------------------------------------
 
 test("deploy/sidecar.Containerfile: Node 20, the bundle only, non-root, flags as container args", () => {
