@@ -9,7 +9,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { DEFAULT_PUSH_URL, parseOptions, TOKEN_ENV } from "../../sidecar/cli.ts";
 import { repoPath, yamlFile } from "./files.ts";
@@ -344,6 +344,26 @@ test("overlay xds-name-scheme-v2: the same patches on listeners named tcp-<port>
   }
   // And the base's names do not exist under that scheme: the overlay is needed.
   assert.ok(patchModel(generate(docs, { nameSchemeV2: true }), all("EnvoyPatchPolicy")).some((e) => /no type\.googleapis\.com\/envoy\.config\.listener/.test(e)));
+});
+
+test("the components combine: fail-open, cluster-wide and xds-name-scheme-v2 in one kustomization", { skip: rendered ? false : NO_KUBECTL }, () => {
+  const copy = scratchCopy();
+  try {
+    mkdirSync(join(copy.dir, "mine"));
+    writeFileSync(join(copy.dir, "mine", "kustomization.yaml"), [
+      "apiVersion: kustomize.config.k8s.io/v1beta1", "kind: Kustomization", "resources:", "- ../base", "components:",
+      "- ../components/fail-open", "- ../components/cluster-wide", "- ../components/xds-name-scheme-v2", "",
+    ].join("\n"));
+    const r = kustomize(join(copy.dir, "mine"));
+    assert.ok(r.ok, r.stderr);
+    assert.equal(all("ClusterRole", r.docs).length, 1);
+    assert.equal(all("Role", r.docs).length, 0);
+    assert.equal(all("EnvoyPatchPolicy", r.docs).length, 1);
+    assert.ok(one("EnvoyPatchPolicy", "wasm-epp-filter", r.docs).spec.jsonPatches.every((p: any) => p.name.startsWith("tcp-")));
+    assert.ok(all("EnvoyExtensionPolicy", r.docs).some((e) => e.spec.wasm[0].failOpen === true));
+  } finally {
+    copy.cleanup();
+  }
 });
 
 // --- images --------------------------------------------------------------------------------------
