@@ -4,6 +4,7 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { seedRound1, seedRound2 } from '../fixtures/seed-prefix-check.ts';
 import { startLocalStack, waitUntilRouting, type Stack } from '../../scripts/local-stack/stack.ts';
 
 const HOSTS = ['127.0.0.21', '127.0.0.22', '127.0.0.23', '127.0.0.24', '127.0.0.25'];
@@ -65,18 +66,8 @@ test('a streaming chat completion passes through the filter chunk by chunk', asy
 });
 
 test("the seeds' round 1 and round 2 land on one pod", async () => {
-  const first = "Hi, here's some system prompt: hi hi hi hi hi hi hi hi hi hi.For user 3, here are some other context: hi hi hi hi hi hi hi hi hi hi hi hi hi hi hi hi hi hi hi hi.I would like to test your intelligence. for this purpose I would like you to play zork. you can interact with the game by typing in commands. I will forward these commands to the game and type in any response. are you ready?";
-  const round1 = JSON.stringify({ max_tokens: 24, messages: [{ content: first, role: 'user' }], model: '/model/qwen', stream: true, stream_options: { include_usage: true }, temperature: 0 });
-  const round2 = JSON.stringify({
-    max_tokens: 3, model: '/model/qwen', stream: true, stream_options: { include_usage: true }, temperature: 0,
-    messages: [
-      { content: first, role: 'user' },
-      { content: "Hi there! It looks like you're setting up a fun test. I'm ready to play Zork! You can", role: 'assistant' },
-      { content: '% zork\nWelcome to Dungeon. This version created 11-MAR-91.\nYou are in an open field west of a big white house with a boarded\nfront door.\nThere is a small mailbox here.\n>', role: 'user' },
-      { content: 'Great!', role: 'assistant' },
-      { content: 'Opening the mailbox reveals:\n A leaflet.\n>', role: 'user' },
-    ],
-  });
+  const round1 = seedRound1('/model/qwen');
+  const round2 = seedRound2('/model/qwen');
   const before = handled.length;
   assert.equal((await post(stack.gateway.inferenceUrl, '/v1/chat/completions', round1)).status, 200);
   assert.equal((await post(stack.gateway.inferenceUrl, '/v1/chat/completions', round2)).status, 200);

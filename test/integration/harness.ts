@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { ProxyWasmHost, type Plugin, type RequestResult, type RequestOptions } from '../host/index.ts';
 import { endpoints, stateDocument, type EndpointSpec } from '../fuzz/generators.ts';
+import { seedRound1, seedRound2 } from '../fixtures/seed-prefix-check.ts';
 
 export const WASM = fileURLToPath(new URL('../../build/wasm-epp.wasm', import.meta.url));
 export const TOKEN = 'test-push-token-0123456789';
@@ -106,24 +107,6 @@ export function errorCode(r: RequestResult): string | undefined {
   }
 }
 
-export const ROUND1 = readSeedBody('round1');
-export const ROUND2 = readSeedBody('round2');
-
 // The seeds' prefix check bodies (Qwen3-32B deployment).
-function readSeedBody(which: 'round1' | 'round2'): string {
-  const first = "Hi, here's some system prompt: hi hi hi hi hi hi hi hi hi hi.For user 3, here are some other context: hi hi hi hi hi hi hi hi hi hi hi hi hi hi hi hi hi hi hi hi.I would like to test your intelligence. for this purpose I would like you to play zork. you can interact with the game by typing in commands. I will forward these commands to the game and type in any response. are you ready?";
-  if (which === 'round1') {
-    return JSON.stringify({ max_tokens: 24, messages: [{ content: first, role: 'user' }], model: '/models/Qwen3-32B', stream: true, stream_options: { include_usage: true }, temperature: 0 });
-  }
-  return JSON.stringify({
-    max_tokens: 3,
-    messages: [
-      { content: first, role: 'user' },
-      { content: "Hi there! It looks like you're setting up a fun test. I'm ready to play Zork! You can", role: 'assistant' },
-      { content: '% zork\nWelcome to Dungeon. This version created 11-MAR-91.\nYou are in an open field west of a big white house with a boarded\nfront door.\nThere is a small mailbox here.\n>', role: 'user' },
-      { content: 'Great!', role: 'assistant' },
-      { content: 'Opening the mailbox reveals:\n A leaflet.\n>', role: 'user' },
-    ],
-    model: '/models/Qwen3-32B', stream: true, stream_options: { include_usage: true }, temperature: 0,
-  });
-}
+export const ROUND1 = seedRound1();
+export const ROUND2 = seedRound2();
