@@ -171,3 +171,15 @@ test("skopeo inspect of the layout", { skip: haveSkopeo ? false : "skopeo not in
   assert.ok(readFileSync(join(copy, img.layer.digest.slice(7))).equals(blob(img.dir, img.layer.digest)), "skopeo copy changed the layer");
   assert.equal(sha256(readFileSync(join(copy, "manifest.json"))), img.digest, "skopeo copy changed the manifest");
 });
+
+test("the digest pinned in deploy/kubernetes/base is the one this tree builds", () => {
+  const version = readJson(repoPath("package.json")).version;
+  const img = buildOciLayout({ wasm: wasmBytes(), dir: join(work, "pin"), tag: version, version });
+  const policy = readFileSync(repoPath("deploy/kubernetes/base/envoyextensionpolicy.yaml"), "utf8");
+  const pins = [...policy.matchAll(/sha256: ([0-9a-f]{64})/g)].map((m) => m[1]);
+  assert.equal(pins.length, 2, "one pin per EnvoyExtensionPolicy");
+  for (const pin of pins) {
+    assert.equal(`sha256:${pin}`, img.digest,
+      "the module changed: run npm run oci and put the manifest digest it prints into deploy/kubernetes/base/envoyextensionpolicy.yaml");
+  }
+});
