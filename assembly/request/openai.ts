@@ -100,24 +100,33 @@ function parseModel(s: Scanner, r: ParsedRequest): bool {
   return true;
 }
 
-// Any value, recorded as its raw bytes (tools, tool calls, token id lists, unknown parts).
-function parseRaw(s: Scanner, prompt: PromptText): bool {
+// Any value, recorded as its raw bytes (tools, tool calls, token id lists, unknown parts), then
+// the separator.
+function parseRaw(s: Scanner, prompt: PromptText, sep: u8 = SEP_RECORD): bool {
   s.skipWs();
   const start = s.pos;
   if (!s.skipValue()) return false;
   prompt.addSpan(start, s.pos);
-  prompt.addSeparator(SEP_RECORD);
+  prompt.addSeparator(sep);
+  return true;
+}
+
+// A string's text, or the raw bytes of any other value, then the separator.
+function parseText(s: Scanner, prompt: PromptText, sep: u8): bool {
+  if (s.peekKind() != Kind.String) return parseRaw(s, prompt, sep);
+  if (!s.scanString()) return false;
+  prompt.addSpan(s.strStart, s.strEnd);
+  prompt.addSeparator(sep);
   return true;
 }
 
 function parseTextOrRaw(s: Scanner, prompt: PromptText): bool {
-  if (s.peekKind() == Kind.String) {
-    if (!s.scanString()) return false;
-    prompt.addSpan(s.strStart, s.strEnd);
-    prompt.addSeparator(SEP_RECORD);
-    return true;
-  }
-  return parseRaw(s, prompt);
+  return parseText(s, prompt, SEP_RECORD);
+}
+
+// A message field's text (role, content, ...), or the raw bytes of any other value.
+function parseFieldText(s: Scanner, prompt: PromptText): bool {
+  return parseText(s, prompt, SEP_FIELD);
 }
 
 function parseMessages(s: Scanner, prompt: PromptText): bool {
@@ -134,9 +143,7 @@ function parseMessages(s: Scanner, prompt: PromptText): bool {
 
 // A chat message or a Responses input item: role and content in document order.
 function parseMessage(s: Scanner, prompt: PromptText): bool {
-  const kind = s.peekKind();
-  if (kind == Kind.String) return parseTextOrRaw(s, prompt);
-  if (kind != Kind.Object) return parseRaw(s, prompt);
+  if (s.peekKind() != Kind.Object) return parseTextOrRaw(s, prompt);
   s.pos++;
   if (!s.objectEnds()) {
     while (true) {
@@ -161,38 +168,16 @@ function parseMessage(s: Scanner, prompt: PromptText): bool {
   return true;
 }
 
-// A string field's text, or the raw bytes of any other value.
-function parseFieldText(s: Scanner, prompt: PromptText): bool {
-  s.skipWs();
-  if (s.peekKind() == Kind.String) {
-    if (!s.scanString()) return false;
-    prompt.addSpan(s.strStart, s.strEnd);
-  } else {
-    const start = s.pos;
-    if (!s.skipValue()) return false;
-    prompt.addSpan(start, s.pos);
-  }
-  prompt.addSeparator(SEP_FIELD);
-  return true;
-}
-
 // Content parts: {"type":"text","text":...}, {"type":"image_url","image_url":{"url":...}},
 // Responses' {"type":"input_text","text":...}; other parts count by their raw bytes.
 function parseContentParts(s: Scanner, prompt: PromptText): bool {
   s.pos++; // '['
   if (s.arrayEnds()) return true;
   while (true) {
-    const kind = s.peekKind();
-    if (kind == Kind.String) {
-      if (!parseFieldText(s, prompt)) return false;
-    } else if (kind == Kind.Object) {
+    if (s.peekKind() == Kind.Object) {
       if (!parseContentPart(s, prompt)) return false;
-    } else {
-      s.skipWs();
-      const start = s.pos;
-      if (!s.skipValue()) return false;
-      prompt.addSpan(start, s.pos);
-      prompt.addSeparator(SEP_FIELD);
+    } else if (!parseFieldText(s, prompt)) {
+      return false;
     }
     const next = s.nextMember(0x5d);
     if (next < 0) return false;
@@ -213,11 +198,7 @@ function parseContentPart(s: Scanner, prompt: PromptText): bool {
       if (!parseImageUrl(s, prompt)) return false;
     } else {
       // image_url as a string, input_audio, file, ...: the raw value identifies the content.
-      s.skipWs();
-      const start = s.pos;
-      if (!s.skipValue()) return false;
-      prompt.addSpan(start, s.pos);
-      prompt.addSeparator(SEP_FIELD);
+      if (!parseRaw(s, prompt, SEP_FIELD)) return false;
     }
     const next = s.nextMember(0x7d);
     if (next < 0) return false;
