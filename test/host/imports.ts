@@ -219,7 +219,8 @@ export function buildImports(vm: WasmVm): Record<string, HostFn> {
 
   // ---------------- header maps ----------------
 
-  def5('env.proxy_add_header_map_value', (type, kp, ks, vp, vs) => {
+  // add and replace: the same checks, then HeaderMap.add (appends) or HeaderMap.set (replaces).
+  const writeHeader = (op: 'add' | 'set') => (type: number, kp: number, ks: number, vp: number, vs: number) => {
     if (type > HeaderMapType.MAX) return WasmResult.BadArgument;
     const ctx = vm.ctx();
     const key = vm.memory.string(kp, ks);
@@ -227,9 +228,11 @@ export function buildImports(vm: WasmVm): Record<string, HostFn> {
     if (key === null || value === null) return WasmResult.InvalidMemoryAccess;
     const map = ctx.getMap(type);
     if (!map) return WasmResult.BadArgument;
-    map.add(key, value);
+    map[op](key, value);
     return WasmResult.Ok;
-  });
+  };
+
+  def5('env.proxy_add_header_map_value', writeHeader('add'));
 
   def5('env.proxy_get_header_map_value', (type, kp, ks, vpp, vsp) => {
     if (type > HeaderMapType.MAX) return WasmResult.BadArgument;
@@ -252,17 +255,7 @@ export function buildImports(vm: WasmVm): Record<string, HostFn> {
     return copyString(value, vpp, vsp) ? WasmResult.Ok : WasmResult.InvalidMemoryAccess;
   });
 
-  def5('env.proxy_replace_header_map_value', (type, kp, ks, vp, vs) => {
-    if (type > HeaderMapType.MAX) return WasmResult.BadArgument;
-    const ctx = vm.ctx();
-    const key = vm.memory.string(kp, ks);
-    const value = vm.memory.string(vp, vs);
-    if (key === null || value === null) return WasmResult.InvalidMemoryAccess;
-    const map = ctx.getMap(type);
-    if (!map) return WasmResult.BadArgument;
-    map.set(key, value);
-    return WasmResult.Ok;
-  });
+  def5('env.proxy_replace_header_map_value', writeHeader('set'));
 
   def3('env.proxy_remove_header_map_value', (type, kp, ks) => {
     if (type > HeaderMapType.MAX) return WasmResult.BadArgument;
