@@ -20,7 +20,7 @@
 // fail the next requests with a status, and a request log.
 
 import http from "node:http";
-import type { AddressInfo, Socket } from "node:net";
+import type { AddressInfo } from "node:net";
 
 export interface Obj {
   apiVersion?: string;
@@ -87,7 +87,6 @@ export class FakeApiServer {
   private readonly objects = new Map<string, Map<string, Obj>>();
   private readonly events: StoredEvent[] = [];
   private readonly watchers = new Set<Watcher>();
-  private readonly sockets = new Set<Socket>();
   private readonly failures: Array<{ match: (r: RequestRecord) => boolean; status: number; times: number }> = [];
   private server?: http.Server;
   private uidSeq = 0;
@@ -209,16 +208,12 @@ export class FakeApiServer {
 
   async close(): Promise<void> {
     this.breakWatches();
-    for (const s of this.sockets) s.destroy();
+    this.server?.closeAllConnections();
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
   }
 
   private async listen(): Promise<void> {
     const server = http.createServer((req, res) => this.handle(req, res));
-    server.on("connection", (s) => {
-      this.sockets.add(s);
-      s.on("close", () => this.sockets.delete(s));
-    });
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
     this.server = server;
     this.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;

@@ -10,7 +10,7 @@
 // garbage, truncated, huge, HTTP 500). Reusable by a model-server simulator.
 
 import http from "node:http";
-import type { AddressInfo, Socket } from "node:net";
+import type { AddressInfo } from "node:net";
 
 export type Flavour = "vllm-v1" | "vllm-v0" | "sglang";
 
@@ -302,7 +302,6 @@ export class FakeModelServer {
   delayMs = 0;
   requests = 0;
   private server?: http.Server;
-  private readonly sockets = new Set<Socket>();
 
   constructor(opts: FakeModelServerOptions = {}) {
     this.host = opts.host ?? "127.0.0.1";
@@ -328,10 +327,6 @@ export class FakeModelServer {
   async listen(): Promise<void> {
     const server = http.createServer((req, res) => this.handle(req, res));
     server.keepAliveTimeout = 5000;
-    server.on("connection", (sock) => {
-      this.sockets.add(sock);
-      sock.on("close", () => this.sockets.delete(sock));
-    });
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
       server.listen(this.port, this.host, () => resolve());
@@ -345,7 +340,7 @@ export class FakeModelServer {
     const server = this.server;
     this.server = undefined;
     if (!server) return;
-    for (const s of this.sockets) s.destroy();
+    server.closeAllConnections();
     await new Promise<void>((resolve) => server.close(() => resolve()));
   }
 

@@ -5,7 +5,7 @@
 // It can go down (connections refused) and come back on the same port, and answer slowly.
 
 import http from "node:http";
-import type { AddressInfo, Socket } from "node:net";
+import type { AddressInfo } from "node:net";
 import { validateState } from "./state-validator.ts";
 
 export const STATE_PATH = "/wasm-epp/v1/state";
@@ -34,7 +34,6 @@ export class PushReceiver {
   readonly answers: Answer[] = [];
   stored?: { raw: string; doc: StoredDoc };
   private server?: http.Server;
-  private readonly sockets = new Set<Socket>();
   private waiters: Array<{ pred: (d: StoredDoc) => boolean; resolve: (d: StoredDoc) => void }> = [];
 
   constructor(opts: { token?: string; maxBytes?: number; port?: number } = {}) {
@@ -87,10 +86,6 @@ export class PushReceiver {
   async up(): Promise<void> {
     if (this.server) return;
     const server = http.createServer((req, res) => this.handle(req, res));
-    server.on("connection", (s) => {
-      this.sockets.add(s);
-      s.on("close", () => this.sockets.delete(s));
-    });
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
       server.listen(this.port, "127.0.0.1", () => resolve());
@@ -103,7 +98,7 @@ export class PushReceiver {
     const server = this.server;
     this.server = undefined;
     if (!server) return;
-    for (const s of this.sockets) s.destroy();
+    server.closeAllConnections();
     await new Promise<void>((resolve) => server.close(() => resolve()));
   }
 
