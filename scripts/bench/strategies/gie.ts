@@ -41,6 +41,30 @@ export class ApproxPrefixIndex {
   }
 }
 
+// GIE's queue-scorer: min-max of waiting requests, 1 for the shortest queue (and for all when equal).
+export function queueScores(waiting: number[]): number[] {
+  const min = Math.min(...waiting);
+  const max = Math.max(...waiting);
+  return waiting.map((w) => (max === min ? 1 : (max - w) / (max - min)));
+}
+
+// GIE's max-score picker: the best score, ties broken uniformly at random.
+export function maxScorePick(scores: number[], rng: Rng): number {
+  let best = -Infinity;
+  let pick = 0;
+  let ties = 0;
+  for (let i = 0; i < scores.length; i++) {
+    if (scores[i] > best + 1e-12) {
+      best = scores[i];
+      pick = i;
+      ties = 1;
+    } else if (Math.abs(scores[i] - best) <= 1e-12 && rng.next() * ++ties < 1) {
+      pick = i;
+    }
+  }
+  return pick;
+}
+
 export function gie(seed = 11, model = '/model/qwen'): Router {
   const rng = new Rng(seed);
   const index = new ApproxPrefixIndex();
@@ -50,26 +74,12 @@ export function gie(seed = 11, model = '/model/qwen'): Router {
       const pods = view.pods;
       const n = pods.length;
       const { hashes, matched } = index.match(req, n, model);
-      const waiting = pods.map((p) => p.metrics?.waiting ?? 0);
-      const minW = Math.min(...waiting);
-      const maxW = Math.max(...waiting);
-      let best = -Infinity;
-      let pick = 0;
-      let ties = 0;
-      for (let i = 0; i < n; i++) {
-        const m = pods[i].metrics;
-        const queue = maxW === minW ? 1 : (maxW - waiting[i]) / (maxW - minW);
-        const kv = 1 - (m?.kvUsage ?? 0);
+      const queue = queueScores(pods.map((p) => p.metrics?.waiting ?? 0));
+      const scores = pods.map((p, i) => {
         const prefix = hashes.length > 0 ? matched[i] / hashes.length : 0;
-        const score = 2 * queue + 2 * kv + 3 * prefix;
-        if (score > best + 1e-12) {
-          best = score;
-          pick = i;
-          ties = 1;
-        } else if (Math.abs(score - best) <= 1e-12 && rng.next() * ++ties < 1) {
-          pick = i;
-        }
-      }
+        return 2 * queue[i] + 2 * (1 - (p.metrics?.kvUsage ?? 0)) + 3 * prefix;
+      });
+      const pick = maxScorePick(scores, rng);
       index.record(pick, hashes, pods[pick].metrics?.kvBlocksTotal);
       return pick;
     },

@@ -10,7 +10,7 @@
 
 import type { Router } from '../../../test/sim/cluster.ts';
 import { Rng } from '../../../test/sim/rng.ts';
-import { ApproxPrefixIndex } from './gie.ts';
+import { ApproxPrefixIndex, maxScorePick, queueScores } from './gie.ts';
 
 export function precise(seed = 13): Router {
   const rng = new Rng(seed);
@@ -21,27 +21,14 @@ export function precise(seed = 13): Router {
     route(req, _now, view) {
       const engines = view.engines!;
       const snaps = engines.map((e) => e.snapshot());
-      const waiting = snaps.map((s) => s.waiting);
-      const minW = Math.min(...waiting);
-      const maxW = Math.max(...waiting);
+      const queue = queueScores(snaps.map((s) => s.waiting));
       const { hashes, matched } = index.match(req, engines.length, '/model/qwen');
-      let best = -Infinity;
-      let pick = 0;
-      let ties = 0;
-      for (let i = 0; i < engines.length; i++) {
-        const cached = engines[i].cachedPrefixTokens(req.tokens, req.lora ?? null);
-        const queue = maxW === minW ? 1 : (maxW - waiting[i]) / (maxW - minW);
-        const exact = req.tokens.length > 0 ? cached / req.tokens.length : 0;
+      const scores = engines.map((e, i) => {
+        const exact = req.tokens.length > 0 ? e.cachedPrefixTokens(req.tokens, req.lora ?? null) / req.tokens.length : 0;
         const remembered = hashes.length > 0 ? matched[i] / hashes.length : 0;
-        const score = 2 * queue + 2 * (1 - snaps[i].kvUsage) + 3 * Math.max(exact, remembered);
-        if (score > best + 1e-12) {
-          best = score;
-          pick = i;
-          ties = 1;
-        } else if (Math.abs(score - best) <= 1e-12 && rng.next() * ++ties < 1) {
-          pick = i;
-        }
-      }
+        return 2 * queue[i] + 2 * (1 - snaps[i].kvUsage) + 3 * Math.max(exact, remembered);
+      });
+      const pick = maxScorePick(scores, rng);
       index.record(pick, hashes, snaps[pick].kvBlocksTotal);
       return pick;
     },
