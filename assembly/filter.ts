@@ -7,13 +7,13 @@ import * as host from "./host";
 import { Config, parseConfig, UNKNOWN_MODEL_REJECT } from "./config";
 import { HostStore } from "./shared";
 import { StateCache } from "./state/store";
-import { Pool, State, criticalityName, STRATEGY_PREFIX_CACHE } from "./state/document";
+import { Pool, State, STANDARD, STRATEGY_PREFIX_CACHE } from "./state/document";
 import { parseOpenAIBody } from "./request/openai";
 import { chainSeed } from "./prefix/prompt";
 import { PrefixIndex, PrefixMatch } from "./prefix/index";
 import { LoadView, loadKey, recordLoad } from "./schedule/load";
 import { PickInput, pickEndpoint, SHED, NO_ENDPOINT } from "./schedule/pick";
-import { resolveModel, rewriteModel, looksLikeJson, logValue } from "./route";
+import { resolveModel, rewriteModel, looksLikeJson, handledLine } from "./route";
 import { Rng } from "./util/rng";
 import * as errors from "./errors";
 import { ErrorReply } from "./errors";
@@ -259,10 +259,7 @@ export class EppHttp extends Context {
     if (pool === null) return false;
     const state = st as State;
     const now = host.nowMs();
-    const input = new PickInput(pool, root.config, new LoadView(root.store.get(loadKey(pool.name))));
-    input.nowMs = now;
-    input.generatedAtMs = state.generatedAtMs;
-    input.degraded = this.isDegraded(state, now);
+    const input = this.pickInput(pool, state, now);
     const picked = pickEndpoint(input, root.rng);
     if (picked.status == NO_ENDPOINT) {
       root.count(stats.NO_ENDPOINT);
@@ -274,9 +271,7 @@ export class EppHttp extends Context {
     root.count(stats.ROUTED_UNPARSED);
     if (input.degraded) root.count(stats.ROUTED_DEGRADED);
     if (root.config.logRequests) {
-      host.log(host.LOG_INFO, "Request Handled model=- target=- pod=" + logValue(e.pod) + " endpoint=" + e.address + " strategy=" + pool.strategyText +
-        " prefix_blocks=0/0 criticality=Standard candidates=" + picked.candidates.toString() + " outstanding=" + fmt(picked.outstanding) +
-        " state_version=" + (<i64>state.version).toString() + (input.degraded ? " degraded=true" : ""));
+      host.log(host.LOG_INFO, handledLine("", "", e, pool, picked, 0, STANDARD, state.version, input.degraded, true));
     }
     return true;
   }
@@ -308,10 +303,7 @@ export class EppHttp extends Context {
       root.count(stats.UNKNOWN_MODEL_PASSTHROUGH);
     }
     const now = host.nowMs();
-    const input = new PickInput(pool, cfg, new LoadView(root.store.get(loadKey(pool.name))));
-    input.nowMs = now;
-    input.generatedAtMs = state.generatedAtMs;
-    input.degraded = this.isDegraded(state, now);
+    const input = this.pickInput(pool, state, now);
     input.criticality = res.criticality;
     input.target = res.target;
     let hashes: StaticArray<u64> | null = null;
@@ -356,12 +348,19 @@ export class EppHttp extends Context {
     root.count(stats.ROUTED);
     if (input.degraded) root.count(stats.ROUTED_DEGRADED);
     if (cfg.logRequests) {
-      host.log(host.LOG_INFO, "Request Handled model=" + logValue(req.model) + " target=" + logValue(res.target) + " pod=" + logValue(e.pod) +
-        " endpoint=" + e.address + " strategy=" + pool.strategyText + " prefix_blocks=" + picked.prefixBlocks.toString() + "/" + totalBlocks.toString() +
-        " criticality=" + criticalityName(res.criticality) + " candidates=" + picked.candidates.toString() + " outstanding=" + fmt(picked.outstanding) +
-        " state_version=" + (<i64>state.version).toString() + (input.degraded ? " degraded=true" : "") + (res.known ? "" : " unknown_model=true"));
+      host.log(host.LOG_INFO, handledLine(req.model, res.target, e, pool, picked, totalBlocks, res.criticality, state.version, input.degraded, res.known));
     }
     return true;
+  }
+
+  // What the pick sees: the pool, the endpoints' in-flight counts shared by every worker, the
+  // state's age.
+  private pickInput(pool: Pool, state: State, now: f64): PickInput {
+    const input = new PickInput(pool, this.root.config, new LoadView(this.root.store.get(loadKey(pool.name))));
+    input.nowMs = now;
+    input.generatedAtMs = state.generatedAtMs;
+    input.degraded = this.isDegraded(state, now);
+    return input;
   }
 
   // Sets the destination and counts the request against the endpoint until it finishes.
@@ -389,8 +388,4 @@ function parseDecimal(s: string): f64 {
     v = v * 10 + <f64>(c - 0x30);
   }
   return v;
-}
-
-function fmt(v: f64): string {
-  return (<i64>Math.round(v)).toString();
 }

@@ -1,7 +1,8 @@
 // Model lookup, target choice and the body rewrite: what happens between reading a request and
 // picking an endpoint. Pure logic; the filter calls it with the decoded state.
 
-import { Model, Pool, STANDARD } from "./state/document";
+import { Endpoint, Model, Pool, STANDARD, criticalityName } from "./state/document";
+import { Pick } from "./schedule/pick";
 import { Rng } from "./util/rng";
 import { quote } from "./json/writer";
 
@@ -81,4 +82,15 @@ export function logValue(s: string): string {
     if (c <= 0x20 || c == 0x22 || c == 0x7f) return quote(s);
   }
   return s;
+}
+
+// The info line logged for every routed request (the seeds grep these). model and target are ""
+// for a request without a JSON body; totalBlocks is 0 when no prefix was hashed.
+export function handledLine(model: string, target: string, e: Endpoint, pool: Pool, picked: Pick, totalBlocks: i32,
+  criticality: i32, stateVersion: f64, degraded: bool, knownModel: bool): string {
+  return "Request Handled model=" + logValue(model) + " target=" + logValue(target) + " pod=" + logValue(e.pod) +
+    " endpoint=" + e.address + " strategy=" + pool.strategyText + " prefix_blocks=" + picked.prefixBlocks.toString() + "/" + totalBlocks.toString() +
+    " criticality=" + criticalityName(criticality) + " candidates=" + picked.candidates.toString() +
+    " outstanding=" + (<i64>Math.round(picked.outstanding)).toString() + " state_version=" + (<i64>stateVersion).toString() +
+    (degraded ? " degraded=true" : "") + (knownModel ? "" : " unknown_model=true");
 }

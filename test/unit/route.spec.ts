@@ -1,6 +1,7 @@
-import { resolveModel, chooseTarget, rewriteModel, looksLikeJson, logValue } from "../../assembly/route";
+import { resolveModel, chooseTarget, rewriteModel, looksLikeJson, logValue, handledLine } from "../../assembly/route";
+import { Pick } from "../../assembly/schedule/pick";
 import { bearerMatches } from "../../assembly/util/auth";
-import { Model, Pool, Target, CRITICAL, STANDARD } from "../../assembly/state/document";
+import { Endpoint, Model, Pool, Target, CRITICAL, STANDARD, SHEDDABLE } from "../../assembly/state/document";
 import { Rng } from "../../assembly/util/rng";
 
 function model(name: string, targets: Array<Target>): Model {
@@ -75,6 +76,41 @@ describe("logValue", () => {
     expect(logValue("")).toBe("-");
     expect(logValue("a b")).toBe("\"a b\"");
     expect(logValue("x\nRequest Handled pod=evil")).toBe("\"x\\nRequest Handled pod=evil\"");
+  });
+});
+
+function lineEndpoint(): Endpoint {
+  const e = new Endpoint();
+  e.pod = "qwen-3";
+  e.address = "10.0.0.14:8000";
+  return e;
+}
+
+function linePool(): Pool {
+  const pool = new Pool();
+  pool.strategyText = "PREFIX_CACHE";
+  return pool;
+}
+
+function linePick(): Pick {
+  const picked = new Pick();
+  picked.prefixBlocks = 5;
+  picked.candidates = 4;
+  picked.outstanding = 2.6;
+  return picked;
+}
+
+describe("handledLine", () => {
+  it("names the model, target, pod, endpoint, strategy and prefix blocks", () => {
+    expect(handledLine("/model/qwen", "lora-a", lineEndpoint(), linePool(), linePick(), 11, CRITICAL, 42, false, true)).toBe(
+      "Request Handled model=/model/qwen target=lora-a pod=qwen-3 endpoint=10.0.0.14:8000 strategy=PREFIX_CACHE prefix_blocks=5/11 criticality=Critical candidates=4 outstanding=3 state_version=42");
+  });
+
+  it("marks degraded routing and unknown models; a request without a body has model=- target=-", () => {
+    expect(handledLine("m x", "m x", lineEndpoint(), linePool(), linePick(), 11, SHEDDABLE, 7, true, false)).toBe(
+      "Request Handled model=\"m x\" target=\"m x\" pod=qwen-3 endpoint=10.0.0.14:8000 strategy=PREFIX_CACHE prefix_blocks=5/11 criticality=Sheddable candidates=4 outstanding=3 state_version=7 degraded=true unknown_model=true");
+    expect(handledLine("", "", lineEndpoint(), linePool(), new Pick(), 0, STANDARD, 7, false, true)).toBe(
+      "Request Handled model=- target=- pod=qwen-3 endpoint=10.0.0.14:8000 strategy=PREFIX_CACHE prefix_blocks=0/0 criticality=Standard candidates=0 outstanding=0 state_version=7");
   });
 });
 
