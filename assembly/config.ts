@@ -13,6 +13,7 @@ export class Weights {
   kvCache: f64 = 2;
   prefix: f64 = 3;
   lora: f64 = 1;
+  ttft: f64 = 0;
   // The sidecar's score counts queue and KV again (with freshness): a tie-breaker, not a driver.
   score: f64 = 0.1;
 }
@@ -46,6 +47,18 @@ export class Config {
   // min * prefixLoadRatio + prefixLoadSlack of the least loaded candidate.
   prefixLoadRatio: f64 = 3;
   prefixLoadSlack: f64 = 16;
+  // Time to first token, estimated per endpoint: prefill still due there from what this proxy
+  // sent, plus this prompt's uncached tokens, at prefillTokensPerSec; prompt tokens are prompt
+  // bytes / bytesPerToken. Scores compare estimates with floorMs added to both.
+  prefillTokensPerSec: f64 = 5000;
+  bytesPerToken: f64 = 4;
+  ttftFloorMs: f64 = 100;
+  ttftQueuedRequestMs: f64 = 0;
+  ttftBacklogMode: i32 = 1;
+  // Bounded load: an endpoint whose outstanding requests exceed max(mean x loadFactor,
+  // mean + loadSlack) over the candidates does not win (0: off).
+  balanceLoadFactor: f64 = 0;
+  balanceLoadSlack: f64 = 4;
   // Ceiling on endpoints per pool, in the state document and in the load record.
   maxEndpoints: i32 = 1024;
   weights: Weights = new Weights();
@@ -166,6 +179,20 @@ export function parseConfig(text: string): ConfigResult {
     c.prefixLoadRatio = r.num(px, "load_ratio", c.prefixLoadRatio, 1, 1000, "prefix.");
     c.prefixLoadSlack = r.num(px, "load_slack", c.prefixLoadSlack, 0, 1e6, "prefix.");
   }
+  const tt = r.section(root, "ttft");
+  if (tt !== null) {
+    c.prefillTokensPerSec = r.num(tt, "prefill_tokens_per_s", c.prefillTokensPerSec, 1, 1e9, "ttft.");
+    c.bytesPerToken = r.num(tt, "bytes_per_token", c.bytesPerToken, 0.5, 64, "ttft.");
+    c.ttftFloorMs = r.num(tt, "floor_ms", c.ttftFloorMs, 0.001, 1e6, "ttft.");
+    c.ttftQueuedRequestMs = r.num(tt, "queued_request_ms", c.ttftQueuedRequestMs, 0, 1e6, "ttft.");
+    c.ttftBacklogMode = r.int(tt, "backlog_mode", c.ttftBacklogMode, 0, 2, "ttft.");
+  }
+  const bal = r.section(root, "balance");
+  if (bal !== null) {
+    c.balanceLoadFactor = r.num(bal, "load_factor", c.balanceLoadFactor, 0, 1000, "balance.");
+    if (c.balanceLoadFactor > 0 && c.balanceLoadFactor < 1) r.fail("balance.load_factor", "must be 0 (off) or at least 1");
+    c.balanceLoadSlack = r.num(bal, "load_slack", c.balanceLoadSlack, 0, 1e6, "balance.");
+  }
   const w = r.section(root, "weights");
   if (w !== null) {
     c.weights.queue = r.num(w, "queue", c.weights.queue, 0, 1000, "weights.");
@@ -173,6 +200,7 @@ export function parseConfig(text: string): ConfigResult {
     c.weights.prefix = r.num(w, "prefix", c.weights.prefix, 0, 1000, "weights.");
     c.weights.lora = r.num(w, "lora", c.weights.lora, 0, 1000, "weights.");
     c.weights.score = r.num(w, "score", c.weights.score, 0, 1000, "weights.");
+    c.weights.ttft = r.num(w, "ttft", c.weights.ttft, 0, 1000, "weights.");
   }
   if (r.error.length > 0) {
     result.error = r.error;

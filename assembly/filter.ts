@@ -267,7 +267,7 @@ export class EppHttp extends Context {
       return false;
     }
     const e = pool.endpoints[picked.index];
-    this.dispatch(pool, picked.index, now);
+    this.dispatch(pool, picked.index, now, 0);
     root.count(stats.ROUTED_UNPARSED);
     if (input.degraded) root.count(stats.ROUTED_DEGRADED);
     if (root.config.logRequests) {
@@ -306,6 +306,7 @@ export class EppHttp extends Context {
     const input = this.pickInput(pool, state, now);
     input.criticality = res.criticality;
     input.target = res.target;
+    input.promptTokens = <f64>req.prompt.seen / cfg.bytesPerToken;
     let hashes: StaticArray<u64> | null = null;
     if (pool.strategy == STRATEGY_PREFIX_CACHE) {
       const h = req.prompt.hashBlocks(changetype<usize>(body), cfg.prefixBlockSize, chainSeed(res.target, req.cacheSalt));
@@ -335,7 +336,7 @@ export class EppHttp extends Context {
         root.count(stats.MODEL_REWRITTEN);
       }
     }
-    this.dispatch(pool, picked.index, now);
+    this.dispatch(pool, picked.index, now, picked.workMs);
     const match = input.prefix;
     let totalBlocks = 0;
     if (hashes !== null && match !== null) {
@@ -363,13 +364,14 @@ export class EppHttp extends Context {
     return input;
   }
 
-  // Sets the destination and counts the request against the endpoint until it finishes.
-  private dispatch(pool: Pool, index: i32, now: f64): void {
+  // Sets the destination and counts the request (and its prefill work) against the endpoint
+  // until it finishes.
+  private dispatch(pool: Pool, index: i32, now: f64, workMs: f64): void {
     const root = this.root;
     const e = pool.endpoints[index];
     host.setHeader(host.REQUEST_HEADERS, root.config.endpointHeader, e.address);
     if (this.clientHeader) root.count(stats.CLIENT_HEADER_REPLACED);
-    if (recordLoad(root.store, loadKey(pool.name), e.id, 1, now, root.config.maxEndpoints * 2)) {
+    if (recordLoad(root.store, loadKey(pool.name), e.id, 1, now, root.config.maxEndpoints * 2, workMs)) {
       this.routedPool = pool.name;
       this.routedId = e.id;
     } else {

@@ -12,19 +12,26 @@
 // recorded prefix by galloping then bisecting over that grid: about eight reads per request
 // instead of one per block.
 //
-// Set layout (little-endian): u8 count, then count x { u64 hash, u8 n, n x { u32 endpoint id,
-// u32 time (ms since the epoch, modulo 2^32) } }.
+// A block held by more endpoints than an entry has slots is not evidence for any of them: a
+// system prompt that every request starts with ends up cached on every pod. When recording
+// pushes out a live slot of another endpoint, the entry is marked crowded, and lookups then
+// take every endpoint to hold that block (PrefixMatch.common).
+//
+// Set layout (little-endian): u8 count, then count x { u64 hash, u8 n | 0x80 if crowded,
+// n x { u32 endpoint id, u32 time (ms since the epoch, modulo 2^32) } }.
 
 import { SharedStore } from "../util/store";
 
 export const WAYS: i32 = 4;
 export const ENDPOINTS: i32 = 4;
+const CROWDED: u8 = 0x80;
 const MAX_WRITE_ATTEMPTS: i32 = 4;
 
 export class IndexSet {
   hashes: Array<u64> = new Array<u64>();
   eps: Array<u32> = new Array<u32>(); // ENDPOINTS slots per hash, 0 = empty
   times: Array<u32> = new Array<u32>();
+  crowded: Array<bool> = new Array<bool>();
 
   static decode(buf: ArrayBuffer | null): IndexSet {
     const s = new IndexSet();
@@ -36,10 +43,12 @@ export class IndexSet {
     for (let i = 0; i < count && i < WAYS; i++) {
       if (off + 9 > len) return new IndexSet();
       const h = load<u64>(p + <usize>off);
-      const n = <i32>load<u8>(p + <usize>off + 8);
+      const nb = load<u8>(p + <usize>off + 8);
+      const n = <i32>(nb & ~CROWDED);
       off += 9;
       if (n > ENDPOINTS || off + n * 8 > len) return new IndexSet();
       s.hashes.push(h);
+      s.crowded.push((nb & CROWDED) != 0);
       for (let k = 0; k < ENDPOINTS; k++) {
         if (k < n) {
           s.eps.push(load<u32>(p + <usize>(off + k * 8)));
@@ -63,7 +72,7 @@ export class IndexSet {
     let off = 1;
     for (let i = 0; i < this.hashes.length; i++) {
       store<u64>(p + <usize>off, unchecked(this.hashes[i]));
-      store<u8>(p + <usize>off + 8, <u8>this.used(i));
+      store<u8>(p + <usize>off + 8, <u8>this.used(i) | (unchecked(this.crowded[i]) ? CROWDED : 0));
       off += 9;
       for (let k = 0; k < ENDPOINTS; k++) {
         const ep = unchecked(this.eps[i * ENDPOINTS + k]);
@@ -102,6 +111,7 @@ export class IndexSet {
       if (this.hashes.length < WAYS) {
         i = this.hashes.length;
         this.hashes.push(hash);
+        this.crowded.push(false);
         for (let k = 0; k < ENDPOINTS; k++) {
           this.eps.push(0);
           this.times.push(0);
@@ -109,6 +119,7 @@ export class IndexSet {
       } else {
         i = this.leastRecent(now);
         unchecked((this.hashes[i] = hash));
+        unchecked((this.crowded[i] = false));
         for (let k = 0; k < ENDPOINTS; k++) unchecked((this.eps[i * ENDPOINTS + k] = 0));
       }
     }
@@ -132,7 +143,11 @@ export class IndexSet {
         oldestAge = age;
       }
     }
-    if (slot < 0) slot = oldest;
+    if (slot < 0) {
+      // Every slot holds another endpoint that had this block within the TTL.
+      slot = oldest;
+      unchecked((this.crowded[i] = true));
+    }
     unchecked((this.eps[i * ENDPOINTS + slot] = ep));
     unchecked((this.times[i * ENDPOINTS + slot] = now));
   }
@@ -179,6 +194,9 @@ export class PrefixMatch {
   // Matched blocks per endpoint index of the pool (longest recorded prefix seen).
   matched: Int32Array;
   total: i32;
+  // Blocks taken to be held by every endpoint (the deepest crowded block matched): no evidence
+  // for one endpoint over another.
+  common: i32 = 0;
   probes: i32 = 0;
   best: i32 = 0;
   grid: Array<i32>;
@@ -246,6 +264,11 @@ export class PrefixIndex {
     const e = set.find(h);
     if (e < 0) return false;
     let hit = false;
+    if (unchecked(set.crowded[e]) && this.crowdedFresh(set, e, now)) {
+      if (pos + 1 > m.common) m.common = pos + 1;
+      if (pos + 1 > m.best) m.best = pos + 1;
+      hit = true;
+    }
     for (let k = 0; k < ENDPOINTS; k++) {
       const ep = unchecked(set.eps[e * ENDPOINTS + k]);
       if (ep == 0 || now - unchecked(set.times[e * ENDPOINTS + k]) > this.ttl || !index.has(ep)) continue;
@@ -255,6 +278,14 @@ export class PrefixIndex {
       if (pos + 1 > m.best) m.best = pos + 1;
     }
     return hit;
+  }
+
+  // A crowded entry counts while some endpoint was recorded for it within the TTL.
+  private crowdedFresh(set: IndexSet, e: i32, now: u32): bool {
+    for (let k = 0; k < ENDPOINTS; k++) {
+      if (unchecked(set.eps[e * ENDPOINTS + k]) != 0 && now - unchecked(set.times[e * ENDPOINTS + k]) <= this.ttl) return true;
+    }
+    return false;
   }
 
   // Records that endpoint `ep` (which had `matched` blocks recorded) was sent this prompt: every

@@ -22,6 +22,8 @@ export class PromptText {
   // Pairs of (start, end) body offsets; start < 0 encodes a separator byte as -1 - byte.
   private spans: Array<i32> = new Array<i32>();
   bytes: i32 = 0;
+  // Prompt bytes seen, recorded or not (past the limit only counted): the prompt's size.
+  seen: i64 = 0;
   limit: i32;
 
   constructor(limit: i32) {
@@ -37,7 +39,9 @@ export class PromptText {
   }
 
   addSpan(start: i32, end: i32): void {
-    if (end <= start || this.bytes >= this.limit) return;
+    if (end <= start) return;
+    this.seen += end - start;
+    if (this.bytes >= this.limit) return;
     const room = this.limit - this.bytes;
     if (end - start > room) end = start + room;
     this.spans.push(start);
@@ -46,6 +50,7 @@ export class PromptText {
   }
 
   addSeparator(b: u8): void {
+    this.seen++;
     if (this.bytes >= this.limit) return;
     this.spans.push(-1 - <i32>b);
     this.spans.push(0);

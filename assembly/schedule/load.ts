@@ -6,21 +6,27 @@ import { SharedStore } from "../util/store";
 // burst picked between two refreshes would all land on the momentary best pod. So every worker
 // records each dispatch and completion in one shared record per pool:
 //   - in-flight: requests sent and not finished (a hard lower bound on the pod's load), and
-//   - net dispatches (sent minus finished) in BUCKETS time buckets of BUCKET_MS each,
+//   - net dispatches (sent minus finished) in BUCKETS time buckets of BUCKET_MS each, and
+//   - prefill work: the time at which the endpoint will have prefilled every prompt this proxy
+//     sent it, a leaky bucket kept as one timestamp (each dispatch adds its uncached prompt
+//     tokens at the endpoint's prefill rate, after whatever was still due),
 // and a pick estimates an endpoint's outstanding requests as
-//   max(in-flight, running + waiting at metrics time + net dispatches since metrics time).
+//   max(in-flight, running + waiting at metrics time + net dispatches since metrics time),
+// and the wait a new request would have before its own prefill starts as busy-until - now.
 // The record lives under one shared-data key per pool, updated with compare-and-swap, and is
 // read and rewritten in place as bytes (no decoding into objects: it is touched three times per
 // request). Its size is bounded: at most `maxEntries` entries, idle ones dropped first.
 //
 // Layout (little-endian): u32 magic, u32 head bucket, u32 count, then count entries sorted by
-// endpoint id: u32 id, i32 in-flight, i16 net[BUCKETS] (net[0] is the head bucket, the newest).
+// endpoint id: u32 id, i32 in-flight, f64 busy-until (ms since the epoch), i16 net[BUCKETS]
+// (net[0] is the head bucket, the newest).
 
 export const BUCKET_MS: f64 = 64;
 export const BUCKETS: i32 = 8;
-const MAGIC: u32 = 0x314c4557; // "WEL1"
+const MAGIC: u32 = 0x324c4557; // "WEL2"
 const HEADER: i32 = 12;
-const ENTRY: i32 = 8 + 2 * BUCKETS;
+const NET: i32 = 16; // offset of net[0] in an entry
+const ENTRY: i32 = NET + 2 * BUCKETS;
 
 export function bucketOf(ms: f64): u32 {
   return <u32>(<u64>Math.floor(ms / BUCKET_MS));
@@ -87,7 +93,18 @@ export class LoadView {
   }
 
   netAt(i: i32, b: i32): i32 {
-    return <i32>load<i16>(this.entry(i) + 8 + <usize>(2 * b));
+    return <i32>load<i16>(this.entry(i) + <usize>(NET + 2 * b));
+  }
+
+  // When entry i will have prefilled what this proxy sent it (0: nothing recorded).
+  busyUntilAt(i: i32): f64 {
+    return i < 0 ? 0 : load<f64>(this.entry(i), 8);
+  }
+
+  // Milliseconds of prefill still due on entry i at `nowMs`.
+  backlogMs(i: i32, nowMs: f64): f64 {
+    const b = this.busyUntilAt(i) - nowMs;
+    return b > 0 ? b : 0;
   }
 
   // Net dispatches to entry i at or after `sinceMs` (up to now) that metrics taken at `sinceMs`
@@ -106,8 +123,8 @@ export class LoadView {
     return sum;
   }
 
-  private idle(i: i32, shift: u32): bool {
-    if (this.inflightAt(i) != 0) return false;
+  private idle(i: i32, shift: u32, nowMs: f64): bool {
+    if (this.inflightAt(i) != 0 || this.busyUntilAt(i) > nowMs) return false;
     for (let b = 0; b < BUCKETS; b++) {
       if (<u32>b + shift >= <u32>BUCKETS) break;
       if (this.netAt(i, b) != 0) return false;
@@ -115,9 +132,10 @@ export class LoadView {
     return true;
   }
 
-  // A new record with `delta` (+1 dispatch, -1 completion) applied to endpoint `id` at `nowMs`;
-  // null when nothing changes (a completion for an endpoint already forgotten, or no room).
-  with(id: u32, delta: i32, nowMs: f64, maxEntries: i32): ArrayBuffer | null {
+  // A new record with `delta` (+1 dispatch, -1 completion) applied to endpoint `id` at `nowMs`,
+  // a dispatch adding `workMs` of prefill after what is still due; null when nothing changes (a
+  // completion for an endpoint already forgotten, or no room).
+  with(id: u32, delta: i32, nowMs: f64, maxEntries: i32, workMs: f64 = 0): ArrayBuffer | null {
     const now = bucketOf(nowMs);
     const newHead = now > this.head ? now : this.head;
     const shift = newHead - this.head;
@@ -127,7 +145,7 @@ export class LoadView {
     // Drop idle entries only when the new one would not fit otherwise.
     const compact = insert && this.count >= maxEntries;
     let kept = 0;
-    for (let i = 0; i < this.count; i++) if (!compact || !this.idle(i, shift)) kept++;
+    for (let i = 0; i < this.count; i++) if (!compact || !this.idle(i, shift, nowMs)) kept++;
     if (insert && kept >= maxEntries) return null;
     const out = new ArrayBuffer(HEADER + (kept + (insert ? 1 : 0)) * ENTRY);
     const o = changetype<usize>(out);
@@ -143,17 +161,19 @@ export class LoadView {
         const e = o + <usize>(HEADER + at * ENTRY);
         store<u32>(e, id);
         store<i32>(e, delta, 4);
-        memory.fill(e + 8, 0, <usize>(2 * BUCKETS));
-        if (age < BUCKETS) store<i16>(e + 8 + <usize>(2 * age), <i16>delta);
+        store<f64>(e, busyAfter(0, nowMs, delta, workMs), 8);
+        memory.fill(e + <usize>NET, 0, <usize>(2 * BUCKETS));
+        if (age < BUCKETS) store<i16>(e + <usize>(NET + 2 * age), <i16>delta);
         memory.copy(e + <usize>ENTRY, this.entry(at), <usize>((this.count - at) * ENTRY));
       } else {
         memory.copy(o + <usize>HEADER, this.entry(0), <usize>(this.count * ENTRY));
         const e = o + <usize>(HEADER + at * ENTRY);
         const inflight = load<i32>(e, 4) + delta;
         store<i32>(e, inflight < 0 ? 0 : inflight, 4);
+        store<f64>(e, busyAfter(load<f64>(e, 8), nowMs, delta, workMs), 8);
         if (age < BUCKETS) {
-          const v = <i32>load<i16>(e + 8 + <usize>(2 * age)) + delta;
-          store<i16>(e + 8 + <usize>(2 * age), <i16>(v < -32768 ? -32768 : v > 32767 ? 32767 : v));
+          const v = <i32>load<i16>(e + <usize>(NET + 2 * age)) + delta;
+          store<i16>(e + <usize>(NET + 2 * age), <i16>(v < -32768 ? -32768 : v > 32767 ? 32767 : v));
         }
       }
       return out;
@@ -164,12 +184,13 @@ export class LoadView {
       if (!placed && (i == this.count || this.idAt(i) > id)) {
         store<u32>(w, id);
         store<i32>(w, delta > 0 ? delta : 0, 4);
-        for (let b = 0; b < BUCKETS; b++) store<i16>(w + 8 + <usize>(2 * b), <i16>(b == age ? delta : 0));
+        store<f64>(w, busyAfter(0, nowMs, delta, workMs), 8);
+        for (let b = 0; b < BUCKETS; b++) store<i16>(w + <usize>(NET + 2 * b), <i16>(b == age ? delta : 0));
         w += <usize>ENTRY;
         placed = true;
       }
       if (i == this.count) break;
-      if (compact && this.idle(i, shift)) continue;
+      if (compact && this.idle(i, shift, nowMs)) continue;
       const e = this.entry(i);
       const mine = load<u32>(e) == id;
       store<u32>(w, load<u32>(e));
@@ -179,11 +200,13 @@ export class LoadView {
         if (inflight < 0) inflight = 0;
       }
       store<i32>(w, inflight, 4);
+      const busy = load<f64>(e, 8);
+      store<f64>(w, mine ? busyAfter(busy, nowMs, delta, workMs) : busy, 8);
       for (let b = 0; b < BUCKETS; b++) {
         const from = b - <i32>shift;
-        let v = from >= 0 ? <i32>load<i16>(e + 8 + <usize>(2 * from)) : 0;
+        let v = from >= 0 ? <i32>load<i16>(e + <usize>(NET + 2 * from)) : 0;
         if (mine && b == age) v += delta;
-        store<i16>(w + 8 + <usize>(2 * b), <i16>(v < -32768 ? -32768 : v > 32767 ? 32767 : v));
+        store<i16>(w + <usize>(NET + 2 * b), <i16>(v < -32768 ? -32768 : v > 32767 ? 32767 : v));
       }
       w += <usize>ENTRY;
     }
@@ -191,13 +214,20 @@ export class LoadView {
   }
 }
 
+// Busy-until after a dispatch of `workMs` of prefill at `nowMs`: the work starts once what was
+// due is done. A completion leaves it as it is.
+function busyAfter(busy: f64, nowMs: f64, delta: i32, workMs: f64): f64 {
+  if (delta <= 0 || !(workMs > 0)) return busy;
+  return (busy > nowMs ? busy : nowMs) + workMs;
+}
+
 // Read-modify-write of the shared record with compare-and-swap; false when the record kept
 // changing under us (the update is then lost, which the caller counts).
-export function recordLoad(shared: SharedStore, key: string, id: u32, delta: i32, nowMs: f64, maxEntries: i32): bool {
+export function recordLoad(shared: SharedStore, key: string, id: u32, delta: i32, nowMs: f64, maxEntries: i32, workMs: f64 = 0): bool {
   for (let attempt = 0; attempt < 8; attempt++) {
     const view = new LoadView(shared.get(key));
     const cas = shared.cas;
-    const next = view.with(id, delta, nowMs, maxEntries);
+    const next = view.with(id, delta, nowMs, maxEntries, workMs);
     if (next === null) return true;
     if (shared.set(key, next, cas)) return true;
   }

@@ -11,7 +11,7 @@ import { Endpoint, Pool, SHEDDABLE } from "../state/document";
 import { LoadView } from "./load";
 import { PrefixMatch } from "../prefix/index";
 import { Rng } from "../util/rng";
-import { kvCacheScore, loraScore, prefixScore, queueScore } from "./scorers";
+import { kvCacheScore, loraScore, prefixScore, queueScore, ttftScore } from "./scorers";
 
 export const PICKED: i32 = 0;
 export const SHED: i32 = 429;
@@ -29,6 +29,8 @@ export class PickInput {
   // Target model, "" when the request was not parsed.
   target: string = "";
   prefix: PrefixMatch | null = null;
+  // Prompt size in tokens (prompt bytes / bytes per token); 0 when the request was not parsed.
+  promptTokens: f64 = 0;
   load: LoadView;
   scratch: Scratch = SHARED_SCRATCH;
 
@@ -50,6 +52,10 @@ export class Pick {
   outstanding: f64 = 0;
   prefixBlocks: i32 = 0;
   ties: i32 = 0;
+  // Prefill this request adds on the chosen endpoint (its uncached tokens), and the estimated
+  // time to its first token there.
+  workMs: f64 = 0;
+  ttftMs: f64 = 0;
 }
 
 // Metrics of endpoint e are older than the saturation threshold.
@@ -91,12 +97,40 @@ export function outstanding(e: Endpoint, input: PickInput): f64 {
   return est > inflight ? est : inflight;
 }
 
+// Prompt tokens endpoint i (index in the pool) is taken to hold in its prefix cache: its longest
+// recorded prefix, or the blocks every endpoint holds, whichever is longer.
+export function cachedTokens(i: i32, input: PickInput): f64 {
+  const m = input.prefix;
+  if (m === null) return 0;
+  let blocks = unchecked(m.matched[i]);
+  if (m.common > blocks) blocks = m.common;
+  const t = <f64>blocks * <f64>input.cfg.prefixBlockSize / input.cfg.bytesPerToken;
+  return t < input.promptTokens ? t : input.promptTokens;
+}
+
+// Milliseconds endpoint i needs to prefill this request's uncached tokens.
+export function workMs(i: i32, input: PickInput): f64 {
+  return (input.promptTokens - cachedTokens(i, input)) * 1000 / input.cfg.prefillTokensPerSec;
+}
+
+// Estimated time to first token on endpoint e (index i): the prefill this proxy sent there that
+// is still due, then this request's own uncached prefill; and when requests are queued there
+// (no KV cache to start them), the wait for each of them to be admitted.
+export function estimateTtftMs(e: Endpoint, i: i32, input: PickInput): f64 {
+  // A pod whose KV cache is full admits requests as others finish, not as fast as it prefills:
+  // there the backlog says nothing, and the queue does.
+  const full = !input.degraded && e.kvUsage >= input.cfg.kvThreshold;
+  const backlog = full && input.cfg.ttftBacklogMode == 1 ? 0 : input.load.backlogMs(input.load.find(e.id), input.nowMs);
+  return backlog + workMs(i, input) + queued(e, input) * input.cfg.ttftQueuedRequestMs;
+}
+
 // Per-worker scratch space, so a pick over hundreds of endpoints allocates nothing.
 export class Scratch {
   cand: Int32Array = new Int32Array(0);
   sat: Uint8Array = new Uint8Array(0);
   load: Float64Array = new Float64Array(0);
   queue: Float64Array = new Float64Array(0);
+  est: Float64Array = new Float64Array(0);
 
   ensure(n: i32): void {
     if (this.cand.length >= n) return;
@@ -105,6 +139,7 @@ export class Scratch {
     this.sat = new Uint8Array(size);
     this.load = new Float64Array(size);
     this.queue = new Float64Array(size);
+    this.est = new Float64Array(size);
   }
 }
 
@@ -151,24 +186,41 @@ export function pickEndpoint(input: PickInput, rng: Rng): Pick {
 
   // Score.
   const queues = sc.queue;
+  const est = sc.est;
+  const w = input.cfg.weights;
   let minLoad = Infinity;
+  let sumLoad: f64 = 0;
   let minQ = Infinity;
   let maxQ = -Infinity;
+  let minEst = Infinity;
   for (let k = 0; k < n; k++) {
-    const e = unchecked(eps[unchecked(cand[k])]);
+    const i = unchecked(cand[k]);
+    const e = unchecked(eps[i]);
     const v = outstanding(e, input);
     unchecked((load[k] = v));
     if (v < minLoad) minLoad = v;
+    sumLoad += v;
+    const t = estimateTtftMs(e, i, input);
+    unchecked((est[k] = t));
+    if (t < minEst) minEst = t;
     const q = queued(e, input);
     unchecked((queues[k] = q));
     if (q < minQ) minQ = q;
     if (q > maxQ) maxQ = q;
   }
   const span = maxQ - minQ;
-  const w = input.cfg.weights;
   const prefix = input.prefix;
   const adapter = input.target.length > 0 && input.pool.adapters.has(input.target);
   const band = minLoad * input.cfg.prefixLoadRatio + input.cfg.prefixLoadSlack;
+  // Bounded load: endpoints past the cap above the mean do not win; the least loaded is always
+  // within it.
+  let cap = Infinity;
+  if (input.cfg.balanceLoadFactor > 0) {
+    const mean = sumLoad / <f64>n;
+    const a = mean * input.cfg.balanceLoadFactor;
+    const b = mean + input.cfg.balanceLoadSlack;
+    cap = a > b ? a : b;
+  }
 
   let best = -Infinity;
   let bestK = -1;
@@ -176,7 +228,9 @@ export function pickEndpoint(input: PickInput, rng: Rng): Pick {
   for (let k = 0; k < n; k++) {
     const i = unchecked(cand[k]);
     const e = unchecked(eps[i]);
+    if (unchecked(load[k]) > cap) continue;
     let total = w.queue * queueScore(unchecked(queues[k]), minQ, span);
+    if (w.ttft > 0) total += w.ttft * ttftScore(unchecked(est[k]), minEst, input.cfg.ttftFloorMs);
     if (!input.degraded) {
       total += w.kvCache * kvCacheScore(e);
       total += w.score * e.score;
@@ -185,7 +239,7 @@ export function pickEndpoint(input: PickInput, rng: Rng): Pick {
     // Prefix affinity counts where the pod's load stays within the band around the least loaded
     // candidate: a hot prefix cannot pull everything onto one pod.
     if (prefix !== null && unchecked(load[k]) <= band) {
-      total += w.prefix * prefixScore(prefix.matched[i], prefix.total);
+      total += w.prefix * prefixScore(prefix.matched[i], prefix.total, prefix.common);
     }
     if (total > best + 1e-9) {
       best = total;
@@ -203,6 +257,8 @@ export function pickEndpoint(input: PickInput, rng: Rng): Pick {
   result.ties = ties;
   result.outstanding = unchecked(load[bestK]);
   result.prefixBlocks = prefix !== null ? prefix.matched[chosen] : 0;
+  result.workMs = workMs(chosen, input);
+  result.ttftMs = unchecked(est[bestK]);
   return result;
 }
 

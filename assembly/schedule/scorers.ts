@@ -16,11 +16,19 @@ export function kvCacheScore(e: Endpoint): f64 {
   return v < 0 ? 0 : v > 1 ? 1 : v;
 }
 
-// prefix: share of the prompt's blocks recorded as sent to this endpoint.
-export function prefixScore(matched: i32, total: i32): f64 {
-  if (total <= 0) return 0;
-  const v = <f64>matched / <f64>total;
+// prefix: share of the prompt's blocks recorded as sent to this endpoint, beyond the `common`
+// blocks every endpoint is taken to hold (a shared system prompt is no evidence).
+export function prefixScore(matched: i32, total: i32, common: i32 = 0): f64 {
+  if (total <= common || matched <= common) return 0;
+  const v = <f64>(matched - common) / <f64>(total - common);
   return v > 1 ? 1 : v;
+}
+
+// ttft: the endpoint's estimated time to first token against the best candidate's, both with
+// `floor` added so that differences far below a step's duration do not count: 1 for the best,
+// towards 0 for estimates many times larger.
+@inline export function ttftScore(estMs: f64, minMs: f64, floor: f64): f64 {
+  return (minMs + floor) / (estMs + floor);
 }
 
 // lora: the adapter is loaded (1), a slot is free to load it (0.8), it is queued to load (0.6),

@@ -65,6 +65,15 @@ describe("block hashes", () => {
     expect(r.prompt.hashBlocks(changetype<usize>(buf), BLOCK, 1).length).toBe(256);
   });
 
+  it("counts the whole prompt's size, past what it records", () => {
+    const p = new PromptText(10);
+    p.addSpan(0, 8);
+    p.addSeparator(0x1e);
+    p.addSpan(8, 100);
+    expect(p.bytes).toBe(10);
+    expect(p.seen).toBe(101);
+  });
+
   it("cuts blocks across spans and separators", () => {
     const p = new PromptText(1000);
     const buf = String.UTF8.encode("abcdefgh");
@@ -124,6 +133,22 @@ describe("IndexSet", () => {
     expect(s.timeOf(0, <u32>(ENDPOINTS + 1))).toBe(1000 + ENDPOINTS + 1);
   });
 
+  it("marks a hash crowded when a live endpoint has to make room, and keeps the mark through encoding", () => {
+    const s = new IndexSet();
+    for (let e = 1; e <= ENDPOINTS; e++) s.touch(5, <u32>e, <u32>(1000 + e), 60000);
+    expect(s.crowded[0]).toBe(false);
+    // Refreshing a holder, or replacing an expired one, is not crowding.
+    s.touch(5, 2, 2000, 60000);
+    expect(s.crowded[0]).toBe(false);
+    s.touch(5, 99, 1001 + 60000 + 1, 60000); // endpoint 1's slot has expired
+    expect(s.crowded[0]).toBe(false);
+    // Every slot live: a new endpoint pushes one out.
+    s.touch(5, 100, 1001 + 60000 + 2, 60000);
+    expect(s.crowded[0]).toBe(true);
+    expect(IndexSet.decode(s.encode()).crowded[0]).toBe(true);
+    expect(IndexSet.decode(s.encode()).timeOf(0, 100)).toBe(1001 + 60000 + 2);
+  });
+
   it("treats garbage as an empty set", () => {
     const junk = new ArrayBuffer(7);
     store<u8>(changetype<usize>(junk), 200);
@@ -149,6 +174,40 @@ describe("PrefixIndex", () => {
     expect(m.matched[1]).toBe(r1.length);
     expect(m.matched[2]).toBe(0);
     expect(m.probes).toBeLessThan(10);
+  });
+
+  it("takes a crowded block to be held by every endpoint, so it is no evidence for any", () => {
+    const store = new MemoryStore();
+    const index = new PrefixIndex(store, 512, 600000);
+    const ids = idIndex([1, 2, 3, 4, 5, 6]);
+    const h = hashes(ROUND1);
+    // Round 1's prompt sent to five endpoints in turn: more than an entry has slots.
+    for (let e = 1; e <= 5; e++) {
+      const m = index.lookup(h, ids, 6, <f64>(e * 10));
+      index.record(h, m.grid, <u32>e, m.matched[e - 1], <f64>(e * 10));
+    }
+    const m = index.lookup(h, ids, 6, 100);
+    expect(m.common).toBe(h.length);
+    expect(m.best).toBe(h.length);
+    // Endpoint 6 never received it, and is taken to hold it all the same.
+    expect(m.matched[5]).toBe(0);
+    // A longer prompt continuing it matches at least the common blocks everywhere.
+    const r2 = hashes(ROUND2);
+    expect(index.lookup(r2, ids, 6, 110).common).toBe(h.length);
+  });
+
+  it("does not call a prefix common while it fits the slots", () => {
+    const store = new MemoryStore();
+    const index = new PrefixIndex(store, 512, 600000);
+    const ids = idIndex([1, 2, 3, 4]);
+    const h = hashes(ROUND1);
+    for (let e = 1; e <= 4; e++) {
+      const m = index.lookup(h, ids, 4, <f64>(e * 10));
+      index.record(h, m.grid, <u32>e, m.matched[e - 1], <f64>(e * 10));
+    }
+    const m = index.lookup(h, ids, 4, 100);
+    expect(m.common).toBe(0);
+    for (let i = 0; i < 4; i++) expect(m.matched[i]).toBe(h.length);
   });
 
   it("forgets entries older than the TTL", () => {

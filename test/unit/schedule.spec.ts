@@ -1,6 +1,6 @@
 import { LoadView, recordLoad, BUCKET_MS, BUCKETS } from "../../assembly/schedule/load";
-import { queueScore, kvCacheScore, loraScore, prefixScore } from "../../assembly/schedule/scorers";
-import { PickInput, pickEndpoint, isSaturated, outstanding, queued, PICKED, SHED, NO_ENDPOINT } from "../../assembly/schedule/pick";
+import { queueScore, kvCacheScore, loraScore, prefixScore, ttftScore } from "../../assembly/schedule/scorers";
+import { PickInput, pickEndpoint, isSaturated, outstanding, queued, cachedTokens, workMs, estimateTtftMs, PICKED, SHED, NO_ENDPOINT } from "../../assembly/schedule/pick";
 import { Config } from "../../assembly/config";
 import { Endpoint, Pool, SHEDDABLE, CRITICAL, STANDARD } from "../../assembly/state/document";
 import { PrefixMatch } from "../../assembly/prefix/index";
@@ -39,12 +39,50 @@ function input(p: Pool, load: LoadView = new LoadView(null)): PickInput {
 }
 
 // Applies deltas to a record the way workers do, through fresh views.
-function apply(buf: ArrayBuffer | null, id: u32, delta: i32, now: f64, max: i32 = 16): ArrayBuffer | null {
-  const next = new LoadView(buf).with(id, delta, now, max);
+function apply(buf: ArrayBuffer | null, id: u32, delta: i32, now: f64, max: i32 = 16, work: f64 = 0): ArrayBuffer | null {
+  const next = new LoadView(buf).with(id, delta, now, max, work);
   return next !== null ? next : buf;
 }
 
 describe("LoadView", () => {
+  it("keeps each endpoint's prefill backlog as a leaky bucket", () => {
+    let b: ArrayBuffer | null = null;
+    b = apply(b, 7, 1, NOW, 16, 200);
+    b = apply(b, 7, 1, NOW + 50, 16, 100); // queued behind the first: due at NOW + 300
+    b = apply(b, 9, 1, NOW + 50, 16, 0);
+    let v = new LoadView(b);
+    expect(v.backlogMs(v.find(7), NOW + 50)).toBe(250);
+    expect(v.backlogMs(v.find(7), NOW + 400)).toBe(0);
+    expect(v.backlogMs(v.find(9), NOW + 50)).toBe(0);
+    expect(v.backlogMs(-1, NOW)).toBe(0);
+    // A completion leaves it; work sent after the backlog drained starts from now.
+    b = apply(b, 7, -1, NOW + 60);
+    v = new LoadView(b);
+    expect(v.backlogMs(v.find(7), NOW + 100)).toBe(200);
+    b = apply(b, 7, 1, NOW + 1000, 16, 40);
+    v = new LoadView(b);
+    expect(v.backlogMs(v.find(7), NOW + 1000)).toBe(40);
+    // The bucket survives the slow path (a new time bucket, a new entry before it).
+    b = apply(b, 3, 1, NOW + 1000 + 5 * BUCKET_MS, 16, 10);
+    v = new LoadView(b);
+    expect(v.backlogMs(v.find(7), NOW + 1010)).toBe(30);
+    expect(v.backlogMs(v.find(3), NOW + 1000 + 5 * BUCKET_MS)).toBe(10);
+  });
+
+  it("does not drop an idle-looking entry whose prefill is still due", () => {
+    let b: ArrayBuffer | null = null;
+    b = apply(b, 1, 1, NOW, 2, 5000);
+    b = apply(b, 1, -1, NOW + 1);
+    b = apply(b, 2, 1, NOW + 1, 2);
+    b = apply(b, 2, -1, NOW + 2);
+    // Entry 2 is idle, entry 1 still has prefill due: a third endpoint replaces entry 2.
+    b = apply(b, 3, 1, NOW + 20 * BUCKET_MS, 2);
+    const v = new LoadView(b);
+    expect(v.find(1)).toBeGreaterThanOrEqual(0);
+    expect(v.find(2)).toBe(-1);
+    expect(v.find(3)).toBeGreaterThanOrEqual(0);
+  });
+
   it("counts in-flight requests per endpoint, entries sorted by id", () => {
     let b: ArrayBuffer | null = null;
     b = apply(b, 7, 1, NOW);
@@ -134,6 +172,10 @@ describe("scorers", () => {
     expect(kvCacheScore(ep("a0", 0, 0, 0.25))).toBe(0.75);
     expect(prefixScore(3, 4)).toBe(0.75);
     expect(prefixScore(0, 0)).toBe(0);
+    // Blocks every endpoint holds are no evidence: only what lies beyond them counts.
+    expect(prefixScore(6, 10, 2)).toBe(0.5);
+    expect(prefixScore(2, 10, 2)).toBe(0);
+    expect(prefixScore(5, 5, 5)).toBe(0);
   });
 
   it("lora: loaded 1, free slot 0.8, queued 0.6, full 0", () => {
@@ -270,6 +312,51 @@ describe("pickEndpoint", () => {
     r = pickEndpoint(inp, new Rng(1));
     expect(r.index).toBe(1);
     expect(r.prefixBlocks).toBe(0);
+  });
+
+  it("estimates time to first token from the backlog and the uncached part of the prompt", () => {
+    const p = pool([ep("p0", 0, 1, 0.1), ep("p1", 0, 1, 0.1)]);
+    const inp = input(p);
+    inp.promptTokens = 1000; // 4000 bytes at 4 bytes per token
+    const m = new PrefixMatch(2, 60);
+    m.matched[0] = 40; // 40 blocks of 64 bytes = 640 tokens
+    inp.prefix = m;
+    expect(cachedTokens(0, inp)).toBe(640);
+    expect(cachedTokens(1, inp)).toBe(0);
+    expect(workMs(0, inp)).toBe(72); // 360 tokens at 5000 tokens/s
+    expect(workMs(1, inp)).toBe(200);
+    m.common = 10; // 160 tokens every endpoint holds
+    expect(cachedTokens(1, inp)).toBe(160);
+    // Never more than the prompt.
+    m.matched[0] = 100;
+    expect(cachedTokens(0, inp)).toBe(1000);
+    m.matched[0] = 40;
+    // p0 has 500 ms of prefill due: p1, without the prefix, is sooner.
+    inp.load = new LoadView(apply(null, p.endpoints[0].id, 1, NOW, 16, 500));
+    expect(estimateTtftMs(p.endpoints[0], 0, inp)).toBe(572);
+    expect(estimateTtftMs(p.endpoints[1], 1, inp)).toBe(168);
+    inp.cfg.weights.ttft = 10;
+    const r = pickEndpoint(inp, new Rng(1));
+    expect(r.index).toBe(1);
+    expect(r.workMs).toBe(168);
+    expect(r.ttftMs).toBe(168);
+    expect(ttftScore(168, 168, 100)).toBe(1);
+    expect(ttftScore(572, 168, 100)).toBeCloseTo(268.0 / 672.0);
+  });
+
+  it("keeps an endpoint far above the mean load from winning when load is bounded", () => {
+    const p = pool([ep("p0", 0, 30, 0.3), ep("p1", 0, 4, 0.3), ep("p2", 0, 5, 0.3)]);
+    const m = new PrefixMatch(3, 10);
+    m.matched[0] = 10;
+    const inp = input(p);
+    inp.prefix = m;
+    inp.cfg.prefixLoadRatio = 100; // the prefix band alone would allow p0
+    expect(pickEndpoint(inp, new Rng(1)).index).toBe(0);
+    inp.cfg.balanceLoadFactor = 1.5; // mean 13: cap max(19.5, 17)
+    expect(pickEndpoint(inp, new Rng(1)).index).not.toBe(0);
+    // Within the cap (mean 6.3: max(9.5, 10.3)), affinity wins again.
+    p.endpoints[0].running = 10;
+    expect(pickEndpoint(inp, new Rng(1)).index).toBe(0);
   });
 
   it("prefers endpoints holding the requested LoRA adapter", () => {

@@ -2,8 +2,9 @@
 // test host (two worker VMs, a manual clock driven by virtual time), fed by the sidecar's own code:
 // each scrape's /metrics page goes through the sidecar's parser and extractor, the sidecar's
 // document builder turns pods, pool and model into the state document, and the document reaches
-// the filter's push endpoint after the sidecar's coalescing delay plus a network delay — so the
-// filter sees metrics exactly as stale as the sidecar would deliver them. Each request is sent as
+// the filter's push endpoint the way the sidecar sends it — at once after a scrape in a quiet
+// period, else at the end of the --push-coalesce window (at most one document per window) — plus
+// a network delay, so the filter sees metrics exactly as stale as the sidecar would deliver them. Each request is sent as
 // an OpenAI completions body through the filter; the pod is whatever its
 // x-gateway-destination-endpoint says. The stream stays open until the request finishes, so the
 // filter's in-flight accounting works as in Envoy.
@@ -20,7 +21,7 @@ import { detokenize } from '../../../test/sim/tokens.ts';
 export interface WasmEppOptions {
   wasm: Uint8Array;
   strategy?: 'DEFAULT' | 'PREFIX_CACHE';
-  /** The sidecar's --push-coalesce. */
+  /** The sidecar's --push-coalesce: the least time between two documents. */
   coalesceMs?: number;
   /** Network and decode time from the sidecar to the filter. */
   pushLatencyMs?: number;
@@ -38,7 +39,7 @@ const T0 = 1_763_600_000_000;
 
 export function wasmEpp(o: WasmEppOptions): Router {
   const model = o.model ?? '/model/qwen';
-  const coalesce = o.coalesceMs ?? 50;
+  const coalesce = o.coalesceMs ?? 20;
   const latency = o.pushLatencyMs ?? 2;
   const staleMs = o.metricsStaleMs ?? 1000;
   const host = new ProxyWasmHost({ clock: 'manual', startTimeMs: T0, logLevel: 'error', maxLogEntries: 1000, logSink: process.env.WASM_EPP_DEBUG ? (e) => { if (e.message.startsWith('DBG')) console.error(e.message); } : undefined, randomSeed: o.seed ?? 1 });
@@ -64,7 +65,8 @@ export function wasmEpp(o: WasmEppOptions): Router {
   let version = 0;
   let lastKey = '';
   let lastPushAt = -Infinity;
-  let pushDue = Infinity; // when the next document is built (coalescing)
+  let lastBuildAt = -Infinity;
+  let pushDue = Infinity; // when the next document is built (rate bound)
   const deliveries: Array<{ at: number; body: string }> = [];
   const open = new Map<string, HttpStream>();
   let nextWorker = 0;
@@ -76,6 +78,7 @@ export function wasmEpp(o: WasmEppOptions): Router {
   };
 
   const build = (now: number) => {
+    lastBuildAt = now;
     const endpoints: EndpointInput[] = addresses.map((a, i) => ({ pod: `pod-${i}`, ip: a.split(':')[0], k8sReady: true, firstSeenMs: 0, record: records[i] }));
     const built = buildDocument({ pools: [{ spec, endpoints }], models, defaultNamespace: 'default', metricsStaleMs: staleMs, nowMs: T0 + now });
     // The sidecar pushes when the document changes, and at least every push interval (1 s).
@@ -118,7 +121,11 @@ export function wasmEpp(o: WasmEppOptions): Router {
         rec.metrics = x.metrics;
         rec.lastSuccessMs = T0 + now;
       }
-      if (pushDue === Infinity) pushDue = now + coalesce;
+      if (pushDue === Infinity) {
+        // Leading edge in a quiet period; otherwise the end of the window since the last one.
+        pushDue = Math.max(now, lastBuildAt + coalesce);
+        catchUp(now);
+      }
     },
     route(req, now, view) {
       if (addresses.length === 0) addresses = view.pods.map((p) => p.address);
