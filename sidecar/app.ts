@@ -88,7 +88,7 @@ export async function startSidecar(o: Options, deps: SidecarDeps = {}): Promise<
     pools: o.pools,
     defaultNamespace,
     metricsStaleMs: o.metricsStaleMs,
-    coalesceMs: o.pushCoalesceMs,
+    spacingMs: o.pushCoalesceMs,
     firstPushWaitMs: o.scrapeTimeoutMs + o.scrapeIntervalMs,
     tickMs: Math.max(10, Math.min(o.pushIntervalMs, Math.floor(o.metricsStaleMs / 4))),
     log,

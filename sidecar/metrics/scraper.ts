@@ -27,6 +27,9 @@ export interface ScrapeTarget {
 export interface TargetRecord {
   metrics?: ServerMetrics;
   lastSuccessMs?: number;
+  // performance.now() when the last successful scrape completed: tells one scrape's values from
+  // the next and starts their scrape-to-push latency.
+  completedAt?: number;
   firstSeenMs: number;
   attempts: number;
   consecutiveUnreachable: number;
@@ -172,6 +175,7 @@ export class Scraper {
       if (x.ok) {
         rec.metrics = x.metrics;
         rec.lastSuccessMs = this.now();
+        rec.completedAt = performance.now();
         rec.consecutiveUnreachable = 0;
         rec.lastError = undefined;
         this.opts.observer?.scraped(t, (performance.now() - t0) / 1000, result.body.length);

@@ -22,6 +22,7 @@ export class SidecarMetrics implements ScrapeObserver, PushObserver {
   private readonly scrapeBytes: client.Counter;
   private readonly pushDuration: client.Histogram<"url">;
   private readonly pushErrors: client.Counter<"url" | "code">;
+  private readonly scrapeToPush: client.Histogram<"url">;
   private readonly pushBytes: client.Gauge<"url">;
   private readonly stateVersion: client.Gauge;
   private readonly watchRestarts: client.Counter<"resource">;
@@ -57,6 +58,14 @@ export class SidecarMetrics implements ScrapeObserver, PushObserver {
       registers: [r],
     });
     this.pushErrors = new client.Counter({ name: "wasm_epp_sidecar_push_errors_total", help: "Failed pushes, by error code.", labelNames: ["url", "code"] as const, registers: [r] });
+    this.scrapeToPush = new client.Histogram({
+      name: "wasm_epp_sidecar_scrape_to_push_seconds",
+      help: "Time from a successful scrape's completion to the push listener accepting the first document that carries its values.",
+      labelNames: ["url"] as const,
+      // Fine around --push-coalesce (tens of ms), coarse out to a listener that is down for seconds.
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers: [r],
+    });
     this.pushBytes = new client.Gauge({ name: "wasm_epp_sidecar_push_document_bytes", help: "Size of the last accepted state document.", labelNames: ["url"] as const, registers: [r] });
     const lastPush = this.lastPush;
     new client.Gauge({
@@ -97,6 +106,10 @@ export class SidecarMetrics implements ScrapeObserver, PushObserver {
     this.pushDuration.observe({ url }, seconds);
     this.pushBytes.set({ url }, bytes);
     this.lastPush.set(url, this.now());
+  }
+
+  delivered(url: string, seconds: number): void {
+    this.scrapeToPush.observe({ url }, seconds);
   }
 
   version(v: number): void {

@@ -4,7 +4,8 @@
 // only the newest is sent next (bursts coalesce). A document is re-sent every --push-interval
 // even when unchanged (same version, fresh generated_at_ms and ages). Failures back off
 // exponentially with jitter (100 ms doubling to 5 s); meanwhile newer documents wait for the
-// retry. Everything is asynchronous: a slow or absent Envoy never delays scraping.
+// retry. Everything is asynchronous: a slow or absent Envoy never delays scraping. An offer to an
+// idle URL is sent at once: the only waiting is behind the request in flight or a retry.
 //
 // Answers, as the filter gives them:
 //   204  stored.
@@ -30,6 +31,10 @@ export interface Payload {
 export interface PushObserver {
   pushed(url: string, seconds: number, version: number, bytes: number): void;
   failed(url: string, code: ErrorCode, seconds: number): void;
+  // Once per scrape, when `url` accepts the first document carrying its values: the time since
+  // the scrape completed. Scrapes overtaken by a newer one of the same pod before reaching `url`
+  // are not reported.
+  delivered?(url: string, seconds: number): void;
 }
 
 export interface PusherOptions {
@@ -53,6 +58,7 @@ class Target {
   retryTimer?: NodeJS.Timeout;
   refreshTimer?: NodeJS.Timeout;
   acceptedVersion = -1;
+  acceptedScrapes?: Map<string, number>; // Built.scrapes of the last accepted document
   lastAcceptedMs?: number;
   floorMs = 0; // generated_at_ms must be at least this (after a 409)
   conflicts = 0;
@@ -133,6 +139,7 @@ export class Pusher {
     const r = await request(t.url, "POST", this.opts.token.token, body, this.opts.timeoutMs, t.agent);
     const seconds = (performance.now() - t0) / 1000;
     if (r.ok && (r.reply.status === 204 || r.reply.status === 200)) {
+      this.reportDelivered(t, payload.built.scrapes);
       t.acceptedVersion = payload.version;
       t.lastAcceptedMs = this.now();
       t.conflicts = 0;
@@ -203,6 +210,19 @@ export class Pusher {
       t.retryTimer = undefined;
       this.kick(t, true);
     }, delay);
+  }
+
+  // Reports the scrapes this URL now holds for the first time: those the previous accepted
+  // document did not carry (no value for the pod, or an older scrape's).
+  private reportDelivered(t: Target, scrapes: Map<string, number>): void {
+    const observer = this.opts.observer;
+    if (observer?.delivered && scrapes !== t.acceptedScrapes) {
+      const at = performance.now();
+      for (const [key, completedAt] of scrapes) {
+        if (t.acceptedScrapes?.get(key) !== completedAt) observer.delivered(t.url.href, Math.max(0, at - completedAt) / 1000);
+      }
+    }
+    t.acceptedScrapes = scrapes;
   }
 
   // The stored document's generated_at_ms: from the 409 message, else by reading it back.

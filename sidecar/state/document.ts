@@ -116,6 +116,8 @@ export interface Built {
   metricsAt: number[][];
   // Equal keys mean equal documents (up to version and generated_at_ms).
   key: string;
+  // The scrapes whose values the document carries: "pool|pod" -> their completedAt.
+  scrapes: Map<string, number>;
   issues: Issue[];
   stats: PoolStats[];
 }
@@ -124,6 +126,7 @@ export function buildDocument(input: BuildInput): Built {
   const issues: Issue[] = [];
   const pools: PoolDoc[] = [];
   const metricsAt: number[][] = [];
+  const scrapes = new Map<string, number>();
   const stats: PoolStats[] = [];
   const staleMs = input.metricsStaleMs;
 
@@ -173,6 +176,7 @@ export function buildDocument(input: BuildInput): Built {
       if (m?.kvBlocks !== undefined) doc.kv_blocks = m.kvBlocks;
       docs.push(doc);
       ats.push(at);
+      if (m && rec?.completedAt !== undefined) scrapes.set(`${spec.key}|${ep.pod}`, rec.completedAt);
       if (isReady) {
         ready++;
         if (m) {
@@ -196,7 +200,7 @@ export function buildDocument(input: BuildInput): Built {
 
   const models = buildModels(input.models, new Set(pools.map((p) => p.name)), input.defaultNamespace, issues);
   const key = JSON.stringify({ pools, models }) + "|" + metricsAt.map((a) => a.join(",")).join(";");
-  return { pools, models, metricsAt, key, issues, stats };
+  return { pools, models, metricsAt, key, scrapes, issues, stats };
 }
 
 function buildModels(objects: InferenceModel[], published: Set<string>, defaultNamespace: string, issues: Issue[]): ModelDoc[] {

@@ -1,7 +1,13 @@
 // Level-triggered reconciliation: watch handlers and scrape completions only call markDirty();
 // one run() rebuilds everything from the caches (resources from the source, metrics from the
 // scraper), updates the scrape targets and Pod watches, and hands the document to the pusher
-// when it differs from the last one. Runs are coalesced over --push-coalesce.
+// when it differs from the last one.
+//
+// Runs are spaced at least `spacingMs` (--push-coalesce) apart, with a leading and a trailing
+// edge: fresh metrics are worth most the moment they arrive, so a change after a quiet window is
+// reconciled on the next turn of the event loop, and changes within the window are folded into
+// one run at its end. The end is fixed by the previous run, so a steady stream of scrapes can
+// neither push it back nor make runs more frequent than one per window.
 //
 // The first document waits until every resource has been listed once and every ready Pod has
 // been scraped once (or `firstPushWaitMs` passed), so a restarting sidecar does not replace the
@@ -24,6 +30,27 @@ export interface ScrapeSet {
   allAttempted(): boolean;
 }
 
+// The clock and timer the runs are scheduled with; tests pass a manual one.
+export interface Timers {
+  now(): number; // monotonic milliseconds
+  // Calls fn after `ms`, or when ms <= 0 on the next turn of the event loop (setImmediate: after
+  // the other I/O callbacks of this turn, so scrapes completing together make one document).
+  // Returns a function that cancels the call.
+  after(ms: number, fn: () => void): () => void;
+}
+
+export const realTimers: Timers = {
+  now: () => performance.now(),
+  after(ms, fn) {
+    if (ms <= 0) {
+      const h = setImmediate(fn);
+      return () => clearImmediate(h);
+    }
+    const h = setTimeout(fn, ms);
+    return () => clearTimeout(h);
+  },
+};
+
 export interface ReconcilerOptions {
   source: ResourceSource;
   scraper: ScrapeSet;
@@ -31,16 +58,19 @@ export interface ReconcilerOptions {
   pools: string[]; // --pool; empty: all
   defaultNamespace: string;
   metricsStaleMs: number;
-  coalesceMs: number;
+  spacingMs: number; // --push-coalesce: least time between two runs
   firstPushWaitMs: number;
   tickMs: number;
   log: Logger;
   metrics?: SidecarMetrics;
-  now?: () => number;
+  now?: () => number; // wall clock, for the document
+  timers?: Timers;
 }
 
 export class Reconciler {
-  private timer?: NodeJS.Timeout;
+  private cancelRun?: () => void; // set while a run is scheduled
+  private cancelGate?: () => void; // the first push's deadline
+  private lastRunAt = -Infinity; // timers.now() at the start of the last run
   private tick?: NodeJS.Timeout;
   private stopped = false;
   private lastKey = "";
@@ -50,10 +80,12 @@ export class Reconciler {
   private readonly firstSeen = new Map<string, number>();
   private reported = new Map<string, ErrorCode>();
   private readonly now: () => number;
+  private readonly timers: Timers;
   last?: Built;
 
   constructor(private readonly opts: ReconcilerOptions) {
     this.now = opts.now ?? Date.now;
+    this.timers = opts.timers ?? realTimers;
   }
 
   get version(): number {
@@ -74,21 +106,26 @@ export class Reconciler {
 
   stop(): void {
     this.stopped = true;
-    clearTimeout(this.timer);
+    this.cancelRun?.();
+    this.cancelGate?.();
     clearInterval(this.tick);
   }
 
   markDirty(): void {
-    if (this.stopped || this.timer) return;
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
+    if (this.stopped || this.cancelRun) return; // the scheduled run will see this change too
+    // At once after a quiet window (leading edge), else when the window since the last run ends
+    // (trailing edge). Clamped to the window so that nothing waits longer, whatever the clock did.
+    const wait = Math.min(this.opts.spacingMs, this.lastRunAt + this.opts.spacingMs - this.timers.now());
+    this.cancelRun = this.timers.after(wait, () => {
+      this.cancelRun = undefined;
       this.run();
-    }, this.opts.coalesceMs);
+    });
   }
 
   // One reconciliation. Public for tests.
   run(): void {
     if (this.stopped) return;
+    this.lastRunAt = this.timers.now();
     const { source, scraper, log } = this.opts;
     const now = this.now();
     const snap = source.snapshot();
@@ -151,13 +188,16 @@ export class Reconciler {
       if (!source.synced()) return; // the next change (a list completing) runs again
       this.gateSince ??= now;
       if (!scraper.allAttempted() && now - this.gateSince < this.opts.firstPushWaitMs) {
-        clearTimeout(this.timer);
-        this.timer = setTimeout(() => {
-          this.timer = undefined;
-          this.run();
-        }, Math.min(50, this.opts.firstPushWaitMs));
+        // Every scrape that completes marks the state dirty and runs again; only the deadline,
+        // for pods that never answer, needs a wake-up of its own.
+        this.cancelGate ??= this.timers.after(this.gateSince + this.opts.firstPushWaitMs - now, () => {
+          this.cancelGate = undefined;
+          this.markDirty();
+        });
         return;
       }
+      this.cancelGate?.();
+      this.cancelGate = undefined;
       this.started = true;
       log.info("state_ready", `first state: ${built.pools.length} pools, ${built.pools.reduce((n, p) => n + p.endpoints.length, 0)} endpoints, ${built.models.length} models`, {
         pools: built.pools.map((p) => p.name),

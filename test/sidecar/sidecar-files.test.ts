@@ -110,6 +110,7 @@ test("file mode end to end: publish, follow manifest and metric changes, survive
       assert.match(m, /inference_pool_average_kv_cache_utilization\{name="vllm-qwen-pool",namespace="default"\} 0\.(4|39999)/);
       assert.match(m, /wasm_epp_sidecar_scrape_duration_seconds_count\{pool="default\/vllm-qwen-pool",pod="qwen-0"\} [1-9]/);
       assert.match(m, /wasm_epp_sidecar_push_duration_seconds_count\{url="[^"]+"\} [1-9]/);
+      assert.match(m, /wasm_epp_sidecar_scrape_to_push_seconds_count\{url="[^"]+"\} [1-9]/);
       assert.match(m, /wasm_epp_sidecar_state_version [1-9]/);
       assert.match(m, /wasm_epp_sidecar_last_push_age_seconds\{url="[^"]+"\} 0\.\d+/);
     });
