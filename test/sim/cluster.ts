@@ -6,7 +6,9 @@
 //   closed  : `concurrency` requests in flight at all times, a new one sent as soon as one
 //             finishes (benchmark_serving --max-concurrency with request rate inf);
 //   poisson : requests sent at exponentially distributed gaps (--request-rate), optionally capped
-//             at maxConcurrency in flight.
+//             at maxConcurrency in flight;
+//   open    : every request sent as soon as the source has it ready (a source with its own
+//             timestamps, such as a replayed trace), however many are in flight.
 // Each request is routed when it is sent: the router sees what a real router can see, namely
 // every pod's metrics as of its last scrape (each pod scraped every scrapeIntervalMs plus a
 // uniform jitter, so every strategy sees the same staleness) and its own count of requests it
@@ -69,7 +71,7 @@ export interface Router {
   onScrape?(pod: number, metrics: PodMetrics, now: number, page: () => string): void | Promise<void>;
 }
 
-export type Arrival = { kind: "closed"; concurrency: number } | { kind: "poisson"; ratePerSec: number; maxConcurrency?: number };
+export type Arrival = { kind: "closed"; concurrency: number } | { kind: "poisson"; ratePerSec: number; maxConcurrency?: number } | { kind: "open" };
 
 export interface ClusterOptions {
   pods: number;
@@ -316,7 +318,11 @@ export async function simulate(o: SimulateOptions): Promise<ClusterResult> {
     kick(pod);
   };
 
-  const canSend = () => (o.arrival.kind === "closed" ? inFlight < o.arrival.concurrency : arrivalsDue > 0 && (o.arrival.maxConcurrency === undefined || inFlight < o.arrival.maxConcurrency));
+  const canSend = () => {
+    const a = o.arrival;
+    if (a.kind === "open") return true;
+    return a.kind === "closed" ? inFlight < a.concurrency : arrivalsDue > 0 && (a.maxConcurrency === undefined || inFlight < a.maxConcurrency);
+  };
 
   const issue = async () => {
     while (canSend()) {
@@ -390,7 +396,7 @@ export async function simulate(o: SimulateOptions): Promise<ClusterResult> {
     if (!(o.arrival.ratePerSec > 0)) throw new RangeError("poisson arrivals need ratePerSec > 0");
     schedule(0, Kind.Arrival);
   } else {
-    if (!(o.arrival.concurrency >= 1)) throw new RangeError("closed arrivals need concurrency >= 1");
+    if (o.arrival.kind === "closed" && !(o.arrival.concurrency >= 1)) throw new RangeError("closed arrivals need concurrency >= 1");
     await issue();
   }
 
