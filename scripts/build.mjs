@@ -24,7 +24,9 @@ async function buildWasm() {
   const bytes = await readFile("build/wasm-epp.wasm");
   const problems = checkModule(bytes);
   if (problems.length) throw new Error(`build/wasm-epp.wasm would not load in Envoy:\n  ${problems.join("\n  ")}`);
-  console.log(`build/wasm-epp.wasm  ${(bytes.length / 1024).toFixed(1)} KiB, imports checked against proxy-wasm ABI 0.2.1`);
+  // Informational lines go to stderr: stdout belongs to the command run after the build
+  // (`npm run --silent bench -- --json` prints one JSON object there and nothing else).
+  console.error(`build/wasm-epp.wasm  ${(bytes.length / 1024).toFixed(1)} KiB, imports checked against proxy-wasm ABI 0.2.1`);
 }
 
 // TypeScript entry points bundled for Node with esbuild.
@@ -47,7 +49,7 @@ async function buildBundles() {
       banner: { js: "import { createRequire as __cr } from 'module'; const require = __cr(import.meta.url);" },
       logLevel: "warning",
     });
-    console.log(b.out);
+    console.error(b.out);
   }
 }
 

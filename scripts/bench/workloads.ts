@@ -1,9 +1,13 @@
-// The benchmark's workloads, and the schema of `--workload FILE.json` (docs/benchmark.md).
+// The benchmark's workloads, and the schema of `--workload FILE.json` (docs/benchmark.md);
+// `--workload FILE.jsonl` is a trace (trace-workload.ts).
 
 import { readFileSync } from 'node:fs';
 import type { Arrival, ClusterOptions } from '../../test/sim/cluster.ts';
 import { fromList, multiTurn, randomDataset, sharedPrefix, type RequestSource, type SimRequest } from '../../test/sim/workload.ts';
 import { tokenize } from '../../test/sim/tokens.ts';
+import { traffic as trafficSource, type TrafficOptions } from '../../test/sim/traffic.ts';
+import { realWorkloads } from './real-workloads.ts';
+import { SEEDS_ENGINE, traceWorkload, type TraceWorkloadOptions } from './trace-workload.ts';
 
 export interface Workload {
   name: string;
@@ -13,12 +17,15 @@ export interface Workload {
   /** A fresh source per run (sources are stateful). */
   source: () => RequestSource;
   engine?: ClusterOptions['engine'];
+  /** Trace requests cut to fit the max model length. */
+  truncated?: number;
 }
 
-// The seeds' vLLM flags on every pod.
-const SEEDS_ENGINE = { maxLoras: 2, maxCpuLoras: 4, maxModelLen: 8192 };
-
 export function builtinWorkloads(quick: boolean): Workload[] {
+  return [...classicWorkloads(quick), ...realWorkloads(quick)];
+}
+
+function classicWorkloads(quick: boolean): Workload[] {
   return [
     {
       name: 'seeds-random',
@@ -58,16 +65,21 @@ export interface WorkloadFile {
     | { type: 'random'; numPrompts: number; inputLen: number; outputLen: number; rangeRatio?: number; prefixLen?: number; seed?: number }
     | { type: 'shared-prefix'; groups: number; perGroup: number; prefixLen: number; questionLen: number; outputLen: number; seed?: number }
     | { type: 'multi-turn'; sessions: number; turns: number; systemLen: number; sharedSystem?: boolean; userLen: number; outputLen: number; thinkTimeMs?: number; startGapMs?: number; seed?: number }
-    | { type: 'list'; requests: Array<{ prompt: string; maxTokens: number; lora?: string | null }> };
+    | { type: 'list'; requests: Array<{ prompt: string; maxTokens: number; lora?: string | null }> }
+    | ({ type: 'traffic' } & TrafficOptions);
 }
 
-export function loadWorkloadFile(path: string): Workload {
+export function loadWorkloadFile(path: string, trace: TraceWorkloadOptions = {}): Workload {
+  if (path.endsWith('.jsonl')) return traceWorkload(path, trace);
   const w = JSON.parse(readFileSync(path, 'utf8')) as WorkloadFile;
   const problems: string[] = [];
   if (typeof w.name !== 'string' || w.name.length === 0) problems.push('name: a non-empty string');
   if (!Number.isInteger(w.pods) || w.pods < 1) problems.push('pods: a positive integer');
-  if (!w.arrival || (w.arrival.kind !== 'closed' && w.arrival.kind !== 'poisson')) problems.push('arrival: {"kind":"closed","concurrency":N} or {"kind":"poisson","ratePerSec":R}');
-  if (!w.source || !['random', 'shared-prefix', 'multi-turn', 'list'].includes(w.source.type)) problems.push('source.type: random | shared-prefix | multi-turn | list');
+  const traffic = w.source?.type === 'traffic';
+  // A traffic source times its own requests: it runs open loop.
+  if (traffic && w.arrival === undefined) w.arrival = { kind: 'open' };
+  if (!w.arrival || !['closed', 'poisson', 'open'].includes(w.arrival.kind)) problems.push('arrival: {"kind":"closed","concurrency":N}, {"kind":"poisson","ratePerSec":R} or {"kind":"open"}');
+  if (!w.source || !['random', 'shared-prefix', 'multi-turn', 'list', 'traffic'].includes(w.source.type)) problems.push('source.type: random | shared-prefix | multi-turn | list | traffic');
   if (problems.length) throw new Error(`${path}: invalid workload: ${problems.join('; ')}`);
   const src = w.source;
   const source = (): RequestSource => {
@@ -76,7 +88,8 @@ export function loadWorkloadFile(path: string): Workload {
       case 'shared-prefix': return sharedPrefix(src);
       case 'multi-turn': return multiTurn({ ...src, maxModelLen: w.engine?.maxModelLen ?? 8192 });
       case 'list': return fromList(src.requests.map((r, i): SimRequest => ({ id: `r${i}`, tokens: tokenize(r.prompt), maxTokens: r.maxTokens, lora: r.lora ?? null })));
+      case 'traffic': return trafficSource({ maxModelLen: w.engine?.maxModelLen ?? 8192, ...src });
     }
   };
-  return { name: w.name, description: w.description ?? path, pods: w.pods, arrival: w.arrival, source, engine: { ...SEEDS_ENGINE, ...w.engine } };
+  return { name: w.name, description: w.description ?? path, pods: trace.pods ?? w.pods, arrival: w.arrival, source, engine: { ...SEEDS_ENGINE, ...w.engine } };
 }
