@@ -89,7 +89,9 @@ export function wasmEpp(o: WasmEppOptions): Router {
   };
 
   // Runs everything due by `now`, in time order: documents built, documents delivered.
+  let delivered = 0;
   const deliver = (body: string) => {
+    delivered++;
     const r = push.worker(0).requestSync({ method: 'POST', path: '/wasm-epp/v1/state', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, body });
     if (r.status !== 204) throw new Error(`the filter refused the sidecar's document: ${r.status} ${r.kind === 'local' ? r.bodyText : ''}`);
   };
@@ -130,9 +132,10 @@ export function wasmEpp(o: WasmEppOptions): Router {
     route(req, now, view) {
       if (addresses.length === 0) addresses = view.pods.map((p) => p.address);
       catchUp(now);
-      if (version === 0) {
+      if (delivered === 0) {
         // The stack ran before the load started: the sidecar's first document is in place.
         pushDue = Infinity;
+        deliveries.length = 0;
         build(now);
         deliver(deliveries.shift()!.body);
       }
