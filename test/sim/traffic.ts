@@ -87,7 +87,10 @@ interface Conv {
 export function planTraffic(o: TrafficOptions): PlannedRequest[] {
   const rng = new Rng(o.seed ?? 5);
   const warmup = o.warmupMs ?? 0;
-  const times = arrivalTimes(o.requests, o, rng.fork(), warmup).map((t) => t - warmup);
+  // The first request sent is at 0, like a trace's.
+  const all = arrivalTimes(o.requests, o, rng.fork(), warmup);
+  const first = all.find((t) => t >= warmup)!;
+  const times = all.map((t) => t - first);
   const lenRng = rng.fork();
   const turns = zipfSampler(o.turnsZipf ?? 2, o.maxTurns ?? 40);
   const limit = o.maxModelLen ?? 8192;
