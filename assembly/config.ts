@@ -54,6 +54,9 @@ export class Config {
   bytesPerToken: f64 = 4;
   ttftFloorMs: f64 = 100;
   ttftQueuedRequestMs: f64 = 0;
+  ttftSlackMs: f64 = 0;
+  ttftTolerance: f64 = 0;
+  ttftLoraBlockedMs: f64 = 5000;
   ttftBacklogMode: i32 = 1;
   // Bounded load: an endpoint whose outstanding requests exceed max(mean x loadFactor,
   // mean + loadSlack) over the candidates does not win (0: off).
@@ -186,6 +189,9 @@ export function parseConfig(text: string): ConfigResult {
     c.ttftFloorMs = r.num(tt, "floor_ms", c.ttftFloorMs, 0.001, 1e6, "ttft.");
     c.ttftQueuedRequestMs = r.num(tt, "queued_request_ms", c.ttftQueuedRequestMs, 0, 1e6, "ttft.");
     c.ttftBacklogMode = r.int(tt, "backlog_mode", c.ttftBacklogMode, 0, 2, "ttft.");
+    c.ttftSlackMs = r.num(tt, "slack_ms", c.ttftSlackMs, 0, 1e6, "ttft.");
+    c.ttftTolerance = r.num(tt, "tolerance", c.ttftTolerance, 0, 100, "ttft.");
+    c.ttftLoraBlockedMs = r.num(tt, "lora_blocked_ms", c.ttftLoraBlockedMs, 0, 1e6, "ttft.");
   }
   const bal = r.section(root, "balance");
   if (bal !== null) {

@@ -31,6 +31,8 @@ export class PickInput {
   prefix: PrefixMatch | null = null;
   // Prompt size in tokens (prompt bytes / bytes per token); 0 when the request was not parsed.
   promptTokens: f64 = 0;
+  // The target is a LoRA adapter some endpoint has loaded or queued (set by pickEndpoint).
+  adapter: bool = false;
   load: LoadView;
   scratch: Scratch = SHARED_SCRATCH;
 
@@ -121,7 +123,10 @@ export function estimateTtftMs(e: Endpoint, i: i32, input: PickInput): f64 {
   // there the backlog says nothing, and the queue does.
   const full = !input.degraded && e.kvUsage >= input.cfg.kvThreshold;
   const backlog = full && input.cfg.ttftBacklogMode == 1 ? 0 : input.load.backlogMs(input.load.find(e.id), input.nowMs);
-  return backlog + workMs(i, input) + queued(e, input) * input.cfg.ttftQueuedRequestMs;
+  let wait = backlog + workMs(i, input) + queued(e, input) * input.cfg.ttftQueuedRequestMs;
+  // An adapter that cannot be loaded there now waits for a slot to free up.
+  if (input.adapter && loraScore(e, input.target) == 0) wait += input.cfg.ttftLoraBlockedMs;
+  return wait;
 }
 
 // Per-worker scratch space, so a pick over hundreds of endpoints allocates nothing.
@@ -185,6 +190,7 @@ export function pickEndpoint(input: PickInput, rng: Rng): Pick {
   result.candidates = n;
 
   // Score.
+  input.adapter = input.target.length > 0 && input.pool.adapters.has(input.target);
   const queues = sc.queue;
   const est = sc.est;
   const w = input.cfg.weights;
@@ -210,7 +216,7 @@ export function pickEndpoint(input: PickInput, rng: Rng): Pick {
   }
   const span = maxQ - minQ;
   const prefix = input.prefix;
-  const adapter = input.target.length > 0 && input.pool.adapters.has(input.target);
+  const adapter = input.adapter;
   const band = minLoad * input.cfg.prefixLoadRatio + input.cfg.prefixLoadSlack;
   // Bounded load: endpoints past the cap above the mean do not win; the least loaded is always
   // within it.
@@ -230,7 +236,7 @@ export function pickEndpoint(input: PickInput, rng: Rng): Pick {
     const e = unchecked(eps[i]);
     if (unchecked(load[k]) > cap) continue;
     let total = w.queue * queueScore(unchecked(queues[k]), minQ, span);
-    if (w.ttft > 0) total += w.ttft * ttftScore(unchecked(est[k]), minEst, input.cfg.ttftFloorMs);
+    if (w.ttft > 0) total += w.ttft * ttftScore(unchecked(est[k]), minEst * (1 + input.cfg.ttftTolerance), input.cfg.ttftFloorMs, input.cfg.ttftSlackMs);
     if (!input.degraded) {
       total += w.kvCache * kvCacheScore(e);
       total += w.score * e.score;

@@ -24,11 +24,12 @@ export function prefixScore(matched: i32, total: i32, common: i32 = 0): f64 {
   return v > 1 ? 1 : v;
 }
 
-// ttft: the endpoint's estimated time to first token against the best candidate's, both with
-// `floor` added so that differences far below a step's duration do not count: 1 for the best,
-// towards 0 for estimates many times larger.
-@inline export function ttftScore(estMs: f64, minMs: f64, floor: f64): f64 {
-  return (minMs + floor) / (estMs + floor);
+// ttft: the endpoint's estimated time to first token against the best candidate's: 1 within
+// `slack` of the best, then falling towards 0 for estimates many times larger (`floor` keeps
+// differences far below a step's duration from counting).
+@inline export function ttftScore(estMs: f64, minMs: f64, floor: f64, slack: f64 = 0): f64 {
+  const best = minMs + slack;
+  return estMs <= best ? 1 : (best + floor) / (estMs + floor);
 }
 
 // lora: the adapter is loaded (1), a slot is free to load it (0.8), it is queued to load (0.6),

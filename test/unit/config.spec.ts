@@ -19,6 +19,26 @@ describe("parseConfig", () => {
     expect(c.weights.kvCache).toBe(2);
     expect(c.weights.prefix).toBe(3);
     expect(c.endpointHeader).toBe("x-gateway-destination-endpoint");
+    expect(c.weights.ttft).toBe(0);
+    expect(c.prefillTokensPerSec).toBe(5000);
+    expect(c.bytesPerToken).toBe(4);
+    expect(c.balanceLoadFactor).toBe(0);
+  });
+
+  it("reads the ttft and balance sections", () => {
+    const c = parseConfig("{\"weights\":{\"ttft\":2},\"ttft\":{\"prefill_tokens_per_s\":20000,\"tolerance\":0.3,\"slack_ms\":5,\"floor_ms\":50,\"queued_request_ms\":400,\"backlog_mode\":0,\"lora_blocked_ms\":1000},\"balance\":{\"load_factor\":1.25,\"load_slack\":2}}").config as Config;
+    expect(c.weights.ttft).toBe(2);
+    expect(c.prefillTokensPerSec).toBe(20000);
+    expect(c.ttftTolerance).toBe(0.3);
+    expect(c.ttftSlackMs).toBe(5);
+    expect(c.ttftFloorMs).toBe(50);
+    expect(c.ttftQueuedRequestMs).toBe(400);
+    expect(c.ttftBacklogMode).toBe(0);
+    expect(c.ttftLoraBlockedMs).toBe(1000);
+    expect(c.balanceLoadFactor).toBe(1.25);
+    expect(c.balanceLoadSlack).toBe(2);
+    expect(err("{\"balance\":{\"load_factor\":0.5}}")).toBe("balance.load_factor: must be 0 (off) or at least 1");
+    expect(err("{\"ttft\":{\"prefill_tokens_per_s\":0}}")).toBe("ttft.prefill_tokens_per_s: must be between 1 and 1000000000");
   });
 
   it("reads every section and ignores unknown keys", () => {

@@ -344,6 +344,29 @@ describe("pickEndpoint", () => {
     expect(ttftScore(572, 168, 100)).toBeCloseTo(268.0 / 672.0);
   });
 
+  it("adds the wait for an adapter slot where the adapter cannot be loaded now", () => {
+    const a = ep("p0", 0, 2, 0.2);
+    const b = ep("p1", 0, 2, 0.2);
+    a.maxLora = 1;
+    a.loraRunning = ["other"];
+    b.maxLora = 1;
+    b.loraRunning = ["travel-helper-v1"];
+    const inp = input(pool([a, b]));
+    inp.target = "travel-helper-v1";
+    inp.promptTokens = 500;
+    inp.cfg.weights.ttft = 4;
+    const r = pickEndpoint(inp, new Rng(1));
+    expect(r.index).toBe(1);
+    expect(estimateTtftMs(a, 0, inp)).toBe(100 + 5000);
+    expect(estimateTtftMs(b, 1, inp)).toBe(100);
+  });
+
+  it("scores estimates within the tolerance as well as the best", () => {
+    expect(ttftScore(120, 100 * 1.3, 100, 0)).toBe(1);
+    expect(ttftScore(200, 100, 100, 50)).toBe(250.0 / 300.0);
+    expect(ttftScore(150, 100, 100, 50)).toBe(1);
+  });
+
   it("keeps an endpoint far above the mean load from winning when load is bounded", () => {
     const p = pool([ep("p0", 0, 30, 0.3), ep("p1", 0, 4, 0.3), ep("p2", 0, 5, 0.3)]);
     const m = new PrefixMatch(3, 10);

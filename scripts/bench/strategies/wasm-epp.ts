@@ -54,11 +54,12 @@ export function wasmEpp(o: WasmEppOptions): Router {
     spec: { targetPortNumber: 8000, selector: { app: 'sim' } },
   } as InferencePool;
   const spec = parsePool(pool, 'default').spec;
-  const models: InferenceModel[] = [{
+  const inferenceModel = (name: string): InferenceModel => ({
     apiVersion: 'inference.networking.x-k8s.io/v1alpha2', kind: 'InferenceModel',
-    metadata: { name: 'sim-model', namespace: 'default', creationTimestamp: '2026-01-01T00:00:00Z' },
-    spec: { modelName: model, criticality: 'Critical', poolRef: { name: 'sim-pool' }, targetModels: [{ name: model, weight: 100 }] },
-  } as InferenceModel];
+    metadata: { name: `sim-model-${name.replace(/[^a-z0-9-]/g, '-')}`.slice(0, 63), namespace: 'default', creationTimestamp: '2026-01-01T00:00:00Z' },
+    spec: { modelName: name, criticality: 'Critical', poolRef: { name: 'sim-pool' }, targetModels: [{ name, weight: 100 }] },
+  } as InferenceModel);
+  const models: InferenceModel[] = [inferenceModel(model)];
 
   const records: TargetRecord[] = [];
   let addresses: string[] = [];
@@ -139,7 +140,18 @@ export function wasmEpp(o: WasmEppOptions): Router {
         build(now);
         deliver(deliveries.shift()!.body);
       }
-      const body = JSON.stringify({ model, prompt: detokenize(req.tokens), max_tokens: req.maxTokens, stream: true });
+      // A request for a LoRA adapter names the adapter as its model, as OpenAI clients of vLLM do;
+      // the operator declared an InferenceModel for it before the load started.
+      const name = req.lora ?? model;
+      if (!models.some((m) => m.spec.modelName === name)) {
+        models.push(inferenceModel(name));
+        pushDue = Infinity;
+        build(now);
+        const latest = deliveries.pop()!;
+        deliveries.length = 0; // it supersedes any document still on its way
+        deliver(latest.body);
+      }
+      const body = JSON.stringify({ model: name, prompt: detokenize(req.tokens), max_tokens: req.maxTokens, stream: true });
       const s = routing.worker(nextWorker++ % 2).newHttpStream();
       s.requestHeaders({ ':method': 'POST', ':path': '/v1/completions', ':authority': 'sim', ':scheme': 'http', 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) }, false);
       s.requestBody(body, true);
