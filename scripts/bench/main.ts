@@ -11,94 +11,23 @@
 //   npm run bench -- --seeds 7,8,9         simulation seeds; results pool the requests of all runs
 //   npm run bench -- --wasm PATH           the filter module the wasm-epp strategies load
 //   npm run bench -- --pods N              pods of every workload (default: its own; 8 for a trace)
+//   npm run bench -- --jobs N              simulations at once, each in a worker process (default: the cores)
 //   --trace-block-tokens B, --trace-speed X, --trace-limit N   how a trace is replayed
 
-import { readFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { simulate, type ClusterResult, type Router } from '../../test/sim/cluster.ts';
+import type { ClusterResult } from '../../test/sim/cluster.ts';
 import { summarize } from '../../test/sim/stats.ts';
-import { leastRequest, random, roundRobin } from '../../test/sim/routers.ts';
-import { builtinWorkloads, loadWorkloadFile, type Workload } from './workloads.ts';
-import { gie } from './strategies/gie.ts';
-import { sglangCacheAware } from './strategies/sglang.ts';
-import { precise } from './strategies/precise.ts';
-import { wasmEpp } from './strategies/wasm-epp.ts';
+import type { Workload } from './workloads.ts';
 import { writeReport, type Row } from './report.ts';
 import { coefficientOfVariation, podShares, prefillModel, queueDelays } from './metrics.ts';
 import { verdicts } from './verdict.ts';
+import { setup } from './setup.ts';
+import { runJobs, type Job } from './runner.ts';
 
-const FLAGS = new Set(['--quick', '--json']);
-const OPTIONS = new Set(['--out', '--strategies', '--seeds', '--workload', '--wasm', '--pods', '--trace-block-tokens', '--trace-speed', '--trace-limit']);
 const args = process.argv.slice(2);
-for (let i = 0; i < args.length; i++) {
-  if (OPTIONS.has(args[i])) {
-    if (i + 1 >= args.length) fail(`${args[i]} needs a value`);
-    i++;
-  } else if (!FLAGS.has(args[i])) {
-    fail(`unknown argument ${args[i]}; options: ${[...FLAGS, ...OPTIONS].join(' ')}`);
-  }
-}
-const flag = (name: string) => args.includes(name);
-const values = (name: string) => args.flatMap((a, i) => (a === name && i + 1 < args.length ? [args[i + 1]] : []));
-const number = (name: string, ok: (v: number) => boolean): number | undefined => {
-  const v = values(name)[0];
-  if (v === undefined) return undefined;
-  if (!ok(Number(v))) fail(`${name} ${v}: not a valid value`);
-  return Number(v);
-};
-const positiveInt = (v: number) => Number.isInteger(v) && v >= 1;
-const quick = flag('--quick');
-const json = flag('--json');
-const outDir = values('--out')[0] ?? 'build/bench';
-const wasmPath = values('--wasm')[0] ?? new URL('../../build/wasm-epp.wasm', import.meta.url);
-const pods = number('--pods', positiveInt);
-const trace = {
-  blockTokens: number('--trace-block-tokens', positiveInt),
-  speed: number('--trace-speed', (v) => v > 0),
-  limit: number('--trace-limit', positiveInt),
-};
-
-function fail(message: string): never {
-  process.stderr.write(`bench: ${message}\n`);
-  process.exit(2);
-}
-
-// Read once, and only when a wasm-epp strategy runs.
-let wasmBytes: Uint8Array | undefined;
-const wasm = () => {
-  try {
-    return (wasmBytes ??= new Uint8Array(readFileSync(wasmPath)));
-  } catch (e) {
-    fail(`cannot read the filter module ${wasmPath}: ${(e as Error).message}`);
-  }
-};
-
-const STRATEGIES: Record<string, (seed: number) => Router> = {
-  'round-robin': () => roundRobin(),
-  random: (seed) => random(seed),
-  'least-request': (seed) => leastRequest({ seed }),
-  gie: (seed) => gie(seed),
-  'sglang-cache-aware': () => sglangCacheAware(),
-  'wasm-epp': (seed) => wasmEpp({ wasm: wasm(), seed }),
-  'wasm-epp-default': (seed) => Object.assign(wasmEpp({ wasm: wasm(), seed, strategy: 'DEFAULT' }), { name: 'wasm-epp-default' }),
-  precise: (seed) => precise(seed),
-};
-
-const chosen = values('--strategies').flatMap((s) => s.split(',')).filter(Boolean);
-for (const s of chosen) if (!STRATEGIES[s]) fail(`unknown strategy ${s}; known: ${Object.keys(STRATEGIES).join(', ')}`);
-const strategies = chosen.length ? chosen : Object.keys(STRATEGIES);
-const files = values('--workload');
-let workloads: Workload[];
-try {
-  workloads = files.length ? files.map((f) => loadWorkloadFile(f, { ...trace, pods })) : builtinWorkloads(quick);
-} catch (e) {
-  fail((e as Error).message);
-}
-if (pods !== undefined) workloads = workloads.map((w) => (w.pods === pods ? w : { ...w, pods, description: `${w.description} (run on ${pods} pods)` }));
-// A closed-loop load test is chaotic (one policy, one workload: TTFT p90 from 0.7 s to 3.2 s
-// across seeds), so results pool several runs.
-const seeds = (values('--seeds')[0] ?? (quick ? '7' : '7,8,9')).split(',').map(Number);
-if (!seeds.every(Number.isInteger)) fail(`--seeds: integers separated by commas`);
+const config = setup(args);
+const { quick, json, outDir, seeds, workloads, strategies } = config;
 
 function progress(text: string): void {
   if (!json) process.stderr.write(text);
@@ -138,27 +67,24 @@ function row(w: Workload, name: string, runs: ClusterResult[]): Row {
   };
 }
 
-const rows: Row[] = [];
+// Every (workload, strategy, seed) is a job; a row pools the runs of its seeds.
+const jobs: Job[] = workloads.flatMap((_, workload) => strategies.flatMap((strategy) => seeds.map((seed) => ({ workload, strategy, seed }))));
+const results: ClusterResult[] = new Array(jobs.length);
+const runsOf = (workload: number, strategy: string) => jobs.flatMap((j, k) => (j.workload === workload && j.strategy === strategy ? [results[k]] : []));
 const started = Date.now();
-progress(`seeds ${seeds.join(', ')}\n`);
-for (const w of workloads) {
-  progress(`${w.name} (${w.pods} pods): `);
-  for (const name of strategies) {
-    const t0 = Date.now();
-    const runs: ClusterResult[] = [];
-    for (const seed of seeds) {
-      runs.push(await simulate({
-        cluster: { pods: w.pods, engine: w.engine, seed },
-        source: w.source(),
-        router: STRATEGIES[name](seed),
-        arrival: w.arrival,
-      }));
-    }
-    rows.push(row(w, name, runs));
-    progress(`${name} ${((Date.now() - t0) / 1000).toFixed(1)}s, `);
-  }
-  progress('\n');
+progress(`seeds ${seeds.join(', ')}; ${jobs.length} runs, ${Math.min(config.jobs, jobs.length)} at a time\n`);
+try {
+  await runJobs(config, args, jobs, (i, r) => {
+    results[i] = r;
+    const { workload, strategy } = jobs[i];
+    const runs = runsOf(workload, strategy);
+    if (runs.every(Boolean)) progress(`${workloads[workload].name}: ${strategy} ${(runs.reduce((a, x) => a + x.wallMs, 0) / 1000).toFixed(1)}s\n`);
+  });
+} catch (e) {
+  process.stderr.write(`bench: ${(e as Error).message}\n`);
+  process.exit(1);
 }
+const rows: Row[] = workloads.flatMap((w, wi) => strategies.map((name) => row(w, name, runsOf(wi, name))));
 
 const round = (v: number, d = 1) => (Number.isFinite(v) ? Math.round(v * 10 ** d) / 10 ** d : null);
 type Metrics = Record<string, number | null | Array<number | null>>;

@@ -74,7 +74,7 @@ function trafficWorkload(name: string, pods: number, o: TrafficOptions, what: st
     description: `${what}; ${opts.requests} requests, open loop at ${o.ratePerSec.toFixed(1)} req/s on average (90% of the measured capacity), +-${((o.swing ?? 0.25) * 100).toFixed(0)}% per minute with bursts; ${pods} pods`,
     pods,
     arrival: { kind: 'open' },
-    source: () => traffic(opts),
+    source: (seed) => traffic(seed === undefined ? opts : { ...opts, seed: (o.seed ?? 0) * 1000 + seed }),
     engine: SEEDS_ENGINE,
   };
 }

@@ -14,8 +14,11 @@ export interface Workload {
   description: string;
   pods: number;
   arrival: Arrival;
-  /** A fresh source per run (sources are stateful). */
-  source: () => RequestSource;
+  /**
+   * A fresh source per run (sources are stateful). Generated open-loop traffic takes the run's
+   * seed, so the runs pooled in a row see different realizations of it.
+   */
+  source: (seed?: number) => RequestSource;
   engine?: ClusterOptions['engine'];
   /** Trace requests cut to fit the max model length. */
   truncated?: number;
@@ -82,13 +85,13 @@ export function loadWorkloadFile(path: string, trace: TraceWorkloadOptions = {})
   if (!w.source || !['random', 'shared-prefix', 'multi-turn', 'list', 'traffic'].includes(w.source.type)) problems.push('source.type: random | shared-prefix | multi-turn | list | traffic');
   if (problems.length) throw new Error(`${path}: invalid workload: ${problems.join('; ')}`);
   const src = w.source;
-  const source = (): RequestSource => {
+  const source = (seed?: number): RequestSource => {
     switch (src.type) {
       case 'random': return randomDataset(src);
       case 'shared-prefix': return sharedPrefix(src);
       case 'multi-turn': return multiTurn({ ...src, maxModelLen: w.engine?.maxModelLen ?? 8192 });
       case 'list': return fromList(src.requests.map((r, i): SimRequest => ({ id: `r${i}`, tokens: tokenize(r.prompt), maxTokens: r.maxTokens, lora: r.lora ?? null })));
-      case 'traffic': return trafficSource({ maxModelLen: w.engine?.maxModelLen ?? 8192, ...src });
+      case 'traffic': return trafficSource({ maxModelLen: w.engine?.maxModelLen ?? 8192, ...src, seed: seed === undefined ? src.seed : (src.seed ?? 5) * 1000 + seed });
     }
   };
   return { name: w.name, description: w.description ?? path, pods: trace.pods ?? w.pods, arrival: w.arrival, source, engine: { ...SEEDS_ENGINE, ...w.engine } };

@@ -31,9 +31,12 @@ writeFileSync(list, JSON.stringify({
 const FIELDS = ["ttft_p50_ms", "ttft_p90_ms", "ttft_p99_ms", "queue_delay_p50_ms", "queue_delay_p90_ms", "queue_delay_p99_ms", "tpot_p50_ms", "e2e_p50_ms", "throughput_tok_s", "prefix_hit_rate", "kv_util_spread", "pod_share", "pod_share_cv"];
 
 test("--json prints exactly one JSON object on stdout: every metric per strategy, and the verdicts", () => {
-  const r = bench("--json", "--workload", trace, "--workload", list, "--strategies", "round-robin,least-request", "--pods", "3", "--trace-block-tokens", "128");
+  const run = (jobs: string) => bench("--json", "--workload", trace, "--workload", list, "--strategies", "round-robin,least-request", "--pods", "3", "--trace-block-tokens", "128", "--jobs", jobs);
+  const r = run("2"); // in two worker processes
   assert.equal(r.status, 0, r.stderr);
   const out = JSON.parse(r.stdout); // the whole of stdout
+  const alone = run("1");
+  assert.deepEqual(JSON.parse(alone.stdout), out, "the same results in one process");
   assert.deepEqual(Object.keys(out), ["workloads", "verdicts"]);
   assert.deepEqual(Object.keys(out.workloads), ["prod", "tiny"]);
   for (const w of ["prod", "tiny"]) {
@@ -52,7 +55,7 @@ test("--json prints exactly one JSON object on stdout: every metric per strategy
 
 test("the report: queueing delay, share columns and the verdict section", () => {
   const out = join(dir, "report");
-  const r = bench("--workload", trace, "--strategies", "round-robin,least-request", "--out", out);
+  const r = bench("--workload", trace, "--strategies", "round-robin,least-request", "--out", out, "--jobs", "1");
   assert.equal(r.status, 0, r.stderr);
   const md = readFileSync(join(out, "report.md"), "utf8");
   assert.match(md, /\| strategy \| TTFT p50 \(s\) \| TTFT p90 \(s\) \| TTFT p99 \(s\) \| queue p50 \(s\) \| queue p90 \(s\) \|.*\| share CV \| max share \|/);
@@ -65,14 +68,14 @@ test("the report: queueing delay, share columns and the verdict section", () => 
 test("a malformed trace line, an unknown option or a missing filter module is a clear error", () => {
   const bad = join(dir, "bad.jsonl");
   writeFileSync(bad, `${lines[0]}\n${lines[1]}\n{"timestamp": 1, "input_length": "many"}\n`);
-  const r = bench("--json", "--workload", bad, "--strategies", "round-robin");
+  const r = bench("--json", "--workload", bad, "--strategies", "round-robin", "--jobs", "1");
   assert.equal(r.status, 2);
   assert.equal(r.stdout, "");
   assert.match(r.stderr, /bad\.jsonl:3: input_length must be an integer >= 1/);
   const u = bench("--json", "--quik");
   assert.equal(u.status, 2);
   assert.match(u.stderr, /unknown argument --quik/);
-  const w = bench("--json", "--workload", list, "--strategies", "wasm-epp", "--wasm", join(dir, "missing.wasm"));
+  const w = bench("--json", "--workload", list, "--strategies", "wasm-epp", "--wasm", join(dir, "missing.wasm"), "--jobs", "2");
   assert.equal(w.status, 2);
   assert.match(w.stderr, /cannot read the filter module .*missing\.wasm/);
 });

@@ -1,0 +1,103 @@
+// The benchmark's options, workloads and strategies, from its command line. The main process
+// and its workers (runner.ts) build the same setup from the same arguments, so a job is named by
+// indexes and a seed, and every process makes the same workload and router from them.
+
+import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import type { Router } from '../../test/sim/cluster.ts';
+import { leastRequest, random, roundRobin } from '../../test/sim/routers.ts';
+import { builtinWorkloads, loadWorkloadFile, type Workload } from './workloads.ts';
+import { gie } from './strategies/gie.ts';
+import { sglangCacheAware } from './strategies/sglang.ts';
+import { precise } from './strategies/precise.ts';
+import { wasmEpp } from './strategies/wasm-epp.ts';
+
+const FLAGS = new Set(['--quick', '--json']);
+const OPTIONS = new Set(['--out', '--strategies', '--seeds', '--workload', '--wasm', '--pods', '--trace-block-tokens', '--trace-speed', '--trace-limit', '--jobs']);
+
+export function fail(message: string): never {
+  process.stderr.write(`bench: ${message}\n`);
+  process.exit(2);
+}
+
+export interface Setup {
+  quick: boolean;
+  json: boolean;
+  outDir: string;
+  seeds: number[];
+  /** Processes running simulations at once. */
+  jobs: number;
+  workloads: Workload[];
+  strategies: string[];
+  router(strategy: string, seed: number): Router;
+}
+
+export function setup(args: string[]): Setup {
+  for (let i = 0; i < args.length; i++) {
+    if (OPTIONS.has(args[i])) {
+      if (i + 1 >= args.length) fail(`${args[i]} needs a value`);
+      i++;
+    } else if (!FLAGS.has(args[i])) {
+      fail(`unknown argument ${args[i]}; options: ${[...FLAGS, ...OPTIONS].join(' ')}`);
+    }
+  }
+  const values = (name: string) => args.flatMap((a, i) => (a === name && i + 1 < args.length ? [args[i + 1]] : []));
+  const number = (name: string, ok: (v: number) => boolean): number | undefined => {
+    const v = values(name)[0];
+    if (v === undefined) return undefined;
+    if (!ok(Number(v))) fail(`${name} ${v}: not a valid value`);
+    return Number(v);
+  };
+  const positiveInt = (v: number) => Number.isInteger(v) && v >= 1;
+  const quick = args.includes('--quick');
+  const pods = number('--pods', positiveInt);
+  const trace = { blockTokens: number('--trace-block-tokens', positiveInt), speed: number('--trace-speed', (v) => v > 0), limit: number('--trace-limit', positiveInt) };
+
+  const wasmPath = values('--wasm')[0] ?? new URL('../../build/wasm-epp.wasm', import.meta.url);
+  let wasmBytes: Uint8Array | undefined;
+  const wasm = () => {
+    try {
+      return (wasmBytes ??= new Uint8Array(readFileSync(wasmPath)));
+    } catch (e) {
+      fail(`cannot read the filter module ${wasmPath}: ${(e as Error).message}`);
+    }
+  };
+  const STRATEGIES: Record<string, (seed: number) => Router> = {
+    'round-robin': () => roundRobin(),
+    random: (seed) => random(seed),
+    'least-request': (seed) => leastRequest({ seed }),
+    gie: (seed) => gie(seed),
+    'sglang-cache-aware': () => sglangCacheAware(),
+    'wasm-epp': (seed) => wasmEpp({ wasm: wasm(), seed }),
+    'wasm-epp-default': (seed) => Object.assign(wasmEpp({ wasm: wasm(), seed, strategy: 'DEFAULT' }), { name: 'wasm-epp-default' }),
+    precise: (seed) => precise(seed),
+  };
+  const chosen = values('--strategies').flatMap((s) => s.split(',')).filter(Boolean);
+  for (const s of chosen) if (!STRATEGIES[s]) fail(`unknown strategy ${s}; known: ${Object.keys(STRATEGIES).join(', ')}`);
+  const strategies = chosen.length ? chosen : Object.keys(STRATEGIES);
+  if (strategies.some((s) => s.startsWith('wasm-epp'))) wasm(); // fail before any run
+
+  const files = values('--workload');
+  let workloads: Workload[];
+  try {
+    workloads = files.length ? files.map((f) => loadWorkloadFile(f, { ...trace, pods })) : builtinWorkloads(quick);
+  } catch (e) {
+    fail((e as Error).message);
+  }
+  if (pods !== undefined) workloads = workloads.map((w) => (w.pods === pods ? w : { ...w, pods, description: `${w.description} (run on ${pods} pods)` }));
+
+  // A closed-loop load test is chaotic (one policy, one workload: TTFT p90 from 0.7 s to 3.2 s
+  // across seeds), so results pool several runs.
+  const seeds = (values('--seeds')[0] ?? (quick ? '7' : '7,8,9')).split(',').map(Number);
+  if (!seeds.every(Number.isInteger)) fail('--seeds: integers separated by commas');
+  return {
+    quick,
+    json: args.includes('--json'),
+    outDir: values('--out')[0] ?? 'build/bench',
+    seeds,
+    jobs: number('--jobs', positiveInt) ?? availableParallelism(),
+    workloads,
+    strategies,
+    router: (name, seed) => STRATEGIES[name](seed),
+  };
+}
