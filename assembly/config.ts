@@ -56,6 +56,8 @@ export class Config {
   ttftQueuedRequestMs: f64 = 0;
   ttftSlackMs: f64 = 0;
   ttftTolerance: f64 = 0;
+  ttftBacklogTolerance: f64 = 0;
+  ttftOverloadMs: f64 = Infinity;
   ttftLoraBlockedMs: f64 = 5000;
   ttftBacklogMode: i32 = 1;
   // Bounded load: an endpoint whose outstanding requests exceed max(mean x loadFactor,
@@ -191,6 +193,8 @@ export function parseConfig(text: string): ConfigResult {
     c.ttftBacklogMode = r.int(tt, "backlog_mode", c.ttftBacklogMode, 0, 2, "ttft.");
     c.ttftSlackMs = r.num(tt, "slack_ms", c.ttftSlackMs, 0, 1e6, "ttft.");
     c.ttftTolerance = r.num(tt, "tolerance", c.ttftTolerance, 0, 100, "ttft.");
+    c.ttftBacklogTolerance = r.num(tt, "backlog_tolerance", c.ttftBacklogTolerance, 0, 100, "ttft.");
+    c.ttftOverloadMs = r.num(tt, "overload_ms", c.ttftOverloadMs, 0, Infinity, "ttft.");
     c.ttftLoraBlockedMs = r.num(tt, "lora_blocked_ms", c.ttftLoraBlockedMs, 0, 1e6, "ttft.");
   }
   const bal = r.section(root, "balance");

@@ -122,8 +122,12 @@ export function estimateTtftMs(e: Endpoint, i: i32, input: PickInput): f64 {
   // A pod whose KV cache is full admits requests as others finish, not as fast as it prefills:
   // there the backlog says nothing, and the queue does.
   const full = !input.degraded && e.kvUsage >= input.cfg.kvThreshold;
-  const backlog = full && input.cfg.ttftBacklogMode == 1 ? 0 : input.load.backlogMs(input.load.find(e.id), input.nowMs);
-  let wait = backlog + workMs(i, input) + queued(e, input) * input.cfg.ttftQueuedRequestMs;
+  const mode = input.cfg.ttftBacklogMode;
+  const backlog = full && mode == 1 ? 0 : input.load.backlogMs(input.load.find(e.id), input.nowMs);
+  const q = queued(e, input);
+  // Mode 2: a full pod (or one with requests waiting) holds this request until others finish.
+  const blocked = mode == 2 && (full || q > 0);
+  let wait = backlog + workMs(i, input) + (blocked ? q + 1 : q) * input.cfg.ttftQueuedRequestMs;
   // An adapter that cannot be loaded there now waits for a slot to free up.
   if (input.adapter && loraScore(e, input.target) == 0) wait += input.cfg.ttftLoraBlockedMs;
   return wait;
@@ -199,6 +203,7 @@ export function pickEndpoint(input: PickInput, rng: Rng): Pick {
   let minQ = Infinity;
   let maxQ = -Infinity;
   let minEst = Infinity;
+  let minBacklog = Infinity;
   for (let k = 0; k < n; k++) {
     const i = unchecked(cand[k]);
     const e = unchecked(eps[i]);
@@ -209,12 +214,21 @@ export function pickEndpoint(input: PickInput, rng: Rng): Pick {
     const t = estimateTtftMs(e, i, input);
     unchecked((est[k] = t));
     if (t < minEst) minEst = t;
+    const bl = input.load.backlogMs(input.load.find(e.id), input.nowMs);
+    if (bl < minBacklog) minBacklog = bl;
     const q = queued(e, input);
     unchecked((queues[k] = q));
     if (q < minQ) minQ = q;
     if (q > maxQ) maxQ = q;
   }
   const span = maxQ - minQ;
+  // Estimates this close to the best count as the best. When every endpoint has prefill queued
+  // (a burst), differences within a share of the smallest backlog are noise, and following
+  // them exactly would spread the burst evenly and lock the pods into one rhythm.
+  let ttftBest = minEst * (1 + input.cfg.ttftTolerance) + minBacklog * input.cfg.ttftBacklogTolerance;
+  // Past ttft.overload_ms of prefill queued on every endpoint the pool is overloaded: the queue
+  // is long everywhere, and the estimate stands aside for the queue and KV scorers.
+  if (minBacklog > input.cfg.ttftOverloadMs) ttftBest = Infinity;
   const prefix = input.prefix;
   const adapter = input.adapter;
   const band = minLoad * input.cfg.prefixLoadRatio + input.cfg.prefixLoadSlack;
@@ -236,7 +250,7 @@ export function pickEndpoint(input: PickInput, rng: Rng): Pick {
     const e = unchecked(eps[i]);
     if (unchecked(load[k]) > cap) continue;
     let total = w.queue * queueScore(unchecked(queues[k]), minQ, span);
-    if (w.ttft > 0) total += w.ttft * ttftScore(unchecked(est[k]), minEst * (1 + input.cfg.ttftTolerance), input.cfg.ttftFloorMs, input.cfg.ttftSlackMs);
+    if (w.ttft > 0) total += w.ttft * ttftScore(unchecked(est[k]), ttftBest, input.cfg.ttftFloorMs, input.cfg.ttftSlackMs);
     if (!input.degraded) {
       total += w.kvCache * kvCacheScore(e);
       total += w.score * e.score;

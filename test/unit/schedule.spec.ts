@@ -361,6 +361,29 @@ describe("pickEndpoint", () => {
     expect(estimateTtftMs(b, 1, inp)).toBe(100);
   });
 
+  it("lets the estimate stand aside while every endpoint has more than overload_ms of prefill queued", () => {
+    const p = pool([ep("p0", 0, 1, 0.1), ep("p1", 0, 1, 0.1)]);
+    let load = apply(null, p.endpoints[0].id, 1, NOW, 16, 5000);
+    load = apply(load, p.endpoints[1].id, 1, NOW, 16, 9000);
+    const inp = input(p, new LoadView(load));
+    inp.promptTokens = 100;
+    inp.cfg.weights.ttft = 10;
+    // p0 is 4 s sooner: it always wins.
+    for (let s = 1; s < 20; s++) expect(pickEndpoint(inp, new Rng(<u64>s)).index).toBe(0);
+    // Overloaded: both are ties for the estimate, and the pick is shared at random.
+    inp.cfg.ttftOverloadMs = 3000;
+    const counts = [0, 0];
+    for (let s = 1; s < 200; s++) counts[pickEndpoint(inp, new Rng(<u64>s)).index]++;
+    expect(counts[0]).toBeGreaterThan(50);
+    expect(counts[1]).toBeGreaterThan(50);
+    // A backlog tolerance widens the tie by a share of the smallest backlog.
+    inp.cfg.ttftOverloadMs = Infinity;
+    inp.cfg.ttftBacklogTolerance = 1; // ties up to min + 5000 ms
+    const c2 = [0, 0];
+    for (let s = 1; s < 200; s++) c2[pickEndpoint(inp, new Rng(<u64>s)).index]++;
+    expect(c2[1]).toBeGreaterThan(50);
+  });
+
   it("scores estimates within the tolerance as well as the best", () => {
     expect(ttftScore(120, 100 * 1.3, 100, 0)).toBe(1);
     expect(ttftScore(200, 100, 100, 50)).toBe(250.0 / 300.0);
