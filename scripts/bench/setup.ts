@@ -13,7 +13,7 @@ import { precise } from './strategies/precise.ts';
 import { wasmEpp } from './strategies/wasm-epp.ts';
 
 const FLAGS = new Set(['--quick', '--json']);
-const OPTIONS = new Set(['--out', '--strategies', '--seeds', '--workload', '--wasm', '--pods', '--trace-block-tokens', '--trace-speed', '--trace-limit', '--jobs']);
+const OPTIONS = new Set(['--out', '--strategies', '--seeds', '--workload', '--wasm', '--pods', '--trace-block-tokens', '--trace-speed', '--trace-limit', '--jobs', '--variants', '--only']);
 
 export function fail(message: string): never {
   process.stderr.write(`bench: ${message}\n`);
@@ -72,6 +72,22 @@ export function setup(args: string[]): Setup {
     'wasm-epp-default': (seed) => Object.assign(wasmEpp({ wasm: wasm(), seed, strategy: 'DEFAULT' }), { name: 'wasm-epp-default' }),
     precise: (seed) => precise(seed),
   };
+  // --variants FILE.json: {"name": {plugin configuration}} adds wasm-epp:name and
+  // wasm-epp-default:name, the filter with that configuration (to choose defaults on the suite).
+  const variantsFile = values('--variants')[0];
+  if (variantsFile !== undefined) {
+    let variants: Record<string, Record<string, unknown>>;
+    try {
+      variants = JSON.parse(readFileSync(variantsFile, 'utf8'));
+    } catch (e) {
+      fail(`--variants ${variantsFile}: ${(e as Error).message}`);
+    }
+    if (typeof variants !== 'object' || variants === null || Array.isArray(variants)) fail(`--variants ${variantsFile}: an object of name -> plugin configuration`);
+    for (const [name, config] of Object.entries(variants)) {
+      STRATEGIES[`wasm-epp:${name}`] = (seed) => Object.assign(wasmEpp({ wasm: wasm(), seed, config }), { name: `wasm-epp:${name}` });
+      STRATEGIES[`wasm-epp-default:${name}`] = (seed) => Object.assign(wasmEpp({ wasm: wasm(), seed, strategy: 'DEFAULT', config }), { name: `wasm-epp-default:${name}` });
+    }
+  }
   const chosen = values('--strategies').flatMap((s) => s.split(',')).filter(Boolean);
   for (const s of chosen) if (!STRATEGIES[s]) fail(`unknown strategy ${s}; known: ${Object.keys(STRATEGIES).join(', ')}`);
   const strategies = chosen.length ? chosen : Object.keys(STRATEGIES);
@@ -84,6 +100,9 @@ export function setup(args: string[]): Setup {
   } catch (e) {
     fail((e as Error).message);
   }
+  const only = values('--only').flatMap((s) => s.split(',')).filter(Boolean);
+  for (const o of only) if (!workloads.some((w) => w.name === o)) fail(`--only ${o}: no such workload; known: ${workloads.map((w) => w.name).join(', ')}`);
+  if (only.length) workloads = workloads.filter((w) => only.includes(w.name));
   if (pods !== undefined) workloads = workloads.map((w) => (w.pods === pods ? w : { ...w, pods, description: `${w.description} (run on ${pods} pods)` }));
 
   // A closed-loop load test is chaotic (one policy, one workload: TTFT p90 from 0.7 s to 3.2 s

@@ -79,6 +79,8 @@ export function wasmEpp(o: WasmEppOptions): Router {
   };
 
   const build = (now: number) => {
+    // Before the first request the pods' addresses are not known: nothing to publish yet.
+    if (addresses.length === 0) return;
     lastBuildAt = now;
     const endpoints: EndpointInput[] = addresses.map((a, i) => ({ pod: `pod-${i}`, ip: a.split(':')[0], k8sReady: true, firstSeenMs: 0, record: records[i] }));
     const built = buildDocument({ pools: [{ spec, endpoints }], models, defaultNamespace: 'default', metricsStaleMs: staleMs, nowMs: T0 + now });
@@ -143,7 +145,7 @@ export function wasmEpp(o: WasmEppOptions): Router {
       // A request for a LoRA adapter names the adapter as its model, as OpenAI clients of vLLM do;
       // the operator declared an InferenceModel for it before the load started.
       const name = req.lora ?? model;
-      if (!models.some((m) => m.spec.modelName === name)) {
+      if (!models.some((m) => m.spec?.modelName === name)) {
         models.push(inferenceModel(name));
         pushDue = Infinity;
         build(now);
