@@ -13,7 +13,7 @@ export class Weights {
   kvCache: f64 = 2;
   prefix: f64 = 3;
   lora: f64 = 1;
-  ttft: f64 = 0;
+  ttft: f64 = 2;
   // The sidecar's score counts queue and KV again (with freshness): a tie-breaker, not a driver.
   score: f64 = 0.1;
 }
@@ -55,7 +55,7 @@ export class Config {
   ttftFloorMs: f64 = 100;
   ttftQueuedRequestMs: f64 = 0;
   ttftSlackMs: f64 = 0;
-  ttftTolerance: f64 = 0;
+  ttftTolerance: f64 = 3;
   ttftBacklogTolerance: f64 = 0;
   ttftOverloadMs: f64 = Infinity;
   ttftLoraBlockedMs: f64 = 5000;

@@ -336,6 +336,7 @@ describe("pickEndpoint", () => {
     expect(estimateTtftMs(p.endpoints[0], 0, inp)).toBe(572);
     expect(estimateTtftMs(p.endpoints[1], 1, inp)).toBe(168);
     inp.cfg.weights.ttft = 10;
+    inp.cfg.ttftTolerance = 0;
     const r = pickEndpoint(inp, new Rng(1));
     expect(r.index).toBe(1);
     expect(r.workMs).toBe(168);
@@ -368,6 +369,7 @@ describe("pickEndpoint", () => {
     const inp = input(p, new LoadView(load));
     inp.promptTokens = 100;
     inp.cfg.weights.ttft = 10;
+    inp.cfg.ttftTolerance = 0;
     // p0 is 4 s sooner: it always wins.
     for (let s = 1; s < 20; s++) expect(pickEndpoint(inp, new Rng(<u64>s)).index).toBe(0);
     // Overloaded: both are ties for the estimate, and the pick is shared at random.
