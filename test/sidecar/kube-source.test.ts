@@ -39,8 +39,8 @@ test("lists and watches pools, models and the selected pods with a labelSelector
     t.api.apply(modelObj("inferencemodel-qwen", "/model/qwen", "vllm-qwen-pool", { criticality: "Critical" }));
     t.api.apply(podObj("qwen-0", "10.0.0.1", { app: "qwen" }));
     t.api.apply(podObj("other", "10.0.0.9", { app: "other" }));
-    await waitUntil(() => t.source.snapshot().pools.length === 1 && t.source.snapshot().models.length === 1, 5000, "pools and models");
-    assert.equal(t.source.synced(), true);
+    // Pools and models can show up before the third informer (InferenceTrafficPolicy) has listed.
+    await waitUntil(() => t.source.snapshot().pools.length === 1 && t.source.snapshot().models.length === 1 && t.source.synced(), 5000, "pools, models and every informer listed");
     t.source.setPodSelectors([{ namespace: "default", selector: { app: "qwen" } }]);
     assert.equal(t.source.synced(), false, "a new pod informer is not synced before its first list");
     await waitUntil(() => t.source.synced() && t.podNames().length === 1, 5000, "pods");
