@@ -133,6 +133,16 @@ export function estimateTtftMs(e: Endpoint, i: i32, input: PickInput): f64 {
   return wait;
 }
 
+// How saturated endpoint e is (GIE's saturation detector): 1 at the queue or KV threshold;
+// 0 in degraded mode, where metrics are not trusted.
+export function podSaturation(e: Endpoint, input: PickInput): f64 {
+  if (input.degraded) return 0;
+  const c = input.cfg;
+  const q = c.queueThreshold > 0 ? e.waiting / c.queueThreshold : 0;
+  const k = c.kvThreshold > 0 ? e.kvUsage / c.kvThreshold : 0;
+  return q > k ? q : k;
+}
+
 // Per-worker scratch space, so a pick over hundreds of endpoints allocates nothing.
 export class Scratch {
   cand: Int32Array = new Int32Array(0);
@@ -204,6 +214,7 @@ export function pickEndpoint(input: PickInput, rng: Rng): Pick {
   let maxQ = -Infinity;
   let minEst = Infinity;
   let minBacklog = Infinity;
+  let saturation: f64 = 0;
   for (let k = 0; k < n; k++) {
     const i = unchecked(cand[k]);
     const e = unchecked(eps[i]);
@@ -216,6 +227,7 @@ export function pickEndpoint(input: PickInput, rng: Rng): Pick {
     if (t < minEst) minEst = t;
     const bl = input.load.backlogMs(input.load.find(e.id), input.nowMs);
     if (bl < minBacklog) minBacklog = bl;
+    saturation += podSaturation(e, input);
     const q = queued(e, input);
     unchecked((queues[k] = q));
     if (q < minQ) minQ = q;
@@ -225,7 +237,11 @@ export function pickEndpoint(input: PickInput, rng: Rng): Pick {
   // Estimates this close to the best count as the best. When every endpoint has prefill queued
   // (a burst), differences within a share of the smallest backlog are noise, and following
   // them exactly would spread the burst evenly and lock the pods into one rhythm.
-  let ttftBest = minEst * (1 + input.cfg.ttftTolerance) + minBacklog * input.cfg.ttftBacklogTolerance;
+  // While the pool is saturated (GIE's detector: the mean over endpoints of max(waiting / queue
+  // threshold, KV usage / KV threshold) reaches 1) new work waits for KV cache to free up, and
+  // the estimate counts only where it is clearly better (ttft.saturated_tolerance).
+  const tolerance = saturation / <f64>n >= 1 && input.cfg.ttftSaturatedTolerance >= 0 ? input.cfg.ttftSaturatedTolerance : input.cfg.ttftTolerance;
+  let ttftBest = minEst * (1 + tolerance) + minBacklog * input.cfg.ttftBacklogTolerance;
   // Past ttft.overload_ms of prefill queued on every endpoint the pool is overloaded: the queue
   // is long everywhere, and the estimate stands aside for the queue and KV scorers.
   if (minBacklog > input.cfg.ttftOverloadMs) ttftBest = Infinity;

@@ -1,6 +1,6 @@
 import { LoadView, recordLoad, BUCKET_MS, BUCKETS } from "../../assembly/schedule/load";
 import { queueScore, kvCacheScore, loraScore, prefixScore, ttftScore } from "../../assembly/schedule/scorers";
-import { PickInput, pickEndpoint, isSaturated, outstanding, queued, cachedTokens, workMs, estimateTtftMs, PICKED, SHED, NO_ENDPOINT } from "../../assembly/schedule/pick";
+import { PickInput, pickEndpoint, isSaturated, outstanding, queued, cachedTokens, workMs, estimateTtftMs, podSaturation, PICKED, SHED, NO_ENDPOINT } from "../../assembly/schedule/pick";
 import { Config } from "../../assembly/config";
 import { Endpoint, Pool, SHEDDABLE, CRITICAL, STANDARD } from "../../assembly/state/document";
 import { PrefixMatch } from "../../assembly/prefix/index";
@@ -384,6 +384,28 @@ describe("pickEndpoint", () => {
     const c2 = [0, 0];
     for (let s = 1; s < 200; s++) c2[pickEndpoint(inp, new Rng(<u64>s)).index]++;
     expect(c2[1]).toBeGreaterThan(50);
+  });
+
+  it("widens the tolerance while the pool is saturated", () => {
+    const p = pool([ep("p0", 0, 1, 0.5), ep("p1", 0, 1, 0.5)]);
+    let load = apply(null, p.endpoints[0].id, 1, NOW, 16, 100);
+    load = apply(load, p.endpoints[1].id, 1, NOW, 16, 250);
+    const inp = input(p, new LoadView(load));
+    inp.promptTokens = 500; // 100 ms each: estimates 200 and 350 ms
+    inp.cfg.weights.ttft = 10;
+    inp.cfg.ttftTolerance = 0;
+    inp.cfg.ttftSaturatedTolerance = 3;
+    expect(podSaturation(p.endpoints[0], inp)).toBe(0.625);
+    for (let s = 1; s < 20; s++) expect(pickEndpoint(inp, new Rng(<u64>s)).index).toBe(0);
+    // KV usage past the threshold on both: saturated, and 350 ms is within 4 x 200 ms.
+    p.endpoints[0].kvUsage = 0.85;
+    p.endpoints[1].kvUsage = 0.85;
+    expect(podSaturation(p.endpoints[1], inp)).toBeGreaterThan(1);
+    const counts = [0, 0];
+    for (let s = 1; s < 200; s++) counts[pickEndpoint(inp, new Rng(<u64>s)).index]++;
+    expect(counts[1]).toBeGreaterThan(50);
+    // Waiting requests count too (5 = the queue threshold).
+    expect(podSaturation(ep("p9", 10, 1, 0.1), inp)).toBe(2);
   });
 
   it("scores estimates within the tolerance as well as the best", () => {
