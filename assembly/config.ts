@@ -55,10 +55,12 @@ export class Config {
   ttftFloorMs: f64 = 100;
   ttftQueuedRequestMs: f64 = 0;
   ttftSlackMs: f64 = 0;
-  ttftTolerance: f64 = 3;
+  ttftTolerance: f64 = 0;
   ttftBacklogTolerance: f64 = 0;
   // Tolerance while the pool is saturated; negative: the same as ttftTolerance.
   ttftSaturatedTolerance: f64 = -1;
+  // Tolerance while the pool's clients run closed loop; negative: the same as ttftTolerance.
+  ttftClosedLoopTolerance: f64 = 3;
   ttftOverloadMs: f64 = Infinity;
   ttftLoraBlockedMs: f64 = 5000;
   ttftBacklogMode: i32 = 1;
@@ -197,6 +199,7 @@ export function parseConfig(text: string): ConfigResult {
     c.ttftTolerance = r.num(tt, "tolerance", c.ttftTolerance, 0, 100, "ttft.");
     c.ttftBacklogTolerance = r.num(tt, "backlog_tolerance", c.ttftBacklogTolerance, 0, 100, "ttft.");
     c.ttftSaturatedTolerance = r.num(tt, "saturated_tolerance", c.ttftSaturatedTolerance, -1, 100, "ttft.");
+    c.ttftClosedLoopTolerance = r.num(tt, "closed_loop_tolerance", c.ttftClosedLoopTolerance, -1, 100, "ttft.");
     c.ttftOverloadMs = r.num(tt, "overload_ms", c.ttftOverloadMs, 0, Infinity, "ttft.");
     c.ttftLoraBlockedMs = r.num(tt, "lora_blocked_ms", c.ttftLoraBlockedMs, 0, 1e6, "ttft.");
   }

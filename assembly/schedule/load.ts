@@ -17,14 +17,22 @@ import { SharedStore } from "../util/store";
 // read and rewritten in place as bytes (no decoding into objects: it is touched three times per
 // request). Its size is bounded: at most `maxEntries` entries, idle ones dropped first.
 //
-// Layout (little-endian): u32 magic, u32 head bucket, u32 count, then count entries sorted by
+// The record also tells whether the pool's clients run closed loop (a fixed number of requests
+// in flight, each sent as another finishes, as a load test with a concurrency limit does): it
+// keeps when a request last finished and a moving average of how many dispatches came within
+// COUPLED_MS of a completion. Open-loop traffic lands there only by chance.
+//
+// Layout (little-endian): u32 magic, u32 head bucket, u32 count, f32 coupled share, f64 last
+// completion (ms since the epoch), then count entries sorted by
 // endpoint id: u32 id, i32 in-flight, f64 busy-until (ms since the epoch), i16 net[BUCKETS]
 // (net[0] is the head bucket, the newest).
 
 export const BUCKET_MS: f64 = 64;
 export const BUCKETS: i32 = 8;
-const MAGIC: u32 = 0x324c4557; // "WEL2"
-const HEADER: i32 = 12;
+const MAGIC: u32 = 0x334c4557; // "WEL3"
+const HEADER: i32 = 24;
+export const COUPLED_MS: f64 = 5;
+const COUPLED_ALPHA: f32 = 0.05;
 const NET: i32 = 16; // offset of net[0] in an entry
 const ENTRY: i32 = NET + 2 * BUCKETS;
 
@@ -38,6 +46,10 @@ export class LoadView {
   ptr: usize = 0;
   count: i32 = 0;
   head: u32 = 0;
+  // Share of recent dispatches sent within COUPLED_MS of a completion; 1 (closed loop assumed)
+  // until dispatches show otherwise.
+  coupled: f64 = 1;
+  lastFinishMs: f64 = 0;
 
   constructor(buf: ArrayBuffer | null) {
     if (buf !== null) this.attach(buf);
@@ -52,6 +64,8 @@ export class LoadView {
     this.ptr = p;
     this.count = count;
     this.head = load<u32>(p, 4);
+    this.coupled = <f64>load<f32>(p, 12);
+    this.lastFinishMs = load<f64>(p, 16);
   }
 
   @inline entry(i: i32): usize {
@@ -152,6 +166,14 @@ export class LoadView {
     store<u32>(o, MAGIC);
     store<u32>(o, newHead, 4);
     store<u32>(o, <u32>(kept + (insert ? 1 : 0)), 8);
+    let coupled = <f32>this.coupled;
+    // Before any request has finished there is no evidence either way.
+    if (delta > 0 && this.lastFinishMs > 0) {
+      const c: f32 = nowMs - this.lastFinishMs <= COUPLED_MS ? 1 : 0;
+      coupled += COUPLED_ALPHA * (c - coupled);
+    }
+    store<f32>(o, coupled, 12);
+    store<f64>(o, delta < 0 ? nowMs : this.lastFinishMs, 16);
     const age = <i32>(newHead - now); // bucket index of `now` in the new record
     if (shift == 0 && !compact) {
       // The common case: same time bucket, nothing dropped. Copy in bulk, then touch one entry.

@@ -240,7 +240,11 @@ export function pickEndpoint(input: PickInput, rng: Rng): Pick {
   // While the pool is saturated (GIE's detector: the mean over endpoints of max(waiting / queue
   // threshold, KV usage / KV threshold) reaches 1) new work waits for KV cache to free up, and
   // the estimate counts only where it is clearly better (ttft.saturated_tolerance).
-  const tolerance = saturation / <f64>n >= 1 && input.cfg.ttftSaturatedTolerance >= 0 ? input.cfg.ttftSaturatedTolerance : input.cfg.ttftTolerance;
+  let tolerance = saturation / <f64>n >= 1 && input.cfg.ttftSaturatedTolerance >= 0 ? input.cfg.ttftSaturatedTolerance : input.cfg.ttftTolerance;
+  // Closed-loop clients send the next request as one finishes: followed exactly, the estimate
+  // spreads every wave of them evenly and locks the pods into one rhythm of filling, preempting
+  // and admitting. There the estimate counts only where it is clearly better.
+  if (input.load.coupled >= 0.5 && input.cfg.ttftClosedLoopTolerance >= 0) tolerance = input.cfg.ttftClosedLoopTolerance;
   let ttftBest = minEst * (1 + tolerance) + minBacklog * input.cfg.ttftBacklogTolerance;
   // Past ttft.overload_ms of prefill queued on every endpoint the pool is overloaded: the queue
   // is long everywhere, and the estimate stands aside for the queue and KV scorers.

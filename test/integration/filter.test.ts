@@ -158,8 +158,8 @@ test('a burst between two metric refreshes spreads over full pods, across worker
   assert.ok(load, 'the shared load record exists');
   const view = Buffer.from(load.value);
   const count = view.readUInt32LE(8);
-  // Entries of 32 bytes after a 12-byte header: u32 id, i32 in-flight, ... (assembly/schedule/load.ts).
-  for (let i = 0; i < count; i++) assert.equal(view.readInt32LE(12 + i * 32 + 4), 0, 'in-flight back to zero');
+  // Entries of 32 bytes after a 24-byte header: u32 id, i32 in-flight, ... (assembly/schedule/load.ts).
+  for (let i = 0; i < count; i++) assert.equal(view.readInt32LE(24 + i * 32 + 4), 0, 'in-flight back to zero');
 });
 
 test('a burst over equal pods with free KV cache is shared at random, not piled on one', () => {

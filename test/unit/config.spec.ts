@@ -20,7 +20,8 @@ describe("parseConfig", () => {
     expect(c.weights.prefix).toBe(3);
     expect(c.endpointHeader).toBe("x-gateway-destination-endpoint");
     expect(c.weights.ttft).toBe(2);
-    expect(c.ttftTolerance).toBe(3);
+    expect(c.ttftTolerance).toBe(0);
+    expect(c.ttftClosedLoopTolerance).toBe(3);
     expect(c.prefillTokensPerSec).toBe(5000);
     expect(c.bytesPerToken).toBe(4);
     expect(c.balanceLoadFactor).toBe(0);

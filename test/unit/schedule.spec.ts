@@ -69,6 +69,32 @@ describe("LoadView", () => {
     expect(v.backlogMs(v.find(3), NOW + 1000 + 5 * BUCKET_MS)).toBe(10);
   });
 
+  it("tells closed-loop clients (dispatches right after completions) from open-loop ones", () => {
+    expect(new LoadView(null).coupled).toBe(1); // assumed until shown otherwise
+    let b: ArrayBuffer | null = apply(null, 1, 1, NOW);
+    // A burst before anything finished is no evidence.
+    for (let i = 0; i < 50; i++) b = apply(b, 1, 1, NOW + <f64>i);
+    expect(new LoadView(b).coupled).toBe(1);
+    // Dispatches long after any completion: the share falls.
+    let t = NOW;
+    for (let i = 0; i < 100; i++) {
+      t += 100;
+      b = apply(b, 1, 1, t);
+      b = apply(b, 1, -1, t + 50);
+    }
+    let v = new LoadView(b);
+    expect(v.coupled).toBeLessThan(0.1);
+    expect(v.lastFinishMs).toBe(t + 50);
+    // Each dispatch within COUPLED_MS of a completion: it rises past one half.
+    for (let i = 0; i < 30; i++) {
+      t += 100;
+      b = apply(b, 1, -1, t);
+      b = apply(b, 1, 1, t + 1);
+    }
+    v = new LoadView(b);
+    expect(v.coupled).toBeGreaterThan(0.5);
+  });
+
   it("does not drop an idle-looking entry whose prefill is still due", () => {
     let b: ArrayBuffer | null = null;
     b = apply(b, 1, 1, NOW, 2, 5000);
@@ -337,6 +363,7 @@ describe("pickEndpoint", () => {
     expect(estimateTtftMs(p.endpoints[1], 1, inp)).toBe(168);
     inp.cfg.weights.ttft = 10;
     inp.cfg.ttftTolerance = 0;
+    inp.cfg.ttftClosedLoopTolerance = -1; // open loop: no completions recorded here
     const r = pickEndpoint(inp, new Rng(1));
     expect(r.index).toBe(1);
     expect(r.workMs).toBe(168);
@@ -370,6 +397,7 @@ describe("pickEndpoint", () => {
     inp.promptTokens = 100;
     inp.cfg.weights.ttft = 10;
     inp.cfg.ttftTolerance = 0;
+    inp.cfg.ttftClosedLoopTolerance = -1; // open loop: no completions recorded here
     // p0 is 4 s sooner: it always wins.
     for (let s = 1; s < 20; s++) expect(pickEndpoint(inp, new Rng(<u64>s)).index).toBe(0);
     // Overloaded: both are ties for the estimate, and the pick is shared at random.
@@ -394,6 +422,7 @@ describe("pickEndpoint", () => {
     inp.promptTokens = 500; // 100 ms each: estimates 200 and 350 ms
     inp.cfg.weights.ttft = 10;
     inp.cfg.ttftTolerance = 0;
+    inp.cfg.ttftClosedLoopTolerance = -1; // open loop: no completions recorded here
     inp.cfg.ttftSaturatedTolerance = 3;
     expect(podSaturation(p.endpoints[0], inp)).toBe(0.625);
     for (let s = 1; s < 20; s++) expect(pickEndpoint(inp, new Rng(<u64>s)).index).toBe(0);
@@ -406,6 +435,25 @@ describe("pickEndpoint", () => {
     expect(counts[1]).toBeGreaterThan(50);
     // Waiting requests count too (5 = the queue threshold).
     expect(podSaturation(ep("p9", 10, 1, 0.1), inp)).toBe(2);
+  });
+
+  it("uses the closed-loop tolerance while clients run closed loop", () => {
+    const p = pool([ep("p0", 0, 1, 0.1), ep("p1", 0, 1, 0.1)]);
+    let load = apply(null, p.endpoints[0].id, 1, NOW, 16, 100);
+    load = apply(load, p.endpoints[1].id, 1, NOW, 16, 250);
+    const view = new LoadView(load);
+    const inp = input(p, view);
+    inp.promptTokens = 500;
+    inp.cfg.weights.ttft = 10;
+    inp.cfg.ttftTolerance = 0;
+    inp.cfg.ttftClosedLoopTolerance = -1; // open loop: no completions recorded here
+    inp.cfg.ttftClosedLoopTolerance = 3;
+    view.coupled = 0.2;
+    for (let s = 1; s < 20; s++) expect(pickEndpoint(inp, new Rng(<u64>s)).index).toBe(0);
+    view.coupled = 0.8;
+    const counts = [0, 0];
+    for (let s = 1; s < 200; s++) counts[pickEndpoint(inp, new Rng(<u64>s)).index]++;
+    expect(counts[1]).toBeGreaterThan(50);
   });
 
   it("scores estimates within the tolerance as well as the best", () => {
