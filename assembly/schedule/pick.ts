@@ -119,12 +119,16 @@ export function workMs(i: i32, input: PickInput): f64 {
 // is still due, then this request's own uncached prefill; and when requests are queued there
 // (no KV cache to start them), the wait for each of them to be admitted.
 export function estimateTtftMs(e: Endpoint, i: i32, input: PickInput): f64 {
+  return estimateWith(e, i, input, input.load.backlogMs(input.load.find(e.id), input.nowMs), queued(e, input));
+}
+
+// The estimate from the endpoint's backlog and queue, already looked up (the pick has them).
+function estimateWith(e: Endpoint, i: i32, input: PickInput, rawBacklog: f64, q: f64): f64 {
   // A pod whose KV cache is full admits requests as others finish, not as fast as it prefills:
   // there the backlog says nothing, and the queue does.
   const full = !input.degraded && e.kvUsage >= input.cfg.kvThreshold;
   const mode = input.cfg.ttftBacklogMode;
-  const backlog = full && mode == 1 ? 0 : input.load.backlogMs(input.load.find(e.id), input.nowMs);
-  const q = queued(e, input);
+  const backlog = full && mode == 1 ? 0 : rawBacklog;
   // Mode 2: a full pod (or one with requests waiting) holds this request until others finish.
   const blocked = mode == 2 && (full || q > 0);
   let wait = backlog + workMs(i, input) + (blocked ? q + 1 : q) * input.cfg.ttftQueuedRequestMs;
@@ -222,14 +226,14 @@ export function pickEndpoint(input: PickInput, rng: Rng): Pick {
     unchecked((load[k] = v));
     if (v < minLoad) minLoad = v;
     sumLoad += v;
-    const t = estimateTtftMs(e, i, input);
-    unchecked((est[k] = t));
-    if (t < minEst) minEst = t;
-    const bl = input.load.backlogMs(input.load.find(e.id), input.nowMs);
-    if (bl < minBacklog) minBacklog = bl;
-    saturation += podSaturation(e, input);
     const q = queued(e, input);
     unchecked((queues[k] = q));
+    const bl = input.load.backlogMs(input.load.find(e.id), input.nowMs);
+    if (bl < minBacklog) minBacklog = bl;
+    const t = estimateWith(e, i, input, bl, q);
+    unchecked((est[k] = t));
+    if (t < minEst) minEst = t;
+    saturation += podSaturation(e, input);
     if (q < minQ) minQ = q;
     if (q > maxQ) maxQ = q;
   }
