@@ -251,5 +251,8 @@ export class RootContext extends Context {
       this.deferred(() => vm.call(this, 'proxy_on_delete', vm.fns.on_delete!, this.id));
     }
     vm.contexts.delete(this.id);
+    // Envoy's ~Context cancels outstanding requests: their callbacks never come.
+    for (const call of this.httpCalls.values()) call.cancel();
+    this.httpCalls.clear();
   }
 }

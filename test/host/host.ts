@@ -12,7 +12,7 @@
 import { CUSTOM_STAT_NAMESPACE, FailState, LogLevel, WasmResult, type LogLevelName } from './abi.ts';
 import { ManualClock, RealClock, type Clock } from './clock.ts';
 import type { Context } from './context.ts';
-import { HttpCalls, type HttpCallHandler } from './http-call.ts';
+import { HttpCalls, type ClusterDecl, type HttpCallHandler } from './http-call.ts';
 import { formatLogLine, levelName, type LogEntry, type LogSink } from './logs.ts';
 import { StatsStore, type MetricSnapshot, type Stat } from './metrics.ts';
 import { Plugin, Worker, type PluginOptions } from './plugin.ts';
@@ -36,8 +36,12 @@ export interface HostOptions {
   workers?: number;
   /** Emulate Envoy's base VM and per-plugin canary VM (default true). */
   canary?: boolean;
-  /** Cluster names proxy_http_call may target; default: any, when a handler exists. */
-  clusters?: string[];
+  /**
+   * Clusters proxy_http_call may target: names (static clusters: the handler answers) or
+   * `{ name, type: 'original_dst', httpHeaderName }` (Envoy's ORIGINAL_DST with use_http_header:
+   * the call's own header picks the upstream). Default: any name, when a handler exists.
+   */
+  clusters?: ClusterDecl[];
   /** Default upstream for proxy_http_call. */
   httpCallHandler?: HttpCallHandler;
   /** Cap on host.logs / plugin.logs entries kept (oldest dropped). Default 100000. */
@@ -273,7 +277,8 @@ export class ProxyWasmHost {
       for (const vm of g.workers) {
         for (const t of vm.tickTimers.values()) t.timer?.cancel();
         for (const root of vm.roots.values()) {
-          for (const call of root.httpCalls.values()) call.cancel();
+          // Outstanding calls are cancelled when the root context goes (onDelete), not before:
+          // a root whose on_done returned false still gets their answers until proxy_done.
           if (root.onDone()) root.onDelete();
           else root.pendingDone = true;
         }

@@ -444,6 +444,24 @@ export class StreamContext extends Context {
 
 export type StreamMode = 'filter' | 'absent' | 'fail-closed';
 
+/**
+ * What a front playing Envoy's codec and router needs to hear about, including changes that
+ * happen outside its own calls into the stream (a root context resuming or answering the stream
+ * from a tick or an http call answer). Called synchronously, right after the change.
+ */
+export interface StreamObserver {
+  /** The whole request has left the filter (upstream.endStream): the router can send it. */
+  upstreamRequestComplete?(s: HttpStream): void;
+  /**
+   * The router abandons an upstream request it had started: a local reply (the filter's, the
+   * buffer limit's or a VM failure's) or a stream reset came after the request headers had gone
+   * upstream. `s.upstreamAborted` says which. The front must abort its upstream request.
+   */
+  upstreamReset?(s: HttpStream): void;
+  /** Something new for the client in `s.downstream`: headers, body, end of stream, or a reset. */
+  downstream?(s: HttpStream): void;
+}
+
 export interface StreamOwner {
   readonly plugin: PluginInfo;
   onStreamDone(s: HttpStream): void;
@@ -470,6 +488,14 @@ export class HttpStream {
   readonly startTimeMs: number;
   bytesReceived = 0;
   bytesSent = 0;
+  /** Set by a front that wants to hear about changes (see StreamObserver). */
+  observer: StreamObserver | null = null;
+  /**
+   * Why the router abandoned an upstream request that had started (request headers had gone
+   * upstream): 'local-reply' (answered locally, e.g. from a root context after an http call) or
+   * 'reset' (stream reset). null while the upstream exchange is not abandoned.
+   */
+  upstreamAborted: 'local-reply' | 'reset' | null = null;
   private localReplyPending: { code: number; details: string; grpcStatus: number | null } | null = null;
   private responseFromUpstream = true;
 
@@ -801,6 +827,7 @@ export class HttpStream {
     sink.headers = map.pairs();
     if (dir === this.enc) this.noteResponseHeaders(map);
     if (eos) this.endOf(dir, sink);
+    else if (dir === this.enc) this.observer?.downstream?.(this);
   }
 
   private forwardData(dir: Direction, data: BodyBuffer, eos: boolean): void {
@@ -808,6 +835,7 @@ export class HttpStream {
     if (dir === this.enc) this.bytesSent += data.length;
     sink.bodyBuffer.moveFrom(data);
     if (eos) this.endOf(dir, sink);
+    else if (dir === this.enc) this.observer?.downstream?.(this);
   }
 
   private forwardTrailers(dir: Direction, map: HeaderMap): void {
@@ -818,7 +846,20 @@ export class HttpStream {
 
   private endOf(dir: Direction, sink: Received): void {
     sink.endStream = true;
-    if (dir === this.enc) this.finish();
+    if (dir === this.enc) {
+      this.finish();
+      this.observer?.downstream?.(this);
+    } else {
+      this.observer?.upstreamRequestComplete?.(this);
+    }
+  }
+
+  /** The router drops the upstream request it started (FilterManager destroys the router filter). */
+  private abandonUpstream(why: 'local-reply' | 'reset'): void {
+    if (!this.upstream.headers || this.upstream.reset) return;
+    this.upstream.reset = true;
+    this.upstreamAborted = why;
+    this.observer?.upstreamReset?.(this);
   }
 
   private noteResponseHeaders(map: HeaderMap): void {
@@ -835,7 +876,7 @@ export class HttpStream {
     if (this.done || this.localReplyPending) return;
     this.details = details;
     this.dec.closed = true;
-    if (this.upstream.headers && !this.upstream.reset) this.upstream.reset = true;
+    this.abandonUpstream('local-reply');
     const isHead = this.dec.headers?.get(':method') === 'HEAD';
     const headers = new HeaderMap();
     headers.add(':status', String(code));
@@ -872,6 +913,7 @@ export class HttpStream {
       }
       this.downstream.endStream = true;
       this.finish();
+      this.observer?.downstream?.(this);
     }
   }
 
@@ -892,8 +934,9 @@ export class HttpStream {
     this.enc.closed = true;
     this.downstream.reset = true;
     // The router abandons an upstream exchange that has not completed.
-    if (this.upstream.headers) this.upstream.reset = true;
+    this.abandonUpstream('reset');
     this.finish();
+    this.observer?.downstream?.(this);
   }
 
   /** doDeferredStreamDestroy: access log (on_log), then filter destroy (on_done, on_delete). */

@@ -4,7 +4,10 @@ export { ProxyWasmHost, type HostOptions, type SharedDataView } from './host.ts'
 export { Plugin, Worker, type PluginOptions, type StreamOptions } from './plugin.ts';
 export { HttpStream, Received, type LocalReply } from './http-stream.ts';
 export type { RequestOptions, RequestResult, UpstreamResult, LocalResult, UpstreamResponse } from './request.ts';
-export type { HttpCallHandler, HttpCallRequest, HttpCallReply } from './http-call.ts';
+export {
+  parseIpPort, upstreamResetBeforeHeaders, UPSTREAM_TIMEOUT_REPLY, ORIGINAL_DST_DEFAULT_HEADER,
+  type ClusterDecl, type ClusterSpec, type ClusterType, type HttpCallHandler, type HttpCallRequest, type HttpCallReply,
+} from './http-call.ts';
 export type { LogEntry, LogSink, WorkerLabel } from './logs.ts';
 export { formatLogLine } from './logs.ts';
 export type { MetricSnapshot, MetricKind } from './metrics.ts';

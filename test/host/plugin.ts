@@ -5,7 +5,7 @@
 
 import { LogLevel, type LogLevelName } from './abi.ts';
 import { RootContext } from './context.ts';
-import type { HttpCallHandler } from './http-call.ts';
+import type { ClusterDecl, HttpCallHandler } from './http-call.ts';
 import { HttpStream, type StreamEnvironment, type StreamMode, type StreamOwner } from './http-stream.ts';
 import type { ProxyWasmHost } from './host.ts';
 import type { LogEntry } from './logs.ts';
@@ -39,6 +39,11 @@ export interface PluginOptions {
   bufferLimitBytes?: number;
   /** Upstream for this plugin's proxy_http_call (default: the host's). */
   httpCallHandler?: HttpCallHandler;
+  /**
+   * Clusters this plugin's calls may name, looked up before the host's: names (static clusters)
+   * or `{ name, type: 'original_dst', httpHeaderName }` (see http-call.ts).
+   */
+  clusters?: ClusterDecl[];
   /** Level of the `wasm` logger for this plugin's contexts (default: the host's). */
   logLevel?: LogLevelName;
   /** Extra values for proxy_get_property, keyed by dotted path ("xds.cluster_name") or top-level name. */
@@ -60,6 +65,7 @@ export interface PluginInfo {
   readonly logLevel: number;
   readonly properties?: Record<string, PropertyValue>;
   readonly httpCallHandler?: HttpCallHandler;
+  readonly clusters?: ClusterDecl[];
   readonly logs: LogEntry[];
 }
 
@@ -77,6 +83,7 @@ export class Plugin implements PluginInfo {
   readonly logLevel: number;
   readonly properties?: Record<string, PropertyValue>;
   readonly httpCallHandler?: HttpCallHandler;
+  readonly clusters?: ClusterDecl[];
   readonly bufferLimitBytes: number;
   /** Everything this plugin's contexts logged (subject to the log level). */
   readonly logs: LogEntry[] = [];
@@ -94,6 +101,7 @@ export class Plugin implements PluginInfo {
     this.logLevel = LogLevel[options.logLevel ?? host.options.logLevel ?? 'info'];
     this.properties = options.properties;
     this.httpCallHandler = options.httpCallHandler;
+    this.clusters = options.clusters;
     this.key = `${this.name}\u0000${this.rootId}\u0000${Plugin.seq++}`;
     this.logPrefix = ['', this.name, this.rootId, this.vmId].filter((p, i) => i === 0 || p !== '').join(' ');
   }
