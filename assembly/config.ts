@@ -71,6 +71,15 @@ export class Config {
   // Ceiling on endpoints per pool, in the state document and in the load record.
   maxEndpoints: i32 = 1024;
   weights: Weights = new Weights();
+  // Prefill/decode pools: the prefill copy goes by proxy_http_call to pdCluster (an ORIGINAL_DST
+  // cluster that honours the endpoint header), with pdTimeoutMs at most; a prefill pod that
+  // failed is avoided for pdFailureCooldownMs; the decode side of a failed prefill is aborted
+  // with a POST to pdAbortPath. At most pdMaxPending prefill calls per worker are in flight.
+  pdCluster: string = "wasm_epp_original_dst";
+  pdTimeoutMs: i32 = 300000;
+  pdFailureCooldownMs: f64 = 10000;
+  pdAbortPath: string = "/abort_request";
+  pdMaxPending: i32 = 10000;
 }
 
 export class ConfigResult {
@@ -208,6 +217,16 @@ export function parseConfig(text: string): ConfigResult {
     c.balanceLoadFactor = r.num(bal, "load_factor", c.balanceLoadFactor, 0, 1000, "balance.");
     if (c.balanceLoadFactor > 0 && c.balanceLoadFactor < 1) r.fail("balance.load_factor", "must be 0 (off) or at least 1");
     c.balanceLoadSlack = r.num(bal, "load_slack", c.balanceLoadSlack, 0, 1e6, "balance.");
+  }
+  const pd = r.section(root, "pd");
+  if (pd !== null) {
+    c.pdCluster = r.str(pd, "cluster", c.pdCluster, "pd.");
+    if (c.pdCluster.length == 0 || c.pdCluster.length > 256) r.fail("pd.cluster", "must name the cluster (1 to 256 characters)");
+    c.pdTimeoutMs = r.int(pd, "timeout_ms", c.pdTimeoutMs, 0, 3600000, "pd.");
+    c.pdFailureCooldownMs = r.num(pd, "failure_cooldown_ms", c.pdFailureCooldownMs, 0, 3600000, "pd.");
+    c.pdAbortPath = r.str(pd, "abort_path", c.pdAbortPath, "pd.");
+    if (c.pdAbortPath.length > 0 && !c.pdAbortPath.startsWith("/")) r.fail("pd.abort_path", "must be a path starting with / (or \"\" to send no abort)");
+    c.pdMaxPending = r.int(pd, "max_pending", c.pdMaxPending, 1, 1000000, "pd.");
   }
   const w = r.section(root, "weights");
   if (w !== null) {

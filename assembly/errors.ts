@@ -78,3 +78,23 @@ export function notFound(path: string): ErrorReply {
 export function methodNotAllowed(allowed: string): ErrorReply {
   return new ErrorReply(405, "invalid_request_error", "method_not_allowed", "use " + allowed);
 }
+
+export function noRoleEndpoint(pool: string, role: string): ErrorReply {
+  return new ErrorReply(503, "server_error", "no_ready_endpoint", "no ready " + role + " endpoint in inference pool " + pool);
+}
+
+export function prefillDispatchFailed(cluster: string): ErrorReply {
+  return new ErrorReply(503, "server_error", "prefill_dispatch_failed", "the gateway could not send the prefill request (is cluster " + quote(cluster) + " configured for the wasm-epp filter's calls?)");
+}
+
+export function prefillFailed(pod: string, why: string): ErrorReply {
+  return new ErrorReply(502, "server_error", "prefill_failed", "the prefill server " + pod + " failed: " + why);
+}
+
+export function prefillTimeout(pod: string, ms: i32): ErrorReply {
+  return new ErrorReply(504, "server_error", "prefill_timeout", "the prefill server " + pod + " did not answer within " + ms.toString() + " ms");
+}
+
+export function tooManyPrefills(limit: i32): ErrorReply {
+  return new ErrorReply(503, "server_error", "prefill_capacity", "more than " + limit.toString() + " prefill requests are in flight on this gateway worker; retry later");
+}

@@ -7,7 +7,7 @@ import * as host from "./host";
 import { Config, parseConfig, UNKNOWN_MODEL_REJECT } from "./config";
 import { HostStore } from "./shared";
 import { StateCache } from "./state/store";
-import { Pool, State, STANDARD, STRATEGY_PREFIX_CACHE } from "./state/document";
+import { Pool, PdSpec, State, STANDARD, STRATEGY_PREFIX_CACHE, ROLE_DECODE, ROLE_PREFILL } from "./state/document";
 import { parseOpenAIBody } from "./request/openai";
 import { chainSeed } from "./prefix/prompt";
 import { PrefixIndex, PrefixMatch } from "./prefix/index";
@@ -17,9 +17,15 @@ import { resolveModel, rewriteModel, looksLikeJson, handledLine } from "./route"
 import { Rng } from "./util/rng";
 import * as errors from "./errors";
 import { ErrorReply } from "./errors";
+import { quote } from "./json/writer";
 import * as stats from "./stats";
 import { Stats } from "./stats";
 import { PushHandler } from "./push";
+import { pdBody, PdFields, roomOf, ridOf } from "./pd/body";
+import { PdCalls, PendingPrefill, classify, outcomeName, OUTCOME_OK, OUTCOME_REJECTED, OUTCOME_TIMEOUT } from "./pd/calls";
+import { downSet, markDown } from "./pd/down";
+import { ParsedRequest } from "./request/openai";
+import { Resolution } from "./route";
 
 const WARN_EVERY_MS: f64 = 10000;
 
@@ -31,6 +37,7 @@ export class EppRoot extends RootContext {
   cache: StateCache = new StateCache(this.store, 1024);
   prefix: PrefixIndex = new PrefixIndex(this.store, 8192, 600000);
   rng: Rng = new Rng(1);
+  pd: PdCalls = new PdCalls();
   private lastWarnMs: Map<string, f64> = new Map<string, f64>();
 
   onConfigure(size: u32): bool {
@@ -97,6 +104,73 @@ export class EppRoot extends RootContext {
     return this.cache.state;
   }
 
+  // The answer to a prefill call (or to an abort sent after a failed one).
+  onHttpCallResponse(token: u32, headers: u32, bodySize: u32, _trailers: u32): void {
+    if (this.pd.takeAbort(token)) {
+      const st = headers > 0 ? parseStatus(host.getHeader(host.HTTP_CALL_RESPONSE_HEADERS, ":status")) : 0;
+      if (st < 200 || st >= 300) {
+        this.count(stats.PD_ABORT_FAILED);
+        this.warn("pd_abort", "aborting a decode request after a failed prefill got " + (headers == 0 ? "a reset" : "status " + st.toString()));
+      }
+      return;
+    }
+    const p = this.pd.take(token);
+    if (p === null) return;
+    const now = host.nowMs();
+    if (!recordLoad(this.store, loadKey(p.pool), p.prefillId, -1, now, this.config.maxEndpoints * 2)) this.count(stats.LOAD_UPDATE_LOST);
+    const status = headers > 0 ? parseStatus(host.getHeader(host.HTTP_CALL_RESPONSE_HEADERS, ":status")) : 0;
+    const outcome = classify(headers, status);
+    if (outcome == OUTCOME_OK) {
+      this.count(stats.PD_PREFILL_OK);
+      return;
+    }
+    const cfg = this.config;
+    const what = headers == 0 ? "connection reset" : "status " + status.toString();
+    if (outcome == OUTCOME_REJECTED) {
+      this.count(stats.PD_PREFILL_REJECTED);
+    } else {
+      this.count(outcome == OUTCOME_TIMEOUT ? stats.PD_PREFILL_TIMEOUT : stats.PD_PREFILL_FAILED);
+      if (cfg.pdFailureCooldownMs > 0) markDown(this.store, p.pool, p.prefillId, now + cfg.pdFailureCooldownMs, now);
+    }
+    host.log(host.LOG_WARN, "wasm-epp: prefill " + outcomeName(outcome) + " on pod " + p.prefillPod + " (" + what + ") after " +
+      (<i64>(now - p.sentMs)).toString() + " ms; room=" + p.room.toString() + " decode pod=" + p.decodePod +
+      (p.rid.length > 0 && cfg.pdAbortPath.length > 0 ? " (aborting it)" : ""));
+    if (p.rid.length > 0 && cfg.pdAbortPath.length > 0) this.abortDecode(p);
+    if (!this.pd.canAnswer(p.stream) || !host.setEffectiveContext(p.stream)) return;
+    let e: ErrorReply;
+    if (outcome == OUTCOME_REJECTED) {
+      const body = host.httpCallBody(<i32>(bodySize < 65536 ? bodySize : 0));
+      if (body !== null && body.byteLength > 0) {
+        this.count(stats.PD_CLIENT_ANSWERED);
+        host.sendResponse(<u32>status, "wasm_epp_prefill_rejected", String.UTF8.decode(body), ["content-type", "x-wasm-epp-error"], ["application/json", "prefill_rejected"]);
+        return;
+      }
+      e = errors.prefillFailed(p.prefillPod, what);
+      e.status = <u32>status;
+    } else if (outcome == OUTCOME_TIMEOUT) {
+      e = errors.prefillTimeout(p.prefillPod, cfg.pdTimeoutMs);
+    } else {
+      e = errors.prefillFailed(p.prefillPod, what);
+    }
+    this.count(stats.PD_CLIENT_ANSWERED);
+    host.sendResponse(e.status, e.details(), e.body(), ["content-type", "x-wasm-epp-error"], ["application/json", e.code]);
+  }
+
+  // Tells the decode pod to drop the request whose prefill failed, so it does not wait for a KV
+  // transfer until its own timeout.
+  private abortDecode(p: PendingPrefill): void {
+    const body = String.UTF8.encode("{\"rid\":" + quoteJson(p.rid) + "}");
+    const token = host.httpCall(this.config.pdCluster,
+      [":method", ":path", ":authority", "content-type", this.config.endpointHeader],
+      ["POST", this.config.pdAbortPath, p.decodeAddress, "application/json", p.decodeAddress], body, 5000);
+    if (token == 0) {
+      this.count(stats.PD_ABORT_FAILED);
+      return;
+    }
+    this.pd.trackAbort(token);
+    this.count(stats.PD_ABORT_SENT);
+  }
+
   poolOf(st: State): Pool | null {
     if (this.config.pool.length > 0) return st.findPool(this.config.pool);
     return st.pools.length == 1 ? st.pools[0] : null;
@@ -117,6 +191,8 @@ export class EppHttp extends Context {
   // Set once the request was sent to an endpoint: undone in onDone.
   routedPool: string = "";
   routedId: u32 = 0;
+  // A prefill call was sent for this request (prefill/decode pools).
+  prefillSent: bool = false;
 
   constructor(id: u32, root: EppRoot) {
     super(id, root);
@@ -185,10 +261,12 @@ export class EppHttp extends Context {
   }
 
   onResponseHeaders(_headers: u32, _endOfStream: bool): FilterHeadersStatusValues {
+    if (this.prefillSent) this.root.pd.responseStarted(this.context_id);
     return FilterHeadersStatusValues.Continue;
   }
 
   onDone(): bool {
+    if (this.prefillSent) this.root.pd.streamDone(this.context_id);
     this.release();
     return true;
   }
@@ -196,6 +274,7 @@ export class EppHttp extends Context {
   onLog(): void {}
 
   onDelete(): void {
+    if (this.prefillSent) this.root.pd.streamDone(this.context_id);
     this.release();
   }
 
@@ -260,6 +339,8 @@ export class EppHttp extends Context {
     const state = st as State;
     const now = host.nowMs();
     const input = this.pickInput(pool, state, now);
+    // Without a body there is nothing to prefill: a prefill/decode pool's decode pods answer.
+    if (pool.pd !== null) input.role = ROLE_DECODE;
     const picked = pickEndpoint(input, root.rng);
     if (picked.status == NO_ENDPOINT) {
       root.count(stats.NO_ENDPOINT);
@@ -302,6 +383,7 @@ export class EppHttp extends Context {
       }
       root.count(stats.UNKNOWN_MODEL_PASSTHROUGH);
     }
+    if (pool.pd !== null) return this.routePd(body, req, res, pool, state);
     const now = host.nowMs();
     const input = this.pickInput(pool, state, now);
     input.criticality = res.criticality;
@@ -354,6 +436,139 @@ export class EppHttp extends Context {
     return true;
   }
 
+  // A prefill/decode pool: a decode pod and a prefill pod, each picked by its role's strategy; the
+  // body gets the bootstrap fields that pair them; the prefill copy goes out as a call from the
+  // root context, and the request itself on to the decode pod.
+  private routePd(body: ArrayBuffer, req: ParsedRequest, res: Resolution, pool: Pool, state: State): bool {
+    const root = this.root;
+    const cfg = root.config;
+    const pd = pool.pd as PdSpec;
+    const now = host.nowMs();
+    let hashes: StaticArray<u64> | null = null;
+    let match: PrefixMatch | null = null;
+    if (pd.prefillStrategy == STRATEGY_PREFIX_CACHE || pd.decodeStrategy == STRATEGY_PREFIX_CACHE) {
+      const h = req.prompt.hashBlocks(changetype<usize>(body), cfg.prefixBlockSize, chainSeed(res.target, req.cacheSalt));
+      if (h.length > 0) {
+        hashes = h;
+        match = root.prefix.lookup(h, pool.indexById, pool.endpoints.length, now);
+      }
+    }
+    // Decode: the KV cache arrives by transfer, so there is no prefill to estimate there.
+    const din = this.pickInput(pool, state, now);
+    din.role = ROLE_DECODE;
+    din.criticality = res.criticality;
+    din.target = res.target;
+    if (pd.decodeStrategy == STRATEGY_PREFIX_CACHE) din.prefix = match;
+    const decoded = pickEndpoint(din, root.rng);
+    if (decoded.status == SHED) {
+      root.count(stats.SHED);
+      this.reply(errors.shed(pool.name));
+      return false;
+    }
+    if (decoded.status == NO_ENDPOINT) {
+      root.count(stats.NO_ENDPOINT);
+      this.reply(errors.noRoleEndpoint(pool.name, "decode"));
+      return false;
+    }
+    const pin = this.pickInput(pool, state, now);
+    pin.role = ROLE_PREFILL;
+    pin.criticality = res.criticality;
+    pin.target = res.target;
+    pin.promptTokens = <f64>req.prompt.seen / cfg.bytesPerToken;
+    pin.avoid = downSet(root.store, pool.name, now);
+    if (pd.prefillStrategy == STRATEGY_PREFIX_CACHE) pin.prefix = match;
+    const prefilled = pickEndpoint(pin, root.rng);
+    if (prefilled.status == SHED) {
+      root.count(stats.SHED);
+      this.reply(errors.shed(pool.name));
+      return false;
+    }
+    if (prefilled.status == NO_ENDPOINT) {
+      root.count(stats.PD_NO_PREFILL);
+      this.reply(errors.noRoleEndpoint(pool.name, "prefill"));
+      return false;
+    }
+    if (root.pd.inFlight >= cfg.pdMaxPending) {
+      root.count(stats.PD_DISPATCH_FAILED);
+      root.warn("pd_capacity", "more than pd.max_pending (" + cfg.pdMaxPending.toString() + ") prefill calls in flight on this worker; answering 503");
+      this.reply(errors.tooManyPrefills(cfg.pdMaxPending));
+      return false;
+    }
+    const d = pool.endpoints[decoded.index];
+    const p = pool.endpoints[prefilled.index];
+    const f = new PdFields();
+    f.host = p.ip;
+    f.port = pd.bootstrapPort;
+    // Rooms pair the halves of one request on the prefill pod: 63 random bits from the host
+    // (unique across workers and gateway replicas) mixed with the worker's generator.
+    f.room = roomOf(host.randomU64() ^ root.rng.next());
+    f.rid = ridOf(root.rng.next() ^ host.randomU64(), f.room);
+    const built = pdBody(body, req.modelStart, req.modelEnd, res.target != req.model ? res.target : null, f);
+    if (built.body === null) {
+      root.count(stats.INVALID_BODY);
+      this.reply(errors.invalidBody("invalid request body: " + built.error));
+      return false;
+    }
+    const out = built.body as ArrayBuffer;
+    if (built.removed > 0) (root.stats as Stats).inc(stats.PD_BOOTSTRAP_REMOVED, built.removed);
+    if (res.target != req.model) root.count(stats.MODEL_REWRITTEN);
+    const names = [":method", ":path", ":authority", "content-type", cfg.endpointHeader];
+    const path = host.getHeader(host.REQUEST_HEADERS, ":path");
+    const authority = host.getHeader(host.REQUEST_HEADERS, ":authority");
+    const values: Array<string> = ["POST", path !== null ? (path as string) : "/v1/chat/completions", authority !== null ? (authority as string) : p.address, "application/json", p.address];
+    const rid = host.getHeader(host.REQUEST_HEADERS, "x-request-id");
+    if (rid !== null) {
+      names.push("x-request-id");
+      values.push(rid as string);
+    }
+    const token = host.httpCall(cfg.pdCluster, names, values, out, <u32>cfg.pdTimeoutMs);
+    if (token == 0) {
+      root.count(stats.PD_DISPATCH_FAILED);
+      root.warn("pd_dispatch", "the prefill call to cluster " + cfg.pdCluster + " was refused by the proxy; is pd.cluster the ORIGINAL_DST cluster?");
+      this.reply(errors.prefillDispatchFailed(cfg.pdCluster));
+      return false;
+    }
+    if (!host.replaceBody(body.byteLength, out)) {
+      // The prefill is on its way; without the fields the decode pod would answer 400 anyway.
+      host.log(host.LOG_WARN, "wasm-epp: could not replace the request body for the decode pod");
+    }
+    if (host.getHeader(host.REQUEST_HEADERS, "content-length") !== null) {
+      host.setHeader(host.REQUEST_HEADERS, "content-length", out.byteLength.toString());
+    }
+    this.dispatch(pool, decoded.index, now, 0);
+    if (!recordLoad(root.store, loadKey(pool.name), p.id, 1, now, cfg.maxEndpoints * 2, prefilled.workMs)) root.count(stats.LOAD_UPDATE_LOST);
+    const pending = new PendingPrefill();
+    pending.pool = pool.name;
+    pending.prefillId = p.id;
+    pending.prefillPod = p.pod;
+    pending.decodePod = d.pod;
+    pending.decodeAddress = d.address;
+    pending.rid = built.rid;
+    pending.room = f.room;
+    pending.stream = this.context_id;
+    pending.sentMs = now;
+    root.pd.track(token, pending);
+    this.prefillSent = true;
+    let totalBlocks = 0;
+    if (hashes !== null && match !== null) {
+      const m = match as PrefixMatch;
+      totalBlocks = m.total;
+      let writes = 0;
+      if (pd.prefillStrategy == STRATEGY_PREFIX_CACHE) writes += root.prefix.record(hashes as StaticArray<u64>, m.grid, p.id, prefilled.prefixBlocks, now);
+      if (pd.decodeStrategy == STRATEGY_PREFIX_CACHE) writes += root.prefix.record(hashes as StaticArray<u64>, m.grid, d.id, decoded.prefixBlocks, now);
+      (root.stats as Stats).inc(stats.PREFIX_INDEX_WRITES, writes);
+      if (prefilled.prefixBlocks > 0) root.count(stats.PREFIX_HIT);
+    }
+    root.count(stats.ROUTED);
+    root.count(stats.PD_ROUTED);
+    if (din.degraded) root.count(stats.ROUTED_DEGRADED);
+    if (cfg.logRequests) {
+      host.log(host.LOG_INFO, handledLine(req.model, res.target, d, pool, decoded, totalBlocks, res.criticality, state.version, din.degraded, res.known) +
+        pdSuffix(p.pod, p.address, prefilled.prefixBlocks, f.room));
+    }
+    return true;
+  }
+
   // What the pick sees: the pool, the endpoints' in-flight counts shared by every worker, the
   // state's age.
   private pickInput(pool: Pool, state: State, now: f64): PickInput {
@@ -378,6 +593,21 @@ export class EppHttp extends Context {
       root.count(stats.LOAD_UPDATE_LOST);
     }
   }
+}
+
+// The `Request Handled` line's prefill/decode part: the prefill pod and the room pairing them.
+function pdSuffix(pod: string, address: string, prefixBlocks: i32, room: u64): string {
+  return " prefill=" + pod + " prefill_endpoint=" + address + " prefill_prefix_blocks=" + prefixBlocks.toString() + " room=" + room.toString();
+}
+
+function parseStatus(s: string | null): i32 {
+  if (s === null) return 0;
+  const v = parseDecimal(s as string);
+  return v >= 100 && v <= 999 ? <i32>v : 0;
+}
+
+function quoteJson(s: string): string {
+  return quote(s);
 }
 
 function parseDecimal(s: string): f64 {

@@ -11,7 +11,9 @@ export const CAS_MISMATCH: u32 = 8;
 
 export const REQUEST_HEADERS: i32 = 0;
 export const RESPONSE_HEADERS: i32 = 2;
+export const HTTP_CALL_RESPONSE_HEADERS: i32 = 6;
 export const REQUEST_BODY: i32 = 0;
+const HTTP_CALL_RESPONSE_BODY: i32 = 4;
 
 export const LOG_TRACE: i32 = 0;
 export const LOG_DEBUG: i32 = 1;
@@ -192,6 +194,32 @@ export function incrementMetric(id: u32, by: i64): void {
 
 export function recordMetric(id: u32, value: u64): void {
   if (id != 0xffffffff) abi.proxy_record_metric(id, value);
+}
+
+// ---- outbound calls -------------------------------------------------------------------------
+
+// Sends an HTTP request to `cluster` (the call belongs to the root context; the answer arrives in
+// proxy_on_http_call_response). Returns the call's token, or 0 when the host refused it (unknown
+// cluster, missing :method/:path/:authority, ...).
+export function httpCall(cluster: string, names: Array<string>, values: Array<string>, body: ArrayBuffer, timeoutMs: u32): u32 {
+  const c = bytesOf(cluster);
+  const h = serializePairs(names, values);
+  const t = serializePairs([], []);
+  if (abi.proxy_http_call(changetype<usize>(c), <usize>c.byteLength, changetype<usize>(h), <usize>h.byteLength,
+    changetype<usize>(body), <usize>body.byteLength, changetype<usize>(t), <usize>t.byteLength, timeoutMs, OUT_U32) != OK) return 0;
+  return load<u32>(OUT_U32);
+}
+
+// The body of the call answer being delivered (inside proxy_on_http_call_response only).
+export function httpCallBody(size: i32): ArrayBuffer | null {
+  if (size <= 0) return new ArrayBuffer(0);
+  if (abi.proxy_get_buffer_bytes(HTTP_CALL_RESPONSE_BODY, 0, <u32>size, OUT_PTR, OUT_SIZE) != OK) return null;
+  return takeBuffer();
+}
+
+// Makes the stream `id` the context later calls act on; false when that stream is gone.
+export function setEffectiveContext(id: u32): bool {
+  return abi.proxy_set_effective_context(id) == OK;
 }
 
 // ---- stream control -------------------------------------------------------------------------

@@ -26,7 +26,19 @@ export const STATE_RELOADED: i32 = 18; // a worker decoded a newer state
 export const STATE_UNREADABLE: i32 = 19; // a stored state failed to decode (kept the old one)
 export const LOAD_UPDATE_LOST: i32 = 20; // in-flight update lost to CAS contention
 export const PREFIX_INDEX_WRITES: i32 = 21;
-const COUNT: i32 = 22;
+// Prefill/decode pools.
+export const PD_ROUTED: i32 = 22; // requests split into a prefill call and a decode request
+export const PD_PREFILL_OK: i32 = 23; // prefill answered 2xx
+export const PD_PREFILL_FAILED: i32 = 24; // prefill reset or answered 5xx
+export const PD_PREFILL_TIMEOUT: i32 = 25; // prefill not answered within pd.timeout_ms
+export const PD_PREFILL_REJECTED: i32 = 26; // prefill answered 4xx (the request's fault)
+export const PD_DISPATCH_FAILED: i32 = 27; // the proxy refused the prefill call (503)
+export const PD_ABORT_SENT: i32 = 28; // decode side aborted after a failed prefill
+export const PD_ABORT_FAILED: i32 = 29; // ... and the abort itself failed
+export const PD_CLIENT_ANSWERED: i32 = 30; // the client got the prefill's failure as the answer
+export const PD_BOOTSTRAP_REMOVED: i32 = 31; // client-sent bootstrap fields removed
+export const PD_NO_PREFILL: i32 = 32; // 503: no ready prefill endpoint
+const COUNT: i32 = 33;
 
 const NAMES: StaticArray<string> = [
   "requests_routed",
@@ -51,6 +63,17 @@ const NAMES: StaticArray<string> = [
   "state_unreadable",
   "load_update_lost",
   "prefix_index_writes",
+  "pd_requests_routed",
+  "pd_prefill_ok",
+  "pd_prefill_failed",
+  "pd_prefill_timeout",
+  "pd_prefill_rejected",
+  "pd_prefill_dispatch_failed",
+  "pd_decode_abort_sent",
+  "pd_decode_abort_failed",
+  "pd_client_answered",
+  "pd_client_bootstrap_removed",
+  "pd_no_prefill_endpoint",
 ];
 
 export const GAUGE_STATE_VERSION: i32 = 0;

@@ -7,7 +7,7 @@
 // one taking it all.
 
 import { Config } from "../config";
-import { Endpoint, Pool, SHEDDABLE } from "../state/document";
+import { Endpoint, Pool, ROLE_NONE, SHEDDABLE } from "../state/document";
 import { LoadView } from "./load";
 import { PrefixMatch } from "../prefix/index";
 import { Rng } from "../util/rng";
@@ -35,6 +35,10 @@ export class PickInput {
   adapter: bool = false;
   load: LoadView;
   scratch: Scratch = SHARED_SCRATCH;
+  // In a prefill/decode pool: only endpoints of this role are candidates (ROLE_NONE: any).
+  role: i32 = ROLE_NONE;
+  // Endpoints to pass over while others are ready (a prefill pod that just failed).
+  avoid: Set<u32> | null = null;
 
   constructor(pool: Pool, cfg: Config, load: LoadView) {
     this.pool = pool;
@@ -177,14 +181,26 @@ export function pickEndpoint(input: PickInput, rng: Rng): Pick {
   // Filter.
   let n = 0;
   let unsaturated = 0;
-  for (let i = 0; i < eps.length; i++) {
-    const e = unchecked(eps[i]);
-    if (!e.ready) continue;
-    const s = isSaturated(e, input);
-    unchecked((cand[n] = i));
-    unchecked((sat[n] = s ? 1 : 0));
-    n++;
-    if (!s) unsaturated++;
+  let avoid = input.avoid;
+  for (let pass = 0; pass < 2 && n == 0; pass++) {
+    let avoided = 0;
+    for (let i = 0; i < eps.length; i++) {
+      const e = unchecked(eps[i]);
+      if (!e.ready) continue;
+      if (input.role != ROLE_NONE && e.role != input.role) continue;
+      if (avoid !== null && avoid.has(e.id)) {
+        avoided++;
+        continue;
+      }
+      const s = isSaturated(e, input);
+      unchecked((cand[n] = i));
+      unchecked((sat[n] = s ? 1 : 0));
+      n++;
+      if (!s) unsaturated++;
+    }
+    // Every ready endpoint is one to avoid: try them rather than fail for certain.
+    if (avoided == 0) break;
+    avoid = null;
   }
   if (n == 0) {
     result.status = NO_ENDPOINT;

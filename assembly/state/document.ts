@@ -5,6 +5,9 @@
 //      "endpoints": [{"pod": "qwen-0", "address": "10.0.0.1:8000", "ready": true,
 //        "metrics_age_ms": 35, "waiting": 2, "running": 14, "kv_usage": 0.41,
 //        "lora_running": ["travel-helper-v1"], "lora_waiting": [], "max_lora": 2, "score": 0.73}]}],
+//    ... a prefill/decode pool also has
+//      "pd": {"role_label": "...", "bootstrap_port": 34000, "prefill": {"strategy": "PREFIX_CACHE"},
+//             "decode": {"strategy": "DEFAULT"}}, and each of its endpoints a "role" ("prefill" | "decode"),
 //    "models": [{"name": "/model/qwen", "pool": "default/vllm-qwen-pool", "criticality": "Critical",
 //      "targets": [{"name": "/model/qwen", "weight": 100}]}]}
 //
@@ -19,6 +22,11 @@ import { fnv1a32 } from "../util/hash";
 
 export const STRATEGY_DEFAULT: i32 = 0;
 export const STRATEGY_PREFIX_CACHE: i32 = 1;
+
+// An endpoint's part in a prefill/decode pool; ROLE_NONE elsewhere (and never picked in one).
+export const ROLE_NONE: i32 = 0;
+export const ROLE_PREFILL: i32 = 1;
+export const ROLE_DECODE: i32 = 2;
 
 export const CRITICAL: i32 = 0;
 export const STANDARD: i32 = 1;
@@ -54,6 +62,23 @@ export class Endpoint {
   loraWaiting: Array<string> = new Array<string>();
   maxLora: i32 = 0;
   score: f64 = 0.5;
+  role: i32 = ROLE_NONE;
+
+  // The address without its port (IPv6 without brackets): SGLang's bootstrap_host.
+  get ip(): string {
+    const colon = this.address.lastIndexOf(":");
+    const h = colon > 0 ? this.address.substring(0, colon) : this.address;
+    return h.startsWith("[") ? h.substring(1, h.length - 1) : h;
+  }
+}
+
+// How a prefill/decode pool is served: where prefill servers take KV-transfer handshakes, and
+// each role's routing strategy.
+export class PdSpec {
+  roleLabel: string = "";
+  bootstrapPort: i32 = 8998;
+  prefillStrategy: i32 = STRATEGY_DEFAULT;
+  decodeStrategy: i32 = STRATEGY_DEFAULT;
 }
 
 export class Pool {
@@ -61,6 +86,8 @@ export class Pool {
   strategy: i32 = STRATEGY_DEFAULT;
   strategyText: string = "DEFAULT";
   runtime: string = "vllm";
+  // Set for a prefill/decode disaggregated pool.
+  pd: PdSpec | null = null;
   endpoints: Array<Endpoint> = new Array<Endpoint>();
   // ids[i] == endpoints[i].id; indexById: id -> i
   ids: Array<u32> = new Array<u32>();
@@ -265,11 +292,13 @@ function decodePool(d: Decoder, v: JsonValue, path: string, st: State): Pool | n
   }
   p.strategyText = strategyName(p.strategy);
   p.runtime = d.optionalString(v, "runtime", "vllm", path);
+  const pd = v.get("pd");
+  if (pd !== null && !pd.isNull()) p.pd = decodePd(d, pd, path + ".pd", st);
   const eps = d.array(v, "endpoints", path, true, d.maxEndpoints);
   if (eps === null) return p;
   for (let i = 0; i < eps.length && d.error.length == 0; i++) {
     const epath = path + ".endpoints[" + i.toString() + "]";
-    const e = decodeEndpoint(d, eps.at(i), epath);
+    const e = decodeEndpoint(d, eps.at(i), epath, st);
     if (e === null) continue;
     for (let j = 0; j < p.endpoints.length; j++) {
       if (unchecked(p.endpoints[j]).address == e.address) {
@@ -282,7 +311,31 @@ function decodePool(d: Decoder, v: JsonValue, path: string, st: State): Pool | n
   return p;
 }
 
-function decodeEndpoint(d: Decoder, v: JsonValue, path: string): Endpoint | null {
+function decodeStrategy(d: Decoder, v: JsonValue, path: string, st: State): i32 {
+  const s = d.optionalString(v, "strategy", "DEFAULT", path);
+  if (s == "PREFIX_CACHE") return STRATEGY_PREFIX_CACHE;
+  if (s != "DEFAULT") st.warnings.push(path + ".strategy: unknown strategy \"" + s + "\", using DEFAULT");
+  return STRATEGY_DEFAULT;
+}
+
+function decodePd(d: Decoder, v: JsonValue, path: string, st: State): PdSpec | null {
+  if (!v.isObject()) {
+    d.fail(path, "must be an object");
+    return null;
+  }
+  const pd = new PdSpec();
+  pd.roleLabel = d.optionalString(v, "role_label", "", path);
+  const port = d.number(v, "bootstrap_port", 8998, 1, 65535, path);
+  if (port != Math.floor(port)) d.fail(path + ".bootstrap_port", "must be an integer");
+  pd.bootstrapPort = <i32>port;
+  const prefill = v.get("prefill");
+  if (prefill !== null && prefill.isObject()) pd.prefillStrategy = decodeStrategy(d, prefill, path + ".prefill", st);
+  const decode = v.get("decode");
+  if (decode !== null && decode.isObject()) pd.decodeStrategy = decodeStrategy(d, decode, path + ".decode", st);
+  return pd;
+}
+
+function decodeEndpoint(d: Decoder, v: JsonValue, path: string, st: State): Endpoint | null {
   if (!v.isObject()) {
     d.fail(path, "must be an object");
     return null;
@@ -305,6 +358,10 @@ function decodeEndpoint(d: Decoder, v: JsonValue, path: string): Endpoint | null
   e.maxLora = <i32>d.number(v, "max_lora", 0, 0, 65536, path);
   e.loraRunning = d.strings(v, "lora_running", path);
   e.loraWaiting = d.strings(v, "lora_waiting", path);
+  const role = d.optionalString(v, "role", "", path);
+  if (role == "prefill") e.role = ROLE_PREFILL;
+  else if (role == "decode") e.role = ROLE_DECODE;
+  else if (role.length > 0) st.warnings.push(path + ".role: unknown role \"" + role + "\"; the endpoint is not routed to in a prefill/decode pool");
   return e;
 }
 

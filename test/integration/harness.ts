@@ -4,7 +4,7 @@
 
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { ProxyWasmHost, type Plugin, type RequestResult, type RequestOptions } from '../host/index.ts';
+import { ProxyWasmHost, type Plugin, type RequestResult, type RequestOptions, type HttpCallHandler } from '../host/index.ts';
 import { endpoints, stateDocument, type EndpointSpec } from '../fuzz/generators.ts';
 import { seedRound1, seedRound2 } from '../fixtures/seed-prefix-check.ts';
 
@@ -25,6 +25,8 @@ export interface GatewayOptions {
   pushConfig?: Record<string, unknown>;
   env?: Record<string, string>;
   clock?: 'manual' | 'real';
+  /** The upstream of the routing filter's outbound calls (prefill copies, aborts). */
+  httpCallHandler?: HttpCallHandler;
 }
 
 export class Gateway {
@@ -44,6 +46,7 @@ export class Gateway {
       wasm: wasm(), name: 'wasm-epp', rootId: 'wasm-epp', vmId: 'wasm-epp', workers,
       configuration: JSON.stringify({ pool: POOL, ...opts.config }),
       allowOnHeadersStopIteration: true, bufferLimitBytes: 16 * 1024 * 1024,
+      httpCallHandler: opts.httpCallHandler,
     });
     this.push = this.host.loadPlugin({
       wasm: wasm(), name: 'wasm-epp-push', rootId: 'wasm-epp', vmId: 'wasm-epp', workers,
