@@ -266,3 +266,44 @@ export class StepTimer {
     });
   }
 }
+
+// ---- KV transfer between a prefill and a decode server (disaggregation) ----
+
+/**
+ * The path a prefill server's KV takes to a decode server. Sending n bytes takes
+ * n / bandwidth; a transfer is complete `setupMs` after its last byte left (completion
+ * notification and the receiver noticing it). Where the figures come from is in
+ * docs/simulator.md.
+ */
+export interface KvLink {
+  name: string;
+  /** Bytes per second achieved by the transfer engine on this path. */
+  bandwidth: number;
+  /** Fixed latency per transfer, in milliseconds. */
+  setupMs: number;
+}
+
+/** Mooncake transfer engine over one 200 Gbps RoCE NIC: 87 % of line rate (87 GB/s measured on 4 x 200 Gbps). */
+export const RDMA_200G: KvLink = { name: "RDMA 200 Gbps (Mooncake)", bandwidth: 0.87 * 25e9, setupMs: 1 };
+
+/** TCP over one 25 Gbps Ethernet NIC (no RDMA): line-rate bound, ~90 % goodput. */
+export const TCP_25G: KvLink = { name: "TCP 25 Gbps", bandwidth: 0.9 * 3.125e9, setupMs: 2 };
+
+/** Bytes of KV cache for `tokens` tokens of a model (what a transfer moves). */
+export function kvTransferBytes(m: ModelSpec, tokens: number): number {
+  return tokens * kvBytesPerToken(m);
+}
+
+/**
+ * When the KV of a prefill computed in `chunks` (each complete at its `atMs`, sent as soon as it
+ * is complete, one after another) has fully arrived: every chunk leaves once it is computed and
+ * the previous one has left, and the transfer completes `setupMs` after the last byte. With a
+ * single chunk this is end + bytes / bandwidth + setup. Concurrent transfers do not slow each
+ * other down (the NIC is lightly used: see docs/simulator.md).
+ */
+export function kvTransferDoneMs(chunks: readonly { atMs: number; tokens: number }[], bytesPerToken: number, link: KvLink): number {
+  if (chunks.length === 0) throw new RangeError("a transfer needs at least one chunk");
+  let t = -Infinity;
+  for (const c of chunks) t = Math.max(t, c.atMs) + ((c.tokens * bytesPerToken) / link.bandwidth) * 1000;
+  return t + link.setupMs;
+}

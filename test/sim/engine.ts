@@ -26,6 +26,25 @@
 // Events carry times: 'scheduled' and 'preempted' at the step's start, 'first_token', 'token'
 // and 'finished' at its end (start + durationMs). The engine's state is advanced when step()
 // returns, so snapshot() between the two shows the state as of the end of the step.
+//
+// Prefill/decode disaggregation (SGLang's --disaggregation-mode, python/sglang/srt/disaggregation/
+// prefill.py and decode.py), with `role`:
+//   prefill  submit({ ..., awaitBootstrap: true }) puts a request in the bootstrap queue until
+//            bootstrapped(id) (the decode side has preallocated its KV); it is then scheduled like
+//            any prompt, generates exactly one token ('first_token'), and leaves the batch still
+//            holding its KV blocks ('prefilled', with the chunks of KV as they were computed, so
+//            the caller can time the transfer). transferDone(id) frees the blocks (their full
+//            blocks stay in the prefix cache, as in SGLang's radix cache) and returns the
+//            request's 'finished' event.
+//   decode   submit() puts a request in the preallocation queue; preallocate(now) allocates the
+//            prompt's blocks for queued requests, first come first served, while free memory
+//            minus a reserve per active request (--num-reserved-decode-tokens) allows, and
+//            returns their ids (the caller tells the prefill side). kvArrived(id, token) marks the
+//            prompt's KV as present (no recompute) with the first token the prefill produced; the
+//            next step admits it without computing anything, emits 'first_token' at the step's
+//            start (SGLang streams that token while building the prebuilt batch, before the
+//            forward pass) and decodes it in the same step. A preempted decode request is
+//            recomputed locally.
 
 import { BlockPool, chainHash, rootHash } from "./block-pool.ts";
 import { a10Qwen7B, emptyBatch, kvCacheBlocks, StepTimer, type BatchShape, type CostModel } from "./cost-model.ts";
@@ -66,6 +85,18 @@ export interface EngineOptions {
   tokenEvents?: boolean;
   /** Bucket boundaries of the TTFT, inter-token and e2e histograms: vLLM's (default) or SGLang's. */
   histogramBuckets?: "vllm" | "sglang";
+  /** Prefill/decode disaggregation role (SGLang --disaggregation-mode); unset: both phases. */
+  role?: PdRole;
+  /** Decode role: tokens reserved per active request before preallocating another (SGLang --num-reserved-decode-tokens, default 512). */
+  reservedDecodeTokens?: number;
+}
+
+export type PdRole = "prefill" | "decode";
+
+/** A piece of a prefill's KV, complete at `atMs` (SGLang sends each prefill chunk's KV as it is computed). */
+export interface KvChunk {
+  atMs: number;
+  tokens: number;
 }
 
 /** A combination of running and waiting adapters and when the engine last reported it (vllm:lora_requests_info). */
@@ -83,6 +114,8 @@ export interface SubmitRequest {
   maxTokens: number;
   /** LoRA adapter name, or null/undefined for the base model. */
   lora?: string | null;
+  /** Prefill role: wait in the bootstrap queue until bootstrapped(id). */
+  awaitBootstrap?: boolean;
 }
 
 export type EngineEvent =
@@ -101,6 +134,17 @@ export type EngineEvent =
       preemptions: number;
       ttftMs: number;
       e2eMs: number;
+    }
+  | {
+      /** Prefill role: the prompt is computed and its first token sampled; the KV is held for the transfer. */
+      type: "prefilled";
+      id: string;
+      atMs: number;
+      token: number;
+      promptTokens: number;
+      cachedTokens: number;
+      /** The prompt's KV in the pieces it was computed in (the first piece includes the cached prefix). */
+      chunks: KvChunk[];
     };
 
 export interface StepResult {
@@ -155,12 +199,31 @@ export interface EngineSnapshot {
   lora: { maxLoras: number; running: string[]; waiting: string[] } | null;
   /** Live histograms (seconds and token counts as vLLM reports them); read only. */
   histograms: EngineHistograms;
+  /** Disaggregation queues (only with a role): SGLang's bootstrap / inflight (prefill) and prealloc / transfer (decode) queues. */
+  pd?: PdSnapshot;
+}
+
+export interface PdSnapshot {
+  role: PdRole;
+  /** Prefill: waiting for the decode side's preallocation. */
+  bootstrapQueue: number;
+  /** Prefill: computed, holding their KV until the transfer completes. */
+  inflightQueue: number;
+  /** Decode: waiting for memory to preallocate their KV. */
+  preallocQueue: number;
+  /** Decode: preallocated, waiting for the KV to arrive. */
+  transferQueue: number;
 }
 
 const enum Status {
   Waiting,
   Running,
   Finished,
+  Bootstrap, // prefill: waiting for the decode side's preallocation
+  Transferring, // prefill: computed, holding its KV for the transfer
+  Prealloc, // decode: waiting for memory
+  AwaitingKv, // decode: blocks allocated, KV not arrived
+  Prebuilt, // decode: KV arrived, not yet in the batch
 }
 
 class Req {
@@ -177,6 +240,8 @@ class Req {
   firstScheduledMs = -1;
   firstTokenMs = -1;
   lastTokenMs = -1;
+  chunks: KvChunk[] | null = null; // prefill role: KV computed so far, in pieces
+  sentTokens = 0;
 
   constructor(
     readonly id: string,
@@ -221,6 +286,8 @@ export class Engine {
   readonly maxCpuLoras: number;
   readonly tokenEvents: boolean;
   readonly pool: BlockPool;
+  readonly role: PdRole | null;
+  readonly reservedDecodeTokens: number;
 
   private readonly requests = new Map<string, Req>();
   private waiting: Req[] = [];
@@ -231,6 +298,12 @@ export class Engine {
   private readonly scheduledReqs: Req[] = [];
   private readonly scheduledTokens: number[] = [];
   private readonly scheduledLoras = new Set<string>();
+  // Disaggregation queues (empty without a role).
+  private bootstrapQueue: Req[] = [];
+  private readonly inflight = new Set<Req>();
+  private preallocQueue: Req[] = [];
+  private readonly awaitingKv = new Set<Req>();
+  private prebuilt: Req[] = [];
 
   private prefixQueries = 0;
   private prefixHits = 0;
@@ -250,7 +323,11 @@ export class Engine {
     this.maxNumSeqs = opts.maxNumSeqs ?? 256;
     this.maxBatchedTokens = opts.maxBatchedTokens ?? 2048;
     this.maxModelLen = opts.maxModelLen ?? 8192;
-    this.enablePrefixCaching = opts.enablePrefixCaching ?? true;
+    this.role = opts.role ?? null;
+    if (this.role !== null && this.role !== "prefill" && this.role !== "decode") throw new RangeError(`role must be "prefill" or "decode", got ${this.role}`);
+    this.reservedDecodeTokens = opts.reservedDecodeTokens ?? 512;
+    // SGLang's decode side keeps no prefix cache unless --disaggregation-decode-enable-radix-cache.
+    this.enablePrefixCaching = opts.enablePrefixCaching ?? this.role !== "decode";
     this.maxLoras = opts.maxLoras ?? 0;
     this.maxCpuLoras = Math.max(this.maxLoras, opts.maxCpuLoras ?? this.maxLoras);
     this.tokenEvents = opts.tokenEvents ?? true;
@@ -295,9 +372,87 @@ export class Engine {
     }
     const lora = req.lora ?? null;
     if (lora !== null && this.maxLoras === 0) throw new EngineError(400, `LoRA adapter ${lora} requested but LoRA is not enabled`);
-    const r = new Req(req.id, req.tokens, n, req.maxTokens, lora, nowMs);
+    // A prefill server generates exactly one token whatever the request asks for (SGLang sets
+    // max_new_tokens = 1 once the request passed validation).
+    const r = new Req(req.id, req.tokens, n, this.role === "prefill" ? 1 : req.maxTokens, lora, nowMs);
     this.requests.set(r.id, r);
+    if (this.role === "prefill") {
+      r.chunks = [];
+      if (req.awaitBootstrap) {
+        r.status = Status.Bootstrap;
+        this.bootstrapQueue.push(r);
+        return;
+      }
+    } else if (this.role === "decode") {
+      r.status = Status.Prealloc;
+      this.preallocQueue.push(r);
+      return;
+    }
     this.waiting.push(r);
+  }
+
+  /** Prefill role: the decode side has preallocated this request's KV; it may now be scheduled. */
+  bootstrapped(id: string, _nowMs: number): boolean {
+    const r = this.requests.get(id);
+    if (!r || r.status !== Status.Bootstrap) return false;
+    this.bootstrapQueue.splice(this.bootstrapQueue.indexOf(r), 1);
+    r.status = Status.Waiting;
+    this.waiting.push(r);
+    return true;
+  }
+
+  /**
+   * Prefill role: the KV of a 'prefilled' request has reached the decode side. Frees its blocks
+   * (full blocks stay cached) and returns its 'finished' event, or null if it is not transferring.
+   */
+  transferDone(id: string, nowMs: number): Extract<EngineEvent, { type: "finished" }> | null {
+    const r = this.requests.get(id);
+    if (!r || r.status !== Status.Transferring) return null;
+    this.inflight.delete(r);
+    const events: EngineEvent[] = [];
+    this.finish(r, nowMs, events);
+    return events[0] as Extract<EngineEvent, { type: "finished" }>;
+  }
+
+  /**
+   * Decode role: preallocates the KV of queued requests, first come first served, while the
+   * free blocks (cached ones included) minus `reservedDecodeTokens` for every active request
+   * leave room for the prompt plus its own reserve. Returns the ids preallocated now.
+   */
+  preallocate(_nowMs: number): string[] {
+    const out: string[] = [];
+    if (this.role !== "decode") return out;
+    const bs = this.blockSize;
+    while (this.preallocQueue.length > 0) {
+      const r = this.preallocQueue[0];
+      const active = this.running.length + this.waiting.length + this.awaitingKv.size + this.prebuilt.length;
+      const allocatable = this.pool.numFree * bs - this.reservedDecodeTokens * active;
+      const need = Math.ceil(r.numPrompt / bs);
+      if (r.numPrompt + this.reservedDecodeTokens > allocatable || need > this.pool.numFree) break;
+      this.preallocQueue.shift();
+      for (let k = 0; k < need; k++) r.blocks.push(this.pool.allocate());
+      r.status = Status.AwaitingKv;
+      this.awaitingKv.add(r);
+      out.push(r.id);
+    }
+    return out;
+  }
+
+  /**
+   * Decode role: a preallocated request's KV has arrived with the first token the prefill side
+   * produced (and the prefix-cache hit it reported). The next step admits it. Returns false if
+   * the request is not waiting for its KV.
+   */
+  kvArrived(id: string, firstToken: number, _nowMs: number, cachedTokens = 0): boolean {
+    const r = this.requests.get(id);
+    if (!r || r.status !== Status.AwaitingKv) return false;
+    this.awaitingKv.delete(r);
+    r.tokens.push(firstToken);
+    r.numComputed = r.numPrompt;
+    r.cachedTokens = cachedTokens;
+    r.status = Status.Prebuilt;
+    this.prebuilt.push(r);
+    return true;
   }
 
   /** Drops a request (client went away). Returns whether it was known. */
@@ -310,13 +465,33 @@ export class Engine {
       this.freeBlocks(r);
     } else if (r.status === Status.Waiting) {
       this.waiting.splice(this.waiting.indexOf(r), 1);
+    } else if (r.status === Status.Bootstrap) {
+      this.bootstrapQueue.splice(this.bootstrapQueue.indexOf(r), 1);
+    } else if (r.status === Status.Transferring) {
+      this.inflight.delete(r);
+      this.freeBlocks(r);
+    } else if (r.status === Status.Prealloc) {
+      this.preallocQueue.splice(this.preallocQueue.indexOf(r), 1);
+    } else if (r.status === Status.AwaitingKv) {
+      this.awaitingKv.delete(r);
+      this.freeBlocks(r);
+    } else if (r.status === Status.Prebuilt) {
+      this.prebuilt.splice(this.prebuilt.indexOf(r), 1);
+      this.freeBlocks(r);
     }
     r.status = Status.Finished;
     return true;
   }
 
   hasWork(): boolean {
-    return this.running.length > 0 || this.waiting.length > 0;
+    return this.running.length > 0 || this.waiting.length > 0 || this.prebuilt.length > 0;
+  }
+
+  /** Where a known request stands: "waiting" | "running" | "bootstrap" | "transferring" | "prealloc" | "awaiting_kv" | "prebuilt"; undefined if unknown. */
+  stateOf(id: string): string | undefined {
+    const r = this.requests.get(id);
+    if (!r) return undefined;
+    return ["waiting", "running", "finished", "bootstrap", "transferring", "prealloc", "awaiting_kv", "prebuilt"][r.status];
   }
 
   /** One scheduler iteration and forward pass starting at nowMs; null when there is nothing to do. */
@@ -330,6 +505,26 @@ export class Engine {
     let budget = this.maxBatchedTokens;
     let preempted = 0;
     const bs = this.blockSize;
+
+    // 0. Decode role: requests whose KV arrived join the batch without computing anything; their
+    // first token (the prefill side's) is delivered now.
+    let admittedPrebuilt = 0;
+    while (this.prebuilt.length > 0 && this.running.length < this.maxNumSeqs) {
+      const r = this.prebuilt.shift()!;
+      admittedPrebuilt++;
+      r.status = Status.Running;
+      this.running.push(r);
+      r.firstScheduledMs = nowMs;
+      r.firstTokenMs = nowMs;
+      r.lastTokenMs = nowMs;
+      this.histograms.queue.observe((nowMs - r.arrivalMs) / 1000);
+      this.histograms.ttft.observe((nowMs - r.arrivalMs) / 1000);
+      this.generationTokenCount++;
+      events.push({ type: "scheduled", id: r.id, atMs: nowMs, cachedTokens: r.cachedTokens, queueMs: nowMs - r.arrivalMs, resumed: false });
+      events.push({ type: "first_token", id: r.id, atMs: nowMs, token: r.tokens[r.numPrompt] });
+      if (r.numOutput >= r.maxTokens) this.finish(r, nowMs, events);
+    }
+    if (admittedPrebuilt > 0) this.compactRunning();
 
     // 1. Running requests.
     let i = 0;
@@ -409,6 +604,7 @@ export class Engine {
     }
 
     if (reqs.length === 0) {
+      if (admittedPrebuilt > 0) return { startMs: nowMs, durationMs: 0, events, seqs: 0, tokens: 0, preempted };
       if (preempted > 0) {
         // Everything that could run was preempted this step (cannot happen with a KV cache that
         // holds maxModelLen); report the host time spent.
@@ -446,6 +642,14 @@ export class Engine {
       if (r.status !== Status.Running) continue;
       r.numComputed += counts[k];
       if (this.enablePrefixCaching) this.cacheFullBlocks(r);
+      if (r.chunks !== null) {
+        // Prefill role: this step's KV is ready to be sent (from the start, cached prefix included).
+        const upTo = Math.min(r.numComputed, r.numPrompt);
+        if (upTo > r.sentTokens) {
+          r.chunks.push({ atMs: endMs, tokens: upTo - r.sentTokens });
+          r.sentTokens = upTo;
+        }
+      }
       if (r.numComputed < r.numTokens) continue; // partial prefill
       const index = r.numOutput;
       const token = fillerToken(r.seed, index);
@@ -456,6 +660,14 @@ export class Engine {
         this.promptTokenCount += r.numPrompt;
         this.histograms.ttft.observe((endMs - r.arrivalMs) / 1000);
         events.push({ type: "first_token", id: r.id, atMs: endMs, token });
+        if (r.chunks !== null) {
+          // Prefill role: out of the batch, KV held until the transfer completes.
+          r.status = Status.Transferring;
+          r.lastTokenMs = endMs;
+          this.inflight.add(r);
+          events.push({ type: "prefilled", id: r.id, atMs: endMs, token, promptTokens: r.numPrompt, cachedTokens: r.cachedTokens, chunks: r.chunks.slice() });
+          continue;
+        }
       } else {
         this.histograms.tpot.observe((endMs - r.lastTokenMs) / 1000);
         if (this.tokenEvents) events.push({ type: "token", id: r.id, atMs: endMs, token, index });
@@ -487,8 +699,8 @@ export class Engine {
   }
 
   snapshot(): EngineSnapshot {
-    return {
-      waiting: this.waiting.length,
+    const snap: EngineSnapshot = {
+      waiting: this.waiting.length + this.prebuilt.length,
       running: this.running.length,
       kvUsage: this.pool.usage(),
       kvBlocksUsed: this.pool.numBlocks - this.pool.numFree,
@@ -510,6 +722,16 @@ export class Engine {
       lora: this.maxLoras > 0 ? { maxLoras: this.maxLoras, running: distinctLoras(this.running), waiting: distinctLoras(this.waiting) } : null,
       histograms: this.histograms,
     };
+    if (this.role !== null) {
+      snap.pd = {
+        role: this.role,
+        bootstrapQueue: this.bootstrapQueue.length,
+        inflightQueue: this.inflight.size,
+        preallocQueue: this.preallocQueue.length,
+        transferQueue: this.awaitingKv.size,
+      };
+    }
+    return snap;
   }
 
   /**
@@ -574,6 +796,10 @@ export class Engine {
   private preempt(r: Req, nowMs: number, events: EngineEvent[]): void {
     this.freeBlocks(r);
     r.numComputed = 0;
+    if (r.chunks !== null) {
+      r.chunks.length = 0; // recomputed, so sent again
+      r.sentTokens = 0;
+    }
     r.status = Status.Waiting;
     r.preemptions++;
     this.preemptionCount++;
