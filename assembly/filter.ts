@@ -290,7 +290,7 @@ export class EppHttp extends Context {
 
   private reply(e: ErrorReply): void {
     this.phase = PHASE_DONE;
-    host.sendResponse(e.status, e.details(), e.body(), ["content-type"], ["application/json"]);
+    host.sendResponse(e.status, e.details(), e.body(), ["content-type", "x-wasm-epp-error"], ["application/json", e.code]);
   }
 
   private finishBody(): bool {
