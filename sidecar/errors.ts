@@ -17,6 +17,9 @@ export const ERROR_CODES = {
   model_invalid: "an InferenceModel lacks modelName or poolRef, or names another kind of pool",
   pod_address_invalid: "a Pod's podIP cannot be published as ip:port",
   address_duplicate: "two Pods of one pool share ip:port; the first (by name) is kept",
+  pd_invalid: "an InferenceTrafficPolicy's profile.pd cannot be used as written (a default is used, or the pool gets no endpoints)",
+  pd_role_unknown: "a Pod of a prefill/decode pool has no prefill or decode value in the role label; it is left out",
+  pd_role_mismatch: "an SGLang server's own engine_type disagrees with its Pod's role (or its pool has no profile.pd)",
   list_failed: "listing a resource from the Kubernetes API failed; retried with backoff",
   watch_failed: "a watch on the Kubernetes API failed; restarted with backoff",
   // Scraping a model server's /metrics.

@@ -1,5 +1,6 @@
 // What the sidecar needs from an InferencePool, validated.
 
+import { parsePd, pdPoliciesFor, type PdSpec } from "./pd.ts";
 import type { InferencePool, InferenceTrafficPolicy } from "./types.ts";
 import { nameOf, namespaceOf } from "./types.ts";
 
@@ -19,10 +20,14 @@ export interface PoolSpec {
   selector: Record<string, string>;
   strategy: Strategy;
   runtime: Runtime;
+  // Routed in prefill/decode mode (an InferenceTrafficPolicy with profile.pd names the pool).
+  pd?: PdSpec;
+  // profile.pd asks for P/D but cannot be used: the pool is published with no endpoints.
+  pdBlocked?: boolean;
 }
 
 export interface PoolIssue {
-  code: "pool_invalid" | "annotation_invalid";
+  code: "pool_invalid" | "annotation_invalid" | "pd_invalid";
   message: string;
 }
 
@@ -34,7 +39,8 @@ export interface PoolParse {
 // Reads a pool. Problems never drop the pool (it is published, with no endpoints when it cannot
 // select any), so that the filter answers "no ready endpoint" rather than "unknown pool".
 // Runtime: the pool's annotation, else the modelServerRuntime of an InferenceTrafficPolicy whose
-// poolRef names the pool, else vllm.
+// poolRef names the pool, else sglang when a policy asks for prefill/decode disaggregation (which
+// is SGLang's), else vllm. P/D: see pd.ts.
 export function parsePool(pool: InferencePool, defaultNamespace: string, policies: InferenceTrafficPolicy[] = []): PoolParse {
   const namespace = namespaceOf(pool, defaultNamespace);
   const name = nameOf(pool);
@@ -69,11 +75,12 @@ export function parsePool(pool: InferencePool, defaultNamespace: string, policie
     else issues.push({ code: "annotation_invalid", message: `InferencePool ${key}: ${ROUTING_STRATEGY_ANNOTATION} "${s}" is not DEFAULT or PREFIX_CACHE; using DEFAULT` });
   }
 
-  let runtime: Runtime = "vllm";
+  const pdCandidates = pdPoliciesFor(namespace, name, policies, defaultNamespace);
+  let runtime: Runtime = pdCandidates.length > 0 ? "sglang" : "vllm";
   let rawRuntime: string | undefined = annotations[RUNTIME_ANNOTATION];
   let from = RUNTIME_ANNOTATION;
   if (rawRuntime === undefined) {
-    const policy = policies.find((p) => namespaceOf(p, defaultNamespace) === namespace && p.spec?.poolRef?.name === name && typeof p.spec?.modelServerRuntime === "string");
+    const policy = [...pdCandidates, ...policies].find((p) => namespaceOf(p, defaultNamespace) === namespace && p.spec?.poolRef?.name === name && typeof p.spec?.modelServerRuntime === "string");
     if (policy) {
       rawRuntime = policy.spec!.modelServerRuntime!;
       from = `InferenceTrafficPolicy ${nameOf(policy)} spec.modelServerRuntime`;
@@ -82,8 +89,18 @@ export function parsePool(pool: InferencePool, defaultNamespace: string, policie
   if (rawRuntime !== undefined) {
     const r = String(rawRuntime).trim().toLowerCase();
     if ((RUNTIMES as readonly string[]).includes(r)) runtime = r as Runtime;
-    else issues.push({ code: "annotation_invalid", message: `InferencePool ${key}: ${from} "${rawRuntime}" is not vllm or sglang; using vllm` });
+    else issues.push({ code: "annotation_invalid", message: `InferencePool ${key}: ${from} "${rawRuntime}" is not vllm or sglang; using ${runtime}` });
   }
 
-  return { spec: { key, namespace, name, port, selector, strategy, runtime }, issues };
+  const spec: PoolSpec = { key, namespace, name, port, selector, strategy, runtime };
+  const pd = parsePd(key, namespace, pdCandidates);
+  issues.push(...pd.issues);
+  if (pd.blocked) spec.pdBlocked = true;
+  if (pd.pd) {
+    spec.pd = pd.pd;
+    if (runtime !== "sglang") {
+      issues.push({ code: "pd_invalid", message: `InferencePool ${key}: InferenceTrafficPolicy ${pd.pd.policy} asks for prefill/decode disaggregation, which follows SGLang's protocol, but the runtime is ${runtime}; the pool is routed in P/D mode with ${runtime} metrics` });
+    }
+  }
+  return { spec, issues };
 }

@@ -12,11 +12,25 @@
 //     newest series is the current state, even when its lists are empty;
 //   - cache_config_info: the first series with parseable positive block_size/num_gpu_blocks
 //     (SGLang: page_size/num_pages).
+//   - a series labelled with a non-empty `priority` is a per-priority breakdown of the series
+//     labelled priority="" (SGLang with --enable-priority-scheduling publishes both), so it is
+//     left out of the sums whenever a total series is present.
 // The core gauges (waiting, running, KV usage) are required: a page without any one of them is
 // an error (metrics_missing) and the pod keeps its previous values. LoRA and cache-config series
 // are optional.
+//
+// Pods of a prefill/decode pool (SGLang disaggregation) hold requests in queues of their own
+// besides the waiting queue; they are added to `waiting` and `running` per role so that every
+// request a pod has accepted and not yet answered is counted once:
+//   - prefill: waiting += the bootstrap queue (requests waiting for their decode side's
+//     handshake before they may be prefilled); running += the inflight queue (prefilled, KV cache
+//     being sent; the request is answered once the decode side has it);
+//   - decode: waiting += the prealloc queue (waiting for KV-cache room and the handshake) and the
+//     transfer queue (room reserved, KV cache arriving).
+// These gauges are optional (absent counts 0): servers before they existed still work.
 
 import type { Runtime } from "../k8s/pool-spec.ts";
+import type { PdRole } from "../k8s/pd.ts";
 import { MetricSelector, type Sample } from "./exposition.ts";
 
 export interface ServerMetrics {
@@ -28,7 +42,12 @@ export interface ServerMetrics {
   maxLora?: number;
   kvBlockSize?: number;
   kvBlocks?: number;
+  // What the server says it is (SGLang's `engine_type` label: prefill, decode or unified).
+  engineType?: EngineType;
 }
+
+export type EngineType = "prefill" | "decode" | "unified";
+const ENGINE_TYPES: readonly string[] = ["prefill", "decode", "unified"];
 
 export type Extraction = { ok: true; metrics: ServerMetrics } | { ok: false; missing: string[] };
 
@@ -38,6 +57,9 @@ interface RuntimeSpec {
   kvUsage: string[]; // first present wins
   lora?: string;
   cacheInfo?: { name: string; blockSize: string; blocks: string };
+  // Per role: gauges added to waiting / running. Each entry lists alternative names of one gauge
+  // (renamed across versions), the first present wins.
+  pd?: Record<PdRole, { waiting: string[][]; running: string[][] }>;
 }
 
 const SPECS: Record<Runtime, RuntimeSpec> = {
@@ -54,34 +76,51 @@ const SPECS: Record<Runtime, RuntimeSpec> = {
     running: "sglang:num_running_reqs",
     kvUsage: ["sglang:token_usage"],
     cacheInfo: { name: "sglang:cache_config_info", blockSize: "page_size", blocks: "num_pages" },
+    pd: {
+      prefill: {
+        // num_prefill_bootstrap_queue_reqs in current servers, num_prefill_prealloc_queue_reqs
+        // before: both count the bootstrap queue.
+        waiting: [["sglang:num_prefill_bootstrap_queue_reqs", "sglang:num_prefill_prealloc_queue_reqs"]],
+        running: [["sglang:num_prefill_inflight_queue_reqs"]],
+      },
+      decode: {
+        waiting: [["sglang:num_decode_prealloc_queue_reqs"], ["sglang:num_decode_transfer_queue_reqs"]],
+        running: [],
+      },
+    },
   },
 };
 
-export function metricNames(runtime: Runtime): string[] {
+export function metricNames(runtime: Runtime, role?: PdRole): string[] {
   const s = SPECS[runtime];
   const names = [s.waiting, s.running, ...s.kvUsage];
   if (s.lora) names.push(s.lora);
   if (s.cacheInfo) names.push(s.cacheInfo.name);
+  const extra = role !== undefined ? s.pd?.[role] : undefined;
+  if (extra) for (const alternatives of [...extra.waiting, ...extra.running]) names.push(...alternatives);
   return names;
 }
 
-const selectors = new Map<Runtime, MetricSelector>();
+const selectors = new Map<string, MetricSelector>();
 
-export function selectorFor(runtime: Runtime): MetricSelector {
-  let s = selectors.get(runtime);
+export function selectorFor(runtime: Runtime, role?: PdRole): MetricSelector {
+  const key = role === undefined ? runtime : `${runtime}/${role}`;
+  let s = selectors.get(key);
   if (!s) {
-    s = new MetricSelector(metricNames(runtime));
-    selectors.set(runtime, s);
+    s = new MetricSelector(metricNames(runtime, role));
+    selectors.set(key, s);
   }
   return s;
 }
 
-export function extract(runtime: Runtime, samples: Map<string, Sample[]>): Extraction {
+export function extract(runtime: Runtime, samples: Map<string, Sample[]>, role?: PdRole): Extraction {
   const spec = SPECS[runtime];
   const missing: string[] = [];
-  const waiting = sum(samples.get(spec.waiting));
+  const waitingList = samples.get(spec.waiting);
+  const waiting = sum(waitingList);
   if (waiting === undefined) missing.push(spec.waiting);
-  const running = sum(samples.get(spec.running));
+  const runningList = samples.get(spec.running);
+  const running = sum(runningList);
   if (running === undefined) missing.push(spec.running);
   let kv: number | undefined;
   for (const name of spec.kvUsage) {
@@ -90,10 +129,17 @@ export function extract(runtime: Runtime, samples: Map<string, Sample[]>): Extra
   }
   if (kv === undefined) missing.push(spec.kvUsage.join(" or "));
   if (missing.length > 0) return { ok: false, missing };
+  let queued = waiting!;
+  let active = running!;
+  const extra = role !== undefined ? spec.pd?.[role] : undefined;
+  if (extra) {
+    for (const alternatives of extra.waiting) queued += firstSum(samples, alternatives);
+    for (const alternatives of extra.running) active += firstSum(samples, alternatives);
+  }
 
   const m: ServerMetrics = {
-    waiting: clampCount(waiting!),
-    running: clampCount(running!),
+    waiting: clampCount(queued),
+    running: clampCount(active),
     kvUsage: Math.min(1, Math.max(0, kv!)),
   };
   if (spec.lora) {
@@ -116,7 +162,26 @@ export function extract(runtime: Runtime, samples: Map<string, Sample[]>): Extra
       }
     }
   }
+  const engine = engineTypeOf(waitingList) ?? engineTypeOf(runningList);
+  if (engine !== undefined) m.engineType = engine;
   return { ok: true, metrics: m };
+}
+
+// The sum of the first of `names` present on the page; 0 when none is.
+function firstSum(samples: Map<string, Sample[]>, names: string[]): number {
+  for (const name of names) {
+    const v = sum(samples.get(name));
+    if (v !== undefined) return Math.max(0, v);
+  }
+  return 0;
+}
+
+function engineTypeOf(list: Sample[] | undefined): EngineType | undefined {
+  for (const s of list ?? []) {
+    const t = s.labels.engine_type;
+    if (t !== undefined && ENGINE_TYPES.includes(t)) return t as EngineType;
+  }
+  return undefined;
 }
 
 function finite(list: Sample[] | undefined): number[] {
@@ -127,8 +192,17 @@ function finite(list: Sample[] | undefined): number[] {
 }
 
 function sum(list: Sample[] | undefined): number | undefined {
-  const v = finite(list);
+  const v = finite(totals(list));
   return v.length === 0 ? undefined : v.reduce((a, b) => a + b, 0);
+}
+
+// The series that are not per-priority breakdowns of a total series on the page.
+function totals(list: Sample[] | undefined): Sample[] | undefined {
+  if (!list || list.length < 2) return list;
+  let breakdowns = 0;
+  for (const s of list) if (s.labels.priority !== undefined && s.labels.priority !== "") breakdowns++;
+  if (breakdowns === 0 || breakdowns === list.length) return list;
+  return list.filter((s) => s.labels.priority === undefined || s.labels.priority === "");
 }
 
 function mean(list: Sample[] | undefined): number | undefined {

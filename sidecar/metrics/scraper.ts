@@ -9,6 +9,7 @@
 
 import type http from "node:http";
 import type { ErrorCode } from "../errors.ts";
+import type { PdRole } from "../k8s/pd.ts";
 import type { Runtime } from "../k8s/pool-spec.ts";
 import type { Logger } from "../observability/log.ts";
 import { httpGet, newScrapeAgent } from "./http-get.ts";
@@ -16,12 +17,13 @@ import { extract, selectorFor, type Extraction, type ServerMetrics } from "./run
 import { Semaphore } from "./semaphore.ts";
 
 export interface ScrapeTarget {
-  key: string; // identity: pool, pod, address and runtime; a change is a new target
+  key: string; // identity: pool, pod, address, runtime and role; a change is a new target
   pool: string;
   pod: string;
   host: string;
   port: number;
   runtime: Runtime;
+  role?: PdRole; // pods of a prefill/decode pool: which role's queues to read
 }
 
 export interface TargetRecord {
@@ -165,9 +167,9 @@ export class Scraper {
       let x: Extraction;
       let invalid = 0;
       try {
-        const selection = selectorFor(t.runtime).select(result.body);
+        const selection = selectorFor(t.runtime, t.role).select(result.body);
         invalid = selection.invalid;
-        x = extract(t.runtime, selection.samples);
+        x = extract(t.runtime, selection.samples, t.role);
       } catch (err) {
         // Not expected from the parser; a page must never stop the loop.
         x = { ok: false, missing: [`anything parseable (${(err as Error).message})`] };

@@ -8,6 +8,11 @@
 //    "models": [{"name": "/model/qwen", "pool": "default/vllm-qwen-pool", "criticality": "Critical",
 //      "targets": [{"name": "/model/qwen", "weight": 100}]}]}
 //
+// A pool routed in prefill/decode mode also carries
+//   "pd": {"role_label": "rolebasedgroup.workloads.x-k8s.io/role", "bootstrap_port": 34000,
+//          "prefill": {"strategy": "PREFIX_CACHE"}, "decode": {"strategy": "DEFAULT"}}
+// and each of its endpoints a "role" ("prefill" or "decode"); Pods without one are left out.
+//
 // The builder keeps every value inside the ranges the filter accepts (it rejects a whole
 // document for one bad value): addresses are ip:port and unique per pool, counts are finite and
 // within 1e9, ratios within [0, 1], lists within 256 entries, names within 1024 characters.
@@ -16,6 +21,7 @@
 
 import type { ServerMetrics } from "../metrics/runtime.ts";
 import type { TargetRecord } from "../metrics/scraper.ts";
+import { podRole, type PdRole } from "../k8s/pd.ts";
 import type { PoolSpec, Runtime, Strategy } from "../k8s/pool-spec.ts";
 import { formatAddress } from "../k8s/pods.ts";
 import type { InferenceModel } from "../k8s/types.ts";
@@ -34,6 +40,7 @@ const POOL_GROUP = "inference.networking.x-k8s.io";
 export interface EndpointDoc {
   pod: string;
   address: string;
+  role?: PdRole; // only in pools with `pd`
   ready: boolean;
   metrics_age_ms: number;
   waiting: number;
@@ -47,10 +54,22 @@ export interface EndpointDoc {
   kv_blocks?: number;
 }
 
+export interface PdRoleDoc {
+  strategy: Strategy;
+}
+
+export interface PdDoc {
+  role_label: string;
+  bootstrap_port: number;
+  prefill: PdRoleDoc;
+  decode: PdRoleDoc;
+}
+
 export interface PoolDoc {
   name: string;
   strategy: Strategy;
   runtime: Runtime;
+  pd?: PdDoc; // routed in prefill/decode mode
   endpoints: EndpointDoc[];
 }
 
@@ -80,6 +99,7 @@ export interface EndpointInput {
   k8sReady: boolean;
   firstSeenMs: number;
   record?: TargetRecord; // present for Pods being scraped (Kubernetes-ready ones)
+  labels?: Record<string, string> | null; // the Pod's labels (the role of a P/D pool's Pods)
 }
 
 export interface PoolInput {
@@ -96,7 +116,7 @@ export interface BuildInput {
 }
 
 export interface Issue {
-  code: "pod_address_invalid" | "address_duplicate" | "model_invalid";
+  code: "pod_address_invalid" | "address_duplicate" | "model_invalid" | "pd_role_unknown" | "pd_role_mismatch";
   message: string;
 }
 
@@ -139,9 +159,19 @@ export function buildDocument(input: BuildInput): Built {
     let waitSum = 0;
     let runSum = 0;
     let withMetrics = 0;
-    const sorted = spec.port > 0 ? [...endpoints].sort((a, b) => cmp(a.pod, b.pod)) : [];
+    const sorted = spec.port > 0 && !spec.pdBlocked ? [...endpoints].sort((a, b) => cmp(a.pod, b.pod)) : [];
+    const pd = spec.pd;
     for (const ep of sorted) {
       if (ep.pod.length === 0 || ep.pod.length > MAX_NAME) continue;
+      let role: PdRole | undefined;
+      if (pd) {
+        role = podRole(ep.labels, pd.roleLabel);
+        if (role === undefined) {
+          const raw = ep.labels?.[pd.roleLabel];
+          issues.push({ code: "pd_role_unknown", message: `pool ${spec.key} pod ${ep.pod}: label ${pd.roleLabel} is ${raw === undefined ? "missing" : JSON.stringify(raw)}, not prefill or decode; pod left out` });
+          continue;
+        }
+      }
       const address = formatAddress(ep.ip, spec.port);
       if (address === undefined) {
         if (ep.ip !== undefined && ep.ip !== null && ep.ip !== "") {
@@ -162,6 +192,7 @@ export function buildDocument(input: BuildInput): Built {
       const doc: EndpointDoc = {
         pod: ep.pod,
         address,
+        ...(role !== undefined ? { role } : {}),
         ready: isReady,
         metrics_age_ms: 0,
         waiting: m ? m.waiting : 0,
@@ -174,6 +205,15 @@ export function buildDocument(input: BuildInput): Built {
       if (m?.maxLora !== undefined) doc.max_lora = Math.min(65536, m.maxLora);
       if (m?.kvBlockSize !== undefined) doc.kv_block_size = m.kvBlockSize;
       if (m?.kvBlocks !== undefined) doc.kv_blocks = m.kvBlocks;
+      const engine = m?.engineType;
+      if (engine !== undefined && engine !== (role ?? "unified")) {
+        issues.push({
+          code: "pd_role_mismatch",
+          message: role !== undefined
+            ? `pool ${spec.key} pod ${ep.pod}: labelled ${role} (${pd!.roleLabel}) but the server reports engine_type ${engine}; routed as ${role}`
+            : `pool ${spec.key} pod ${ep.pod}: the server reports engine_type ${engine} (prefill/decode disaggregation) but no InferenceTrafficPolicy with profile.pd names the pool; requests routed to it will fail`,
+        });
+      }
       docs.push(doc);
       ats.push(at);
       if (m && rec?.completedAt !== undefined) scrapes.set(`${spec.key}|${ep.pod}`, rec.completedAt);
@@ -187,7 +227,13 @@ export function buildDocument(input: BuildInput): Built {
         }
       }
     }
-    pools.push({ name: spec.key, strategy: spec.strategy, runtime: spec.runtime, endpoints: docs });
+    pools.push({
+      name: spec.key,
+      strategy: spec.strategy,
+      runtime: spec.runtime,
+      ...(pd ? { pd: { role_label: pd.roleLabel, bootstrap_port: pd.bootstrapPort, prefill: { strategy: pd.prefill.strategy }, decode: { strategy: pd.decode.strategy } } } : {}),
+      endpoints: docs,
+    });
     metricsAt.push(ats);
     stats.push({
       pool: spec,

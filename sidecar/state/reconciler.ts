@@ -16,6 +16,7 @@
 import type { ErrorCode } from "../errors.ts";
 import type { Logger } from "../observability/log.ts";
 import type { SidecarMetrics } from "../observability/metrics.ts";
+import { podRole } from "../k8s/pd.ts";
 import { parsePool, type PoolSpec } from "../k8s/pool-spec.ts";
 import { podHost, podReady } from "../k8s/pods.ts";
 import type { ResourceSource } from "../k8s/types.ts";
@@ -140,15 +141,17 @@ export class Reconciler {
       specs.push(parsed.spec);
       issues.push(...parsed.issues);
     }
-    const usable = specs.filter((s) => s.port > 0 && Object.keys(s.selector).length > 0);
+    const usable = specs.filter((s) => s.port > 0 && Object.keys(s.selector).length > 0 && !s.pdBlocked);
     source.setPodSelectors?.(usable.map((s) => ({ namespace: s.namespace, selector: s.selector })));
 
-    // Pods of each pool; Kubernetes-ready ones with an IP are scrape targets.
+    // Pods of each pool; Kubernetes-ready ones with an IP (and, in a prefill/decode pool, a role)
+    // are scrape targets.
     const targets: ScrapeTarget[] = [];
-    const pending: Array<{ spec: PoolSpec; rows: Array<{ pod: string; ip: unknown; ready: boolean; firstSeenMs: number; target?: string }> }> = [];
+    type Row = { pod: string; ip: unknown; ready: boolean; firstSeenMs: number; target?: string; labels?: Record<string, string> | null };
+    const pending: Array<{ spec: PoolSpec; rows: Row[] }> = [];
     const seen = new Set<string>();
     for (const spec of specs) {
-      const rows = [];
+      const rows: Row[] = [];
       const pods = usable.includes(spec) ? snap.podsFor(spec.namespace, spec.selector) : [];
       for (const pod of pods) {
         const name = nameOf(pod);
@@ -163,12 +166,16 @@ export class Reconciler {
           this.firstSeen.set(idKey, now);
         }
         const ready = podReady(pod) && host !== undefined;
+        const labels = pod.metadata?.labels;
+        const role = spec.pd ? podRole(labels, spec.pd.roleLabel) : undefined;
         let target: string | undefined;
-        if (ready) {
-          target = `${spec.key}|${name}|${host}|${spec.port}|${spec.runtime}`;
-          targets.push({ key: target, pool: spec.key, pod: name, host: host!, port: spec.port, runtime: spec.runtime });
+        if (ready && (spec.pd === undefined || role !== undefined)) {
+          target = `${spec.key}|${name}|${host}|${spec.port}|${spec.runtime}|${role ?? ""}`;
+          const t: ScrapeTarget = { key: target, pool: spec.key, pod: name, host: host!, port: spec.port, runtime: spec.runtime };
+          if (role !== undefined) t.role = role;
+          targets.push(t);
         }
-        rows.push({ pod: name, ip, ready, firstSeenMs, target });
+        rows.push({ pod: name, ip, ready, firstSeenMs, target, labels });
       }
       pending.push({ spec, rows });
     }
@@ -177,7 +184,7 @@ export class Reconciler {
 
     const pools: PoolInput[] = pending.map(({ spec, rows }) => ({
       spec,
-      endpoints: rows.map((r): EndpointInput => ({ pod: r.pod, ip: r.ip, k8sReady: r.ready, firstSeenMs: r.firstSeenMs, record: r.target ? scraper.record(r.target) : undefined })),
+      endpoints: rows.map((r): EndpointInput => ({ pod: r.pod, ip: r.ip, k8sReady: r.ready, firstSeenMs: r.firstSeenMs, record: r.target ? scraper.record(r.target) : undefined, labels: r.labels })),
     }));
     const built = buildDocument({ pools, models: snap.models, defaultNamespace: this.opts.defaultNamespace, metricsStaleMs: this.opts.metricsStaleMs, nowMs: now });
     issues.push(...built.issues);

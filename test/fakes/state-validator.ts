@@ -28,6 +28,18 @@ export function validateState(doc: unknown, maxEndpoints = 1024): string | undef
     if (poolNames.has(p.name as string)) return `${path}.name: duplicate pool`;
     poolNames.add(p.name as string);
     for (const k of ["strategy", "runtime"]) if (p[k] !== undefined && p[k] !== null && typeof p[k] !== "string") return `${path}.${k}: must be a string`;
+    if (p.pd !== undefined && p.pd !== null) {
+      const pd = p.pd as J;
+      if (typeof pd !== "object" || Array.isArray(pd)) return `${path}.pd: must be an object`;
+      if (pd.role_label !== undefined && pd.role_label !== null && (typeof pd.role_label !== "string" || pd.role_label.length > MAX_NAME)) return `${path}.pd.role_label: must be a string`;
+      const port = pd.bootstrap_port;
+      if (port !== undefined && port !== null && (typeof port !== "number" || !Number.isInteger(port) || port < 1 || port > 65535)) return `${path}.pd.bootstrap_port: must be an integer between 1 and 65535`;
+      for (const role of ["prefill", "decode"]) {
+        const r = pd[role] as J | undefined | null;
+        if (r === undefined || r === null || typeof r !== "object") continue;
+        if (r.strategy !== undefined && r.strategy !== null && (typeof r.strategy !== "string" || r.strategy.length > MAX_NAME)) return `${path}.pd.${role}.strategy: must be a string`;
+      }
+    }
     if (!Array.isArray(p.endpoints)) return `${path}.endpoints: is required`;
     if (p.endpoints.length > maxEndpoints) return `${path}.endpoints: too many`;
     const addresses = new Set<string>();
@@ -41,6 +53,7 @@ export function validateState(doc: unknown, maxEndpoints = 1024): string | undef
       if (addresses.has(ep.address as string)) return `${ep_}.address: duplicate address`;
       addresses.add(ep.address as string);
       if (ep.ready !== undefined && ep.ready !== null && typeof ep.ready !== "boolean") return `${ep_}.ready: must be true or false`;
+      if (ep.role !== undefined && ep.role !== null && (typeof ep.role !== "string" || ep.role.length > MAX_NAME)) return `${ep_}.role: must be a string`;
       const ranges: Array<[string, number]> = [["metrics_age_ms", 1e12], ["waiting", 1e9], ["running", 1e9], ["max_lora", 65536]];
       for (const [k, max] of ranges) {
         const v = ep[k];
