@@ -7,11 +7,26 @@
 //   127.0.0.1:19100  ext-config listener: the same filter with accept_push, for the sidecar
 //
 // Request and response bodies stream through the filter's callbacks exactly as Envoy's filter
-// manager would feed them; the upstream request starts once the filter lets the request go.
+// manager would feed them; the upstream request starts once the filter lets the whole request go
+// (also when a root context resumes it later). If the filter answers a stream itself after its
+// request went upstream (e.g. from an http call's answer), the upstream request is aborted and the
+// client gets the local reply, as Envoy's router is torn down by sendLocalReply.
+//
+// The module's proxy_http_call runs for real on the cluster wasm_epp_original_dst (Envoy's
+// ORIGINAL_DST with use_http_header, deploy/envoy/envoy.yaml): the call goes over HTTP to the
+// ip:port in its own x-gateway-destination-endpoint header. As Envoy's async client reports it: a
+// connection that fails before response headers is the router's 503, a connection lost after them
+// is a reset (0 headers), and the call's timeout is the route timeout (504 before response
+// headers, a reset after them).
 
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { ProxyWasmHost, type HttpStream, type LogEntry, type Plugin } from '../../test/host/index.ts';
+import {
+  ProxyWasmHost, upstreamResetBeforeHeaders, type HttpCallReply, type HttpCallRequest, type HttpStream, type LogEntry, type Plugin,
+} from '../../test/host/index.ts';
+
+/** The ORIGINAL_DST cluster the filter's calls name (pd.cluster), as in deploy/envoy/envoy.yaml. */
+export const ORIGINAL_DST_CLUSTER = 'wasm_epp_original_dst';
 
 export interface GatewayOptions {
   wasm: Uint8Array;
@@ -24,7 +39,7 @@ export interface GatewayOptions {
   pushPort?: number;
   bindHost?: string;
   workers?: number;
-  /** Extra plugin configuration for the routing filter. */
+  /** Extra plugin configuration for the routing filter (`pd` is merged over the default one). */
   config?: Record<string, unknown>;
   onLog?: (entry: LogEntry) => void;
 }
@@ -60,7 +75,7 @@ function requestPairs(req: IncomingMessage): Array<[string, string]> {
   return pairs;
 }
 
-function plainHeaders(pairs: ReadonlyArray<[string, string]>): http.OutgoingHttpHeaders {
+function plainHeaders(pairs: ReadonlyArray<readonly [string, string]>): http.OutgoingHttpHeaders {
   const out: Record<string, string | string[]> = {};
   for (const [k, v] of pairs) {
     if (k.startsWith(':') || HOP_BY_HOP.has(k)) continue;
@@ -70,12 +85,77 @@ function plainHeaders(pairs: ReadonlyArray<[string, string]>): http.OutgoingHttp
   return out;
 }
 
+/** Upstream headers as Envoy's router sends them: the authority becomes Host. */
+function upstreamHeaders(pairs: ReadonlyArray<readonly [string, string]>): http.OutgoingHttpHeaders {
+  const out = plainHeaders(pairs);
+  const authority = pairs.find(([k]) => k === ':authority')?.[1];
+  if (authority) out.host = authority;
+  return out;
+}
+
+function responsePairs(res: IncomingMessage): Array<[string, string]> {
+  const pairs: Array<[string, string]> = [[':status', String(res.statusCode ?? 502)]];
+  for (let i = 0; i < res.rawHeaders.length; i += 2) {
+    const k = res.rawHeaders[i].toLowerCase();
+    if (!HOP_BY_HOP.has(k)) pairs.push([k, res.rawHeaders[i + 1]]);
+  }
+  return pairs;
+}
+
 function splitHostPort(address: string): { host: string; port: number } | null {
   const m = /^\[?([^\]]+)\]?:(\d+)$/.exec(address);
   return m ? { host: m[1], port: Number(m[2]) } : null;
 }
 
-// Writes what the filter has let through to the client since the last call.
+// The reset reason Envoy's router reports for a connection that failed before response headers.
+function resetReason(err: NodeJS.ErrnoException): string {
+  switch (err.code) {
+    case 'ECONNREFUSED':
+      return 'remote connection failure, transport failure reason: delayed connect error: Connection refused';
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+      return 'remote connection failure, transport failure reason: delayed connect error: No route to host';
+    case 'ECONNRESET':
+      return 'connection termination';
+    default:
+      return `remote connection failure, transport failure reason: ${err.code ?? err.message}`;
+  }
+}
+
+// proxy_http_call on the ORIGINAL_DST cluster, for real: Envoy's async client and router.
+function performCall(req: HttpCallRequest): Promise<HttpCallReply> {
+  return new Promise((resolve, reject) => {
+    const target = splitHostPort(req.target ?? '');
+    if (!target) {
+      // The host only hands over original_dst calls with a parsed target.
+      resolve({ status: 503, headers: { 'content-type': 'text/plain' }, body: 'no healthy upstream' });
+      return;
+    }
+    const headers = upstreamHeaders(req.headers);
+    headers['x-envoy-internal'] = 'true';
+    if (req.timeoutMs > 0) headers['x-envoy-expected-rq-timeout-ms'] = String(req.timeoutMs);
+    let started = false;
+    const up = http.request({ host: target.host, port: target.port, method: req.method, path: req.path, headers, agent }, (res) => {
+      started = true;
+      req.responseStarted();
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 502, headers: responsePairs(res), body: new Uint8Array(Buffer.concat(chunks)), trailers: Object.entries(res.trailers) as Array<[string, string]> }));
+      res.on('error', (err) => reject(err));
+      res.on('aborted', () => reject(new Error('upstream reset after response headers')));
+    });
+    up.on('error', (err: NodeJS.ErrnoException) => {
+      if (started) reject(err);
+      else resolve(upstreamResetBeforeHeaders(resetReason(err)));
+    });
+    // Timeout or cancellation (the host stopped waiting): drop the upstream request.
+    req.signal.addEventListener('abort', () => up.destroy(), { once: true });
+    up.end(Buffer.from(req.body));
+  });
+}
+
+// Writes what the filter has let through to the client since the last call (including local
+// replies); a reset stream drops the connection.
 class DownstreamWriter {
   private sent = 0;
   private headersSent = false;
@@ -84,6 +164,11 @@ class DownstreamWriter {
 
   flush(): void {
     const d = this.s.downstream;
+    if (this.res.destroyed || this.res.writableEnded) return;
+    if (d.reset) {
+      this.res.destroy();
+      return;
+    }
     if (!this.headersSent && d.headers) {
       const status = Number(d.header(':status') ?? 502);
       this.res.writeHead(status, plainHeaders(d.headers));
@@ -97,23 +182,15 @@ class DownstreamWriter {
       this.sent = len;
       this.res.write(chunk);
     }
-    if (d.endStream && !this.res.writableEnded) this.res.end();
+    if (d.endStream) this.res.end();
   }
-}
-
-// Answers a request the filter ended itself (local reply), or the router's own errors.
-function writeLocal(s: HttpStream, res: ServerResponse): void {
-  const r = s.localReply!;
-  res.writeHead(r.status, plainHeaders(r.headers));
-  res.end(Buffer.from(r.body));
 }
 
 // Envoy's router answer when the upstream cannot be reached, passed through the filter's
 // response callbacks like any response.
-function upstreamFailure(s: HttpStream, writer: DownstreamWriter, status: number, text: string): void {
-  s.responseHeaders({ ':status': String(status), 'content-type': 'text/plain', 'content-length': String(text.length) }, false);
+function upstreamFailure(s: HttpStream, status: number, text: string): void {
+  s.responseHeaders({ ':status': String(status), 'content-type': 'text/plain', 'content-length': String(Buffer.byteLength(text)) }, false);
   s.responseBody(text, true);
-  writer.flush();
 }
 
 function proxyThroughFilter(plugin: Plugin, workers: number, counter: { next: number }, req: IncomingMessage, res: ServerResponse): void {
@@ -123,86 +200,65 @@ function proxyThroughFilter(plugin: Plugin, workers: number, counter: { next: nu
   const length = Number(req.headers['content-length'] ?? 0);
   const hasBody = length > 0 || req.headers['transfer-encoding'] !== undefined;
   let upstreamReq: http.ClientRequest | null = null;
-  let finished = false;
-
-  const afterRequest = (): void => {
-    if (s.localReply) return writeLocal(s, res);
-    if (!s.upstream.endStream) return; // still held by the filter
-    startUpstream();
-  };
+  let upstreamStarted = false;
 
   const startUpstream = (): void => {
+    if (upstreamStarted || s.done) return;
+    upstreamStarted = true;
     const up = s.upstream;
     const target = splitHostPort(up.header(DEST) ?? '');
     if (!target) {
       // ORIGINAL_DST with use_http_header and no header: no host to route to.
-      upstreamFailure(s, writer, 503, 'no healthy upstream');
+      upstreamFailure(s, 503, 'no healthy upstream');
       return;
     }
-    const headers = plainHeaders(up.headers ?? []);
-    upstreamReq = http.request({
-      host: target.host, port: target.port, method: up.header(':method'), path: up.header(':path'), headers, agent,
+    let responded = false;
+    const r = http.request({
+      host: target.host, port: target.port, method: up.header(':method'), path: up.header(':path'), headers: upstreamHeaders(up.headers ?? []), agent,
     }, (upRes) => {
-      const pairs: Array<[string, string]> = [[':status', String(upRes.statusCode ?? 502)]];
-      for (let i = 0; i < upRes.rawHeaders.length; i += 2) {
-        const k = upRes.rawHeaders[i].toLowerCase();
-        if (!HOP_BY_HOP.has(k)) pairs.push([k, upRes.rawHeaders[i + 1]]);
-      }
-      s.responseHeaders(pairs, false);
-      writer.flush();
-      upRes.on('data', (chunk: Buffer) => {
-        s.responseBody(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.length), false);
-        writer.flush();
-      });
-      upRes.on('end', () => {
-        finished = true;
-        s.responseBody(new Uint8Array(0), true);
-        writer.flush();
-      });
-      upRes.on('error', () => {
-        finished = true;
-        s.reset();
-        res.destroy();
-      });
+      responded = true;
+      s.responseHeaders(responsePairs(upRes), false);
+      upRes.on('data', (chunk: Buffer) => s.responseBody(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.length), false));
+      upRes.on('end', () => s.responseBody(new Uint8Array(0), true));
+      upRes.on('error', () => s.reset());
+      upRes.on('aborted', () => s.reset());
     });
-    upstreamReq.on('error', (err: NodeJS.ErrnoException) => {
-      if (finished || res.headersSent) {
-        s.reset();
-        res.destroy();
-        return;
-      }
-      finished = true;
-      const reason = err.code === 'ECONNREFUSED' ? 'connection failure' : (err.code ?? 'reset');
-      upstreamFailure(s, writer, 503, `upstream connect error or disconnect/reset before headers. reset reason: ${reason}`);
+    upstreamReq = r;
+    r.on('error', (err: NodeJS.ErrnoException) => {
+      if (upstreamReq !== r) return; // aborted by us
+      upstreamReq = null;
+      if (responded) s.reset();
+      else upstreamFailure(s, 503, `upstream connect error or disconnect/reset before headers. reset reason: ${resetReason(err)}`);
     });
-    upstreamReq.end(Buffer.from(up.body));
+    r.end(Buffer.from(up.body));
+  };
+
+  s.observer = {
+    // Deferred: the request may complete inside the filter's own processing (or a root context's
+    // callback); the router runs after that.
+    upstreamRequestComplete: () => queueMicrotask(startUpstream),
+    upstreamReset: () => {
+      const r = upstreamReq;
+      upstreamReq = null;
+      r?.destroy();
+    },
+    downstream: () => writer.flush(),
   };
 
   res.on('close', () => {
-    if (!res.writableFinished) {
-      upstreamReq?.destroy();
-      s.reset();
-    }
+    if (!res.writableFinished) s.reset();
   });
 
   s.requestHeaders(requestPairs(req), !hasBody);
   if (!hasBody) {
     req.resume();
-    afterRequest();
     return;
   }
   req.on('data', (chunk: Buffer) => {
     s.requestBody(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.length), false);
-    if (s.localReply && !res.headersSent) {
-      writeLocal(s, res);
-      req.resume();
-    }
+    if (s.done) req.resume();
   });
-  req.on('end', () => {
-    if (res.headersSent) return;
-    s.requestBody(new Uint8Array(0), true);
-    afterRequest();
-  });
+  req.on('end', () => s.requestBody(new Uint8Array(0), true));
 }
 
 // Plain round-robin proxy, the seeds' port 8080 (HTTPRoute to the Service).
@@ -232,10 +288,15 @@ function listen(server: http.Server, port: number, host: string): Promise<number
 
 export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   const workers = opts.workers ?? 2;
-  const host = new ProxyWasmHost({ clock: 'real', logLevel: 'info', logSink: opts.onLog, maxLogEntries: 10_000 });
+  const host = new ProxyWasmHost({
+    clock: 'real', logLevel: 'info', logSink: opts.onLog, maxLogEntries: 10_000,
+    clusters: [{ name: ORIGINAL_DST_CLUSTER, type: 'original_dst', httpHeaderName: DEST }],
+    httpCallHandler: performCall,
+  });
   const env = { WASM_EPP_PUSH_TOKEN: opts.token };
   const common = { wasm: opts.wasm, rootId: 'wasm-epp', vmId: 'wasm-epp', env, workers, allowOnHeadersStopIteration: true, bufferLimitBytes: 16 * 1024 * 1024 };
-  const routing = host.loadPlugin({ ...common, name: 'wasm-epp', configuration: JSON.stringify({ pool: opts.pool, ...opts.config }) });
+  const pd = { cluster: ORIGINAL_DST_CLUSTER, ...(opts.config?.pd as Record<string, unknown> | undefined) };
+  const routing = host.loadPlugin({ ...common, name: 'wasm-epp', configuration: JSON.stringify({ pool: opts.pool, ...opts.config, pd }) });
   const push = host.loadPlugin({ ...common, name: 'wasm-epp-ext-config', configuration: JSON.stringify({ accept_push: true }) });
 
   const bind = opts.bindHost ?? '127.0.0.1';
