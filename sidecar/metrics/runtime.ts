@@ -25,8 +25,9 @@
 //   - prefill: waiting += the bootstrap queue (requests waiting for their decode side's
 //     handshake before they may be prefilled); running += the inflight queue (prefilled, KV cache
 //     being sent; the request is answered once the decode side has it);
-//   - decode: waiting += the prealloc queue (waiting for KV-cache room and the handshake) and the
-//     transfer queue (room reserved, KV cache arriving).
+//   - decode: waiting += the prealloc queue (waiting for KV-cache room and the handshake);
+//     running += the transfer queue (room reserved, KV cache arriving from the prefill side).
+// Transfers count as running on both sides: they no longer wait for this server's capacity.
 // These gauges are optional (absent counts 0): servers before they existed still work.
 
 import type { Runtime } from "../k8s/pool-spec.ts";
@@ -84,8 +85,8 @@ const SPECS: Record<Runtime, RuntimeSpec> = {
         running: [["sglang:num_prefill_inflight_queue_reqs"]],
       },
       decode: {
-        waiting: [["sglang:num_decode_prealloc_queue_reqs"], ["sglang:num_decode_transfer_queue_reqs"]],
-        running: [],
+        waiting: [["sglang:num_decode_prealloc_queue_reqs"]],
+        running: [["sglang:num_decode_transfer_queue_reqs"]],
       },
     },
   },

@@ -113,9 +113,9 @@ function roles(d: StoredDoc): Array<[string, string, number, number]> {
 }
 
 const EXPECTED: Array<[string, string, number, number]> = [
-  // decode: waiting = queue + prealloc + transfer; prefill: waiting = queue + bootstrap, running + inflight.
-  ["decode-0", "decode", 8, 30],
-  ["decode-1", "decode", 1, 20],
+  // decode: waiting = queue + prealloc, running + transfer; prefill: waiting = queue + bootstrap, running + inflight.
+  ["decode-0", "decode", 3, 35],
+  ["decode-1", "decode", 0, 21],
   ["prefill-0", "prefill", 5, 5],
   ["prefill-1", "prefill", 0, 1],
 ];

@@ -120,20 +120,20 @@ test("prefill on servers that name the bootstrap queue num_prefill_prealloc_queu
   assert.equal((scrape(both, "prefill") as { metrics: ServerMetrics }).metrics.waiting, 4);
 });
 
-test("decode: waiting adds the prealloc and transfer queues; prefill queues are not read", () => {
+test("decode: waiting adds the prealloc queue, running the transfer queue; prefill queues are not read", () => {
   const text = page([
     ...CORE("decode"),
     'sglang:num_decode_prealloc_queue_reqs{engine_type="decode",model_name="qwen",pp_rank="0",tp_rank="0"} 2.0',
     'sglang:num_decode_transfer_queue_reqs{engine_type="decode",model_name="qwen",pp_rank="0",tp_rank="0"} 8.0',
     'sglang:num_prefill_inflight_queue_reqs{engine_type="decode",model_name="qwen",pp_rank="0",tp_rank="0"} 50.0',
   ]);
-  assert.deepEqual(scrape(text, "decode"), { ok: true, metrics: { waiting: 13, running: 5, kvUsage: 0.4, engineType: "decode" } });
+  assert.deepEqual(scrape(text, "decode"), { ok: true, metrics: { waiting: 5, running: 13, kvUsage: 0.4, engineType: "decode" } });
 });
 
 test("the role queues are optional: servers without them count 0; NaN and negative values count 0", () => {
   assert.deepEqual(scrape(page(CORE("decode")), "decode"), { ok: true, metrics: { waiting: 3, running: 5, kvUsage: 0.4, engineType: "decode" } });
   const odd = page([...CORE("decode"), "sglang:num_decode_prealloc_queue_reqs NaN", "sglang:num_decode_transfer_queue_reqs -4.0"]);
-  assert.equal((scrape(odd, "decode") as { metrics: ServerMetrics }).metrics.waiting, 3);
+  assert.deepEqual((scrape(odd, "decode") as { metrics: ServerMetrics }).metrics, { waiting: 3, running: 5, kvUsage: 0.4, engineType: "decode" });
   // A missing core gauge is still an error.
   const x = scrape(page(CORE("decode").slice(1)), "decode");
   assert.deepEqual(x, { ok: false, missing: ["sglang:num_queue_reqs"] });
@@ -150,7 +150,7 @@ test("per-priority breakdowns are not added to the total series", () => {
     'sglang:num_decode_transfer_queue_reqs{engine_type="decode",priority="",tp_rank="0"} 1.0',
     'sglang:num_decode_transfer_queue_reqs{engine_type="decode",priority="3",tp_rank="0"} 1.0',
   ]);
-  assert.deepEqual(scrape(text, "decode"), { ok: true, metrics: { waiting: 6, running: 4, kvUsage: 0.5, engineType: "decode" } });
+  assert.deepEqual(scrape(text, "decode"), { ok: true, metrics: { waiting: 5, running: 5, kvUsage: 0.5, engineType: "decode" } });
   // Data-parallel ranks still add up; breakdown-only pages are summed as they are.
   const dp = page(['sglang:num_queue_reqs{dp_rank="0"} 1.0', 'sglang:num_queue_reqs{dp_rank="1"} 2.0', 'sglang:num_running_reqs{priority="1"} 1.0', 'sglang:num_running_reqs{priority="2"} 2.0', "sglang:token_usage 0.1"]);
   assert.deepEqual(scrape(dp), { ok: true, metrics: { waiting: 3, running: 3, kvUsage: 0.1 } });
