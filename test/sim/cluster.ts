@@ -18,9 +18,37 @@
 //
 // The driver records each request's TTFT, TPOT, end-to-end latency, output tokens and prefix
 // cache hit, and samples every pod's KV usage, running and waiting counts at a fixed interval.
+//
+// Prefill/decode disaggregation (`cluster.pd`), as SGLang serves it:
+//   - the first `pd.prefill` pods are prefill servers, the others decode servers (PodView.role);
+//   - route() returns `{ decode, prefill }` for every request (a plain pod number is an error);
+//   - the request reaches both at once, as SGLang's router sends it: the decode pod preallocates
+//     the prompt's KV as soon as its memory allows and then the prefill pod may schedule it; the
+//     prefill computes the prompt and its first token, its KV goes over the link
+//     (`pd.link`, chunk by chunk as computed: cost-model.ts kvTransferDoneMs) while the prefill pod
+//     keeps it, and when the transfer completes the prefill pod frees it (its prefix cache keeps
+//     it) and the decode pod admits the request at its next step without recomputing the prompt;
+//   - the client's TTFT is when the decode pod emits the first token: at the start of the first
+//     decode step after the KV landed (SGLang streams the prefill's token while building that
+//     step's batch), so it includes the prefill's queue and compute, the transfer and the wait for
+//     the decode pod's step boundary;
+//   - a decode request whose KV has not arrived `pd.waitingTimeoutMs` (300 s, as
+//     SGLANG_DISAGGREGATION_WAITING_TIMEOUT) after it reached the decode pod fails on both pods
+//     (ClusterResult.failed).
+// Router hooks in P/D mode:
+//   - onPrefillDone(req, prefillPod, ok, now) is called (and awaited) when the prefill pod's part
+//     ends: ok = true when the transfer completed (the moment SGLang's prefill server answers its
+//     copy of the request), false when the request failed first. A router that counts load on the
+//     prefill pod until its call answers releases it here; PodView.outstanding does the same;
+//   - onFinished(req, decodePod, now) is called when the decode pod finishes the request, or when
+//     the request failed (it is over on the decode pod either way).
+// Metrics seen by routers: PodMetrics.pd has the role's queue lengths, and page() renders SGLang's
+// /metrics (role-specific disaggregation gauges) for P/D clusters.
 
-import { Engine, type EngineEvent, type EngineOptions } from "./engine.ts";
-import { vllmMetricsPage } from "./exposition.ts";
+import { Engine, type EngineEvent, type EngineOptions, type PdRole, type PdSnapshot } from "./engine.ts";
+import { kvBytesPerToken, kvTransferDoneMs, RDMA_200G, type KvLink } from "./cost-model.ts";
+import { SGLANG_KV_TRANSFER_LATENCY_MS_BUCKETS, sglangMetricsPage, vllmMetricsPage } from "./exposition.ts";
+import { Histogram } from "./histogram.ts";
 import { Rng } from "./rng.ts";
 import { summarize, type Summary } from "./stats.ts";
 import type { RequestSource, SimRequest } from "./workload.ts";
@@ -38,6 +66,16 @@ export interface PodMetrics {
   prefixCacheQueries: number;
   prefixCacheHits: number;
   lora: { maxLoras: number; running: string[]; waiting: string[] } | null;
+  /** P/D clusters: the pod's disaggregation queues (SGLang's gauges). */
+  pd?: PdSnapshot;
+}
+
+export type { PdRole } from "./engine.ts";
+
+/** Where a P/D request goes: the decode pod answers the client, the prefill pod computes the prompt. */
+export interface PdRoute {
+  decode: number;
+  prefill: number;
 }
 
 export interface PodView {
@@ -46,8 +84,10 @@ export interface PodView {
   readonly address: string;
   /** As of the last scrape; null before the first. */
   readonly metrics: PodMetrics | null;
-  /** Requests this router sent to the pod that have not finished. */
+  /** Requests this router sent to the pod that have not finished (on a prefill pod: whose prefill has not ended). */
   readonly outstanding: number;
+  /** P/D clusters only: the pod's role. */
+  readonly role?: PdRole;
 }
 
 export interface RouterView {
@@ -61,8 +101,11 @@ export interface Router {
   name: string;
   /** Wants direct engine access in its view (a precise oracle, not a realistic router). */
   oracle?: boolean;
-  route(req: SimRequest, now: number, view: RouterView): number | Promise<number>;
+  /** A pod index; in a P/D cluster `{ decode, prefill }`. */
+  route(req: SimRequest, now: number, view: RouterView): number | PdRoute | Promise<number | PdRoute>;
   onFinished?(req: SimRequest, pod: number, now: number): void;
+  /** P/D clusters: the prefill pod's part of the request ended (see the top of this file). */
+  onPrefillDone?(req: SimRequest, prefillPod: number, ok: boolean, now: number): void | Promise<void>;
   /**
    * A pod was just scraped (every scrape, before any later routing). `page()` renders the pod's
    * /metrics text as of this scrape (vLLM's names); call it during the hook. For routers that
@@ -89,6 +132,19 @@ export interface ClusterOptions {
   address?: (pod: number) => string;
   /** Served model name on the pods' /metrics pages (default "/model/qwen"). */
   modelName?: string;
+  /** Prefill/decode disaggregation (see the top of this file). */
+  pd?: PdClusterOptions;
+  /** Metric names of the pages routers get in onScrape (default: "vllm", or "sglang" with `pd`). */
+  runtime?: "vllm" | "sglang";
+}
+
+export interface PdClusterOptions {
+  /** Pods 0 .. prefill - 1 are prefill servers, the rest decode servers (at least one of each). */
+  prefill: number;
+  /** The KV transfer path (default RDMA_200G). */
+  link?: KvLink;
+  /** A decode request whose KV has not arrived this long after it reached the decode pod fails (default 300 000). */
+  waitingTimeoutMs?: number;
 }
 
 export interface RequestRecord {
@@ -107,6 +163,26 @@ export interface RequestRecord {
   e2eMs: number;
   cachedTokens: number;
   preemptions: number;
+  /** P/D: the prefill pod (`pod` is the decode pod). */
+  prefillPod?: number;
+  /** P/D: the prefill pod's prefix-cache hit, in tokens (also in cachedTokens, as SGLang reports it). */
+  prefillCachedTokens?: number;
+  /** P/D: when the prefill pod computed the first token. */
+  prefillFirstTokenMs?: number;
+  /** P/D: when the KV reached the decode pod (the prefill pod's part ended). */
+  kvArrivedMs?: number;
+  /** P/D: from the first token on the prefill pod to the KV's arrival. */
+  kvTransferMs?: number;
+}
+
+/** P/D: a request that failed. */
+export interface FailedRecord {
+  id: string;
+  pod: number;
+  prefillPod: number;
+  sentMs: number;
+  failedMs: number;
+  error: string;
 }
 
 export interface PodSummary {
@@ -118,6 +194,8 @@ export interface PodSummary {
   preemptions: number;
   prefixCacheHitRate: number;
   busyFraction: number;
+  /** P/D clusters only. */
+  role?: PdRole;
 }
 
 export interface ClusterResult {
@@ -139,6 +217,8 @@ export interface ClusterResult {
   /** Over samples taken while requests were still being sent: mean of (max - min) KV usage across pods, and of the standard deviation. */
   kvSpread: { meanRange: number; meanStdDev: number };
   samples: { tMs: number[]; kvUsage: number[][]; running: number[][]; waiting: number[][] };
+  /** P/D clusters only: requests that failed. */
+  failed?: FailedRecord[];
 }
 
 export interface SimulateOptions {
@@ -155,6 +235,8 @@ const enum Kind {
   Sample,
   Arrival,
   Wake,
+  Transfer, // P/D: a request's KV reached its decode pod
+  Timeout, // P/D: a decode request's waiting timeout
 }
 
 interface Ev {
@@ -163,6 +245,7 @@ interface Ev {
   kind: Kind;
   pod: number;
   events?: EngineEvent[];
+  id?: string;
 }
 
 class Heap {
@@ -213,6 +296,13 @@ interface Flight {
   sentMs: number;
   firstTokenMs: number;
   cachedTokens: number;
+  // P/D
+  prefill?: number;
+  prefillDone?: boolean;
+  prefillToken?: number;
+  prefillCached?: number;
+  prefillFirstTokenMs?: number;
+  kvArrivedMs?: number;
 }
 
 /** Runs a workload through a router over a simulated pool until every request finished. */
@@ -228,18 +318,29 @@ export async function simulate(o: SimulateOptions): Promise<ClusterResult> {
   const scrapeJitter = c.scrapeJitterMs ?? 50;
   const sampleEvery = c.sampleIntervalMs ?? 1000;
   const maxT = c.maxVirtualMs ?? Infinity;
+  const pd = c.pd;
+  const roles: PdRole[] = [];
+  if (pd) {
+    if (!Number.isInteger(pd.prefill) || pd.prefill < 1 || pd.prefill >= n) throw new RangeError(`pd.prefill must leave at least one prefill and one decode pod, got ${pd.prefill} of ${n}`);
+    for (let i = 0; i < n; i++) roles.push(i < pd.prefill ? "prefill" : "decode");
+  }
+  const link = pd?.link ?? RDMA_200G;
+  const waitingTimeoutMs = pd?.waitingTimeoutMs ?? 300_000;
+  const runtime = c.runtime ?? (pd ? "sglang" : "vllm");
   const engines: Engine[] = [];
   for (let i = 0; i < n; i++) {
     const eo = typeof c.engine === "function" ? c.engine(i) : c.engine;
-    engines.push(new Engine({ ...eo, tokenEvents: false }));
+    engines.push(pd ? new Engine({ histogramBuckets: "sglang", ...eo, role: roles[i], tokenEvents: false }) : new Engine({ ...eo, tokenEvents: false }));
   }
+  const bootstrapFailed = new Array<number>(n).fill(0);
+  const transferFailed = new Array<number>(n).fill(0);
   const busy = new Array<boolean>(n).fill(false);
   const startQueued = new Array<boolean>(n).fill(false);
   const outstanding = new Array<number>(n).fill(0);
   const metrics: (PodMetrics | null)[] = new Array(n).fill(null);
   const pods: PodView[] = [];
   for (let i = 0; i < n; i++) {
-    pods.push({
+    const pv: PodView = {
       index: i,
       name: `pod-${i}`,
       address: c.address ? c.address(i) : `10.0.0.${10 + i}:8000`,
@@ -249,7 +350,9 @@ export async function simulate(o: SimulateOptions): Promise<ClusterResult> {
       get outstanding() {
         return outstanding[i];
       },
-    });
+    };
+    if (pd) Object.defineProperty(pv, "role", { value: roles[i], enumerable: true });
+    pods.push(pv);
   }
   let now = 0;
   const view: RouterView = {
@@ -262,7 +365,7 @@ export async function simulate(o: SimulateOptions): Promise<ClusterResult> {
 
   const heap = new Heap();
   let seq = 0;
-  const schedule = (t: number, kind: Kind, pod = -1, events?: EngineEvent[]) => heap.push({ t, seq: seq++, kind, pod, events });
+  const schedule = (t: number, kind: Kind, pod = -1, events?: EngineEvent[], id?: string) => heap.push(id === undefined ? { t, seq: seq++, kind, pod, events } : { t, seq: seq++, kind, pod, events, id });
 
   const flights = new Map<string, Flight>();
   const records: RequestRecord[] = [];
@@ -291,9 +394,13 @@ export async function simulate(o: SimulateOptions): Promise<ClusterResult> {
       prefixCacheHits: s.prefixCacheHits,
       lora: s.lora,
     });
+    if (s.pd) m.pd = s.pd;
     if (o.router.onScrape) {
       const e = engines[i];
-      const page = () => vllmMetricsPage(s, { modelName, createdSec: 0, loraInfo: e.loraInfoHistory(), gpuMemoryUtilization: e.cost.gpuMemoryUtilization });
+      const page =
+        runtime === "sglang"
+          ? () => sglangMetricsPage(s, { modelName, pd: s.pd ? { bootstrapFailed: bootstrapFailed[i], transferFailed: transferFailed[i], transferLatencyMs: transferLatency[i] } : undefined })
+          : () => vllmMetricsPage(s, { modelName, createdSec: 0, loraInfo: e.loraInfoHistory(), gpuMemoryUtilization: e.cost.gpuMemoryUtilization });
       await o.router.onScrape(i, m, now, page);
     }
   };
@@ -305,9 +412,91 @@ export async function simulate(o: SimulateOptions): Promise<ClusterResult> {
     }
   };
 
+  // ---- P/D ----
+  const transferLatency = roles.map((r) => (r === "prefill" ? new Histogram(SGLANG_KV_TRANSFER_LATENCY_MS_BUCKETS) : undefined));
+  const failed: FailedRecord[] = [];
+
+  /** Preallocates on a decode pod; the prefill pods of the preallocated requests may now schedule them. */
+  const preallocOn = (d: number) => {
+    for (const id of engines[d].preallocate(now)) {
+      const f = flights.get(id)!;
+      if (engines[f.prefill!].bootstrapped(id, now)) kick(f.prefill!);
+    }
+  };
+
+  const prefillEnded = async (f: Flight, ok: boolean) => {
+    f.prefillDone = true;
+    outstanding[f.prefill!]--;
+    await o.router.onPrefillDone?.(f.req, f.prefill!, ok, now);
+  };
+
+  const fail = async (f: Flight, error: string) => {
+    const id = f.req.id;
+    flights.delete(id);
+    engines[f.pod].abort(id);
+    transferFailed[f.pod]++;
+    if (!f.prefillDone) {
+      engines[f.prefill!].abort(id);
+      transferFailed[f.prefill!]++;
+      await prefillEnded(f, false);
+      kick(f.prefill!);
+    }
+    outstanding[f.pod]--;
+    inFlight--;
+    failed.push({ id, pod: f.pod, prefillPod: f.prefill!, sentMs: f.sentMs, failedMs: now, error });
+    o.router.onFinished?.(f.req, f.pod, now);
+    o.source.onFinished?.(f.req, [], now);
+    preallocOn(f.pod);
+    kick(f.pod);
+    await issue();
+  };
+
+  const sendPd = async (req: SimRequest, route: number | PdRoute) => {
+    const r = route as PdRoute;
+    const ok = (i: unknown, role: PdRole) => Number.isInteger(i) && (i as number) >= 0 && (i as number) < n && roles[i as number] === role;
+    if (typeof route !== "object" || route === null || !ok(r.decode, "decode") || !ok(r.prefill, "prefill")) {
+      throw new Error(`router ${o.router.name} returned ${JSON.stringify(route)}: a P/D cluster needs { decode: <decode pod>, prefill: <prefill pod> }`);
+    }
+    const sub = { id: req.id, tokens: req.tokens, maxTokens: req.maxTokens, lora: req.lora ?? null };
+    engines[r.decode].submit(sub, now);
+    engines[r.prefill].submit({ ...sub, awaitBootstrap: true }, now);
+    flights.set(req.id, { req, pod: r.decode, sentMs: now, firstTokenMs: NaN, cachedTokens: 0, prefill: r.prefill, prefillDone: false });
+    outstanding[r.decode]++;
+    outstanding[r.prefill]++;
+    perPodRequests[r.decode]++;
+    perPodRequests[r.prefill]++;
+    inFlight++;
+    lastSendMs = now;
+    schedule(now + waitingTimeoutMs, Kind.Timeout, r.decode, undefined, req.id);
+    preallocOn(r.decode);
+  };
+
+  /** A prefill pod's event for a P/D flight. */
+  const deliverPrefill = (pod: number, e: EngineEvent, f: Flight) => {
+    if (e.type !== "prefilled") return;
+    f.prefillToken = e.token;
+    f.prefillCached = e.cachedTokens;
+    f.prefillFirstTokenMs = e.atMs;
+    const done = kvTransferDoneMs(e.chunks, kvBytesPerToken(engines[pod].cost.model), link);
+    schedule(done, Kind.Transfer, pod, undefined, e.id);
+  };
+
+  const transferred = async (id: string) => {
+    const f = flights.get(id);
+    if (!f || f.prefillDone) return;
+    engines[f.prefill!].transferDone(id, now);
+    f.kvArrivedMs = now;
+    transferLatency[f.prefill!]!.observe(now - f.prefillFirstTokenMs!);
+    await prefillEnded(f, true);
+    engines[f.pod].kvArrived(id, f.prefillToken!, now, f.prefillCached);
+    kick(f.pod);
+    kick(f.prefill!);
+  };
+
   const send = async (req: SimRequest) => {
     if (flights.has(req.id)) throw new Error(`duplicate request id ${req.id}`);
-    const pod = await o.router.route(req, now, view);
+    if (pd) return sendPd(req, await o.router.route(req, now, view));
+    const pod = (await o.router.route(req, now, view)) as number;
     if (!Number.isInteger(pod) || pod < 0 || pod >= n) throw new Error(`router ${o.router.name} returned pod ${pod} of ${n}`);
     engines[pod].submit({ id: req.id, tokens: req.tokens, maxTokens: req.maxTokens, lora: req.lora ?? null }, now);
     flights.set(req.id, { req, pod, sentMs: now, firstTokenMs: NaN, cachedTokens: 0 });
@@ -344,6 +533,10 @@ export async function simulate(o: SimulateOptions): Promise<ClusterResult> {
     for (const e of events) {
       const f = flights.get(e.id);
       if (!f) continue;
+      if (f.prefill === pod) {
+        deliverPrefill(pod, e, f);
+        continue;
+      }
       switch (e.type) {
         case "scheduled":
           if (!e.resumed) f.cachedTokens = e.cachedTokens;
@@ -374,6 +567,15 @@ export async function simulate(o: SimulateOptions): Promise<ClusterResult> {
             cachedTokens: f.cachedTokens,
             preemptions: e.preemptions,
           });
+          if (f.prefill !== undefined) {
+            Object.assign(records[records.length - 1], {
+              prefillPod: f.prefill,
+              prefillCachedTokens: f.prefillCached,
+              prefillFirstTokenMs: f.prefillFirstTokenMs,
+              kvArrivedMs: f.kvArrivedMs,
+              kvTransferMs: f.kvArrivedMs! - f.prefillFirstTokenMs!,
+            });
+          }
           o.router.onFinished?.(f.req, pod, now);
           o.source.onFinished?.(f.req, e.outputTokens, now);
           finished = true;
@@ -418,8 +620,20 @@ export async function simulate(o: SimulateOptions): Promise<ClusterResult> {
       case Kind.StepEnd:
         busy[ev.pod] = false;
         await deliver(ev.pod, ev.events!);
+        if (pd && roles[ev.pod] === "decode") preallocOn(ev.pod);
         kick(ev.pod);
         break;
+      case Kind.Transfer:
+        await transferred(ev.id!);
+        break;
+      case Kind.Timeout: {
+        const f = flights.get(ev.id!);
+        const st = f && engines[f.pod].stateOf(ev.id!);
+        if (f && (st === "prealloc" || st === "awaiting_kv")) {
+          await fail(f, `Request ${ev.id} timed out after ${(waitingTimeoutMs / 1000).toFixed(1)}s in KVPoll.WaitingForInput`);
+        }
+        break;
+      }
       case Kind.Scrape:
         await scrape(ev.pod);
         schedule(now + scrapeBase + scrapeRng.next() * scrapeJitter, Kind.Scrape, ev.pod);
@@ -453,7 +667,7 @@ export async function simulate(o: SimulateOptions): Promise<ClusterResult> {
   const podSummaries: PodSummary[] = engines.map((e, i) => {
     const s = e.snapshot();
     const kv = sampleKv[i];
-    return {
+    const summary: PodSummary = {
       requests: perPodRequests[i],
       meanKvUsage: mean(kv),
       maxKvUsage: kv.length ? Math.max(...kv) : 0,
@@ -463,6 +677,8 @@ export async function simulate(o: SimulateOptions): Promise<ClusterResult> {
       prefixCacheHitRate: s.prefixCacheQueries > 0 ? s.prefixCacheHits / s.prefixCacheQueries : 0,
       busyFraction: makespan > 0 ? s.busyMs / makespan : 0,
     };
+    if (pd) summary.role = roles[i];
+    return summary;
   });
   let ranges = 0, devs = 0, counted = 0;
   for (let k = 0; k < sampleT.length; k++) {
@@ -483,7 +699,7 @@ export async function simulate(o: SimulateOptions): Promise<ClusterResult> {
   const prompt = records.reduce((a, r) => a + r.promptTokens, 0);
   const cached = records.reduce((a, r) => a + r.cachedTokens, 0);
   const outTokens = records.reduce((a, r) => a + r.outputTokens, 0);
-  return {
+  const result: ClusterResult = {
     router: o.router.name,
     requests: records,
     unfinished: flights.size,
@@ -500,6 +716,8 @@ export async function simulate(o: SimulateOptions): Promise<ClusterResult> {
     kvSpread: { meanRange: counted ? ranges / counted : 0, meanStdDev: counted ? devs / counted : 0 },
     samples: { tMs: sampleT, kvUsage: sampleKv, running: sampleRun, waiting: sampleWait },
   };
+  if (pd) result.failed = failed;
+  return result;
 }
 
 function mean(v: readonly number[]): number {

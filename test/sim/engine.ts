@@ -605,6 +605,8 @@ export class Engine {
 
     if (reqs.length === 0) {
       if (admittedPrebuilt > 0) return { startMs: nowMs, durationMs: 0, events, seqs: 0, tokens: 0, preempted };
+      // Disaggregation: memory held for KV transfers blocks the queue until a transfer completes.
+      if (preempted === 0 && (this.inflight.size > 0 || this.awaitingKv.size > 0)) return null;
       if (preempted > 0) {
         // Everything that could run was preempted this step (cannot happen with a KV cache that
         // holds maxModelLen); report the host time spent.

@@ -17,7 +17,11 @@
 // SGLang (python/sglang/srt/metrics/collector.py): sglang:num_running_reqs, num_queue_reqs,
 // num_used_tokens, token_usage, gen_throughput, cache_hit_rate, max_total_num_tokens,
 // prompt/generation/cached token and request counters, TTFT / inter-token / e2e histograms,
-// labelled {model_name}; sglang:cache_config_info {page_size, num_pages}.
+// labelled {model_name}; sglang:cache_config_info {page_size, num_pages}. A prefill or decode
+// server of a disaggregated deployment adds its queue gauges (sglang:num_prefill_bootstrap_queue_reqs
+// and num_prefill_inflight_queue_reqs, or num_decode_prealloc_queue_reqs and
+// num_decode_transfer_queue_reqs), the bootstrap / transfer failure counters and, on the prefill
+// side, the KV transfer latency histogram.
 
 import type { EngineSnapshot, LoraInfoSample } from "./engine.ts";
 import type { Histogram } from "./histogram.ts";
@@ -210,7 +214,12 @@ export interface SglangPageOptions {
   genThroughput?: number;
   /** Tokens served from the radix cache (SGLang counts cached prompt tokens). */
   cachedTokens?: number;
+  /** Disaggregation counters (with a snapshot that has `pd`). */
+  pd?: { bootstrapFailed: number; transferFailed: number; transferLatencyMs?: Histogram };
 }
+
+/** SGLang's buckets for sglang:kv_transfer_latency_ms (python/sglang/srt/metrics/collector.py). */
+export const SGLANG_KV_TRANSFER_LATENCY_MS_BUCKETS = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000];
 
 /** An SGLang server's /metrics page. */
 export function sglangMetricsPage(s: EngineSnapshot, o: SglangPageOptions): string {
@@ -231,6 +240,18 @@ export function sglangMetricsPage(s: EngineSnapshot, o: SglangPageOptions): stri
   p.histogram("sglang:time_to_first_token_seconds", "Histogram of time to first token in seconds.", l, s.histograms.ttft);
   p.histogram("sglang:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", l, s.histograms.tpot);
   p.histogram("sglang:e2e_request_latency_seconds", "Histogram of End-to-end request latency in seconds", l, s.histograms.e2e);
+  if (s.pd) {
+    if (s.pd.role === "prefill") {
+      p.gauge("sglang:num_prefill_bootstrap_queue_reqs", "The number of requests in the prefill bootstrap queue.", [[l, s.pd.bootstrapQueue]]);
+      p.gauge("sglang:num_prefill_inflight_queue_reqs", "The number of requests in the prefill inflight queue.", [[l, s.pd.inflightQueue]]);
+    } else {
+      p.gauge("sglang:num_decode_prealloc_queue_reqs", "The number of requests in the decode prealloc queue.", [[l, s.pd.preallocQueue]]);
+      p.gauge("sglang:num_decode_transfer_queue_reqs", "The number of requests in the decode transfer queue.", [[l, s.pd.transferQueue]]);
+    }
+    p.counter("sglang:num_bootstrap_failed_reqs", "The number of bootstrap failed requests.", [[l, o.pd?.bootstrapFailed ?? 0]]);
+    p.counter("sglang:num_transfer_failed_reqs", "The number of transfer failed requests.", [[l, o.pd?.transferFailed ?? 0]]);
+    if (o.pd?.transferLatencyMs) p.histogram("sglang:kv_transfer_latency_ms", "Histogram of KV cache transfer latency in ms.", l, o.pd.transferLatencyMs);
+  }
   p.gauge("sglang:cache_config_info", "Information of the cache configuration.", [[{ ...l, page_size: String(s.blockSize), num_pages: String(s.kvBlocksTotal) }, 1]]);
   return p.text();
 }

@@ -7,7 +7,7 @@
 //                 random; with `choices` set, the fewer of that many random pods (Envoy
 //                 LEAST_REQUEST's power-of-two-choices)
 
-import type { Router } from "./cluster.ts";
+import type { PodView, Router } from "./cluster.ts";
 import { Rng } from "./rng.ts";
 
 export function roundRobin(): Router {
@@ -58,5 +58,46 @@ export function leastRequest(opts: { seed?: number; choices?: number } = {}): Ro
       }
       return pick;
     },
+  };
+}
+
+function ofRole(pods: readonly PodView[], role: "prefill" | "decode"): PodView[] {
+  return pods.filter((p) => p.role === role);
+}
+
+export function pdRoundRobin(): Router {
+  const next = { prefill: 0, decode: 0 };
+  const pick = (pods: readonly PodView[], role: "prefill" | "decode") => {
+    const list = ofRole(pods, role);
+    const p = list[next[role] % list.length];
+    next[role] = (next[role] % list.length) + 1;
+    return p.index;
+  };
+  return {
+    name: "pd-round-robin",
+    route: (_req, _now, view) => ({ prefill: pick(view.pods, "prefill"), decode: pick(view.pods, "decode") }),
+  };
+}
+
+export function pdLeastRequest(opts: { seed?: number } = {}): Router {
+  const rng = new Rng(opts.seed ?? 1);
+  const pick = (pods: readonly PodView[], role: "prefill" | "decode") => {
+    let min = Infinity;
+    let ties = 0;
+    let best = -1;
+    for (const p of ofRole(pods, role)) {
+      if (p.outstanding < min) {
+        min = p.outstanding;
+        ties = 1;
+        best = p.index;
+      } else if (p.outstanding === min && rng.next() * ++ties < 1) {
+        best = p.index;
+      }
+    }
+    return best;
+  };
+  return {
+    name: "pd-least-request",
+    route: (_req, _now, view) => ({ prefill: pick(view.pods, "prefill"), decode: pick(view.pods, "decode") }),
   };
 }
