@@ -36,8 +36,10 @@ export function wasmLogMessage(line: string): string | null {
   return colon < 0 ? null : line.slice(colon + 2);
 }
 
-export async function startEnvoyGateway(root: string, token: string, onLine: (line: string) => void): Promise<EnvoyGateway> {
-  const child = spawn('envoy', ['-c', join(root, 'deploy/envoy/envoy.yaml'), '--log-level', 'info', '--component-log-level', 'wasm:info'], {
+// `configPath`: another configuration than deploy/envoy/envoy.yaml (an example's: its pool and
+// pods); relative paths in it (the module) are resolved from `root`.
+export async function startEnvoyGateway(root: string, token: string, onLine: (line: string) => void, configPath?: string): Promise<EnvoyGateway> {
+  const child = spawn('envoy', ['-c', configPath ?? join(root, 'deploy/envoy/envoy.yaml'), '--log-level', 'info', '--component-log-level', 'wasm:info'], {
     cwd: root,
     env: { ...process.env, WASM_EPP_PUSH_TOKEN: token },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -7,12 +7,14 @@
 // front.
 // Prints the seeds' curl commands and every `Request Handled` line; Ctrl-C stops everything.
 //
-//   npm start -- --time-scale 10     simulated time 10x faster than an A10 would serve
+//   npm start -- --time-scale 10         simulated time 10x faster than an A10 would serve
+//   npm start -- --example sglang-pd     run deploy/examples/sglang-pd/ (its pool, model, policy and
+//                                        Pods, each Pod a simulated server with its role) instead
 
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { ROOT, startLocalStack, waitUntilRouting } from './stack.ts';
+import { ROOT, listExamples, readExample, startLocalStack, waitUntilRouting, type ExampleCluster } from './stack.ts';
 import { installedEnvoy } from './envoy.ts';
 import { formatLogLine } from '../../test/host/index.ts';
 
@@ -22,11 +24,28 @@ const arg = (name: string) => {
   return i >= 0 ? args[i + 1] : undefined;
 };
 if (args.includes('--help')) {
-  console.log('npm start [-- --time-scale N] [--verbose]\n  --time-scale N  simulated pods run N times faster than a real A10 (default 1)\n  --verbose       also print the sidecar\'s log lines and the gateway\'s other log lines');
+  console.log([
+    'npm start [-- --time-scale N] [--example NAME] [--verbose]',
+    '  --time-scale N  simulated pods run N times faster than a real A10 (default 1)',
+    `  --example NAME  run deploy/examples/NAME/ instead of the default cluster (${listExamples().join(', ')})`,
+    '  --verbose       also print the sidecar\'s log lines and the gateway\'s other log lines',
+  ].join('\n'));
   process.exit(0);
 }
 const timeScale = Number(arg('--time-scale') ?? 1);
 const verbose = args.includes('--verbose');
+const exampleName = arg('--example');
+let example: ExampleCluster | undefined;
+if (exampleName !== undefined) {
+  try {
+    example = readExample(exampleName);
+    if (example.pods.length === 0) throw new Error(`the pool ${example.pool} selects no Pod with a loopback podIP`);
+  } catch (err) {
+    console.error(`npm start: --example ${exampleName}: ${(err as Error).message}\nexamples: ${listExamples().join(', ')}`);
+    process.exit(1);
+  }
+  for (const s of example.skipped) console.log(`example ${exampleName}: ${s}`);
+}
 
 // Build what is missing or older than its sources.
 function newest(dir: string): number {
@@ -52,11 +71,13 @@ if (envoy && !envoy.usable) console.log(`envoy on PATH is ${envoy.version?.join(
 else if (!envoy) console.log('no envoy on PATH: the gateway is the proxy-wasm host running build/wasm-epp.wasm');
 const stack = await startLocalStack({
   timeScale,
+  example: exampleName,
   onEnvoyLog: (line) => {
     if (verbose || / \[(warning|error|critical)\]/.test(line)) console.log(`[envoy] ${line}`);
   },
-  // The seeds' pool and model, and the five Pods, as committed: edits apply while running.
-  manifests: join(ROOT, 'deploy/examples'),
+  // The seeds' pool and model, and the five Pods, as committed (or the example's directory): edits
+  // apply while running.
+  manifests: example ? example.dir : join(ROOT, 'deploy/examples'),
   onGatewayLog: (e) => {
     if (e.message.startsWith('Request Handled')) console.log(`[gateway] ${e.message}`);
     else if (verbose || (routing && e.level >= 3)) console.log(`[gateway] ${formatLogLine(e)}`);
@@ -84,14 +105,38 @@ try {
   process.exit(1);
 }
 
-const pods = stack.pods.map((p) => `${p.name} ${p.host}:8000`).join(', ');
-const body = (city: string) => `'{"model": "/model/qwen", "max_completion_tokens": 100, "temperature": 0, "messages": [{"role": "user", "content": "Write as if you were a critic: ${city}"}]}'`;
-console.log(`
+const gatewayKind = stack.gateway.kind === 'envoy' ? `Envoy with ${example ? "deploy/envoy/envoy.yaml (the example's pool and pods)" : 'deploy/envoy/envoy.yaml'}` : 'the proxy-wasm host running build/wasm-epp.wasm';
+if (example) {
+  const pods = stack.pods.map((p) => `${p.name} ${p.host}:8000${p.role ? ` (${p.role})` : ''}`).join(', ');
+  const pd = example.pd ? `, prefill/decode by label ${example.pd.roleLabel}, KV bootstrap port ${example.pd.bootstrapPort}` : '';
+  const body = (city: string, extra = '') => `'{"model": "${example!.model}", "max_tokens": 50${extra}, "messages": [{"role": "user", "content": "Write as if you were a critic: ${city}"}]}'`;
+  console.log(`
+wasm-epp local stack is up with example ${exampleName} (simulated time x${timeScale}).
+  model servers  ${stack.pods.length} simulated ${example.runtime === 'sglang' ? 'SGLang' : 'vLLM'} pods serving ${example.model}${pd}:
+                 ${pods}
+  sidecar        build/sidecar.js --manifests ${stack.manifests} (pool ${example.pool})
+  gateway        ${stack.gateway.plainUrl} plain round-robin, ${stack.gateway.inferenceUrl} through wasm-epp
+                 (${gatewayKind}), push listener ${stack.gateway.pushUrl}
+
+Try it:
+  curl -X POST localhost:8081/v1/chat/completions -H 'Content-Type: application/json' -d ${body('Hangzhou')}
+  curl -N -X POST localhost:8081/v1/chat/completions -H 'Content-Type: application/json' -d ${body('Beijing', ', "stream": true')}
+${example.pd ? `
+Each Request Handled line below names the decode pod (pod=) and the prefill pod (prefill=) and the room.
+The plain listener (:8080) round-robins over every Pod, prefill and decode alike, as a Service would:
+decode pods answer it 400 (no bootstrap room).
+` : ''}
+Ctrl-C stops everything.
+`);
+} else {
+  const pods = stack.pods.map((p) => `${p.name} ${p.host}:8000`).join(', ');
+  const body = (city: string) => `'{"model": "/model/qwen", "max_completion_tokens": 100, "temperature": 0, "messages": [{"role": "user", "content": "Write as if you were a critic: ${city}"}]}'`;
+  console.log(`
 wasm-epp local stack is up (simulated time x${timeScale}).
   model servers  5 simulated vLLM pods serving /model/qwen (Qwen2.5-7B on A10 timings): ${pods}
   sidecar        build/sidecar.js --manifests ${stack.manifests} (pool default/vllm-qwen-pool)
   gateway        ${stack.gateway.plainUrl} plain round-robin, ${stack.gateway.inferenceUrl} through wasm-epp
-                 (${stack.gateway.kind === 'envoy' ? 'Envoy with deploy/envoy/envoy.yaml' : 'the proxy-wasm host running build/wasm-epp.wasm'}), push listener ${stack.gateway.pushUrl}
+                 (${gatewayKind}), push listener ${stack.gateway.pushUrl}
 
 Try the seeds' requests:
   curl -X POST localhost:8080/v1/chat/completions -H 'Content-Type: application/json' -d ${body('San Francisco')}
@@ -104,6 +149,7 @@ Request Handled lines below.
 
 Ctrl-C stops everything.
 `);
+}
 
 let stopping = false;
 const stop = async () => {
