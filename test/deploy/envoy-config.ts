@@ -42,3 +42,29 @@ export function routeClusters(hcm: any): string[] {
   for (const vh of hcm.route_config?.virtual_hosts ?? []) for (const r of vh.routes ?? []) if (r.route?.cluster) out.push(r.route.cluster);
   return out;
 }
+
+/**
+ * Clusters as the test host declares them: ORIGINAL_DST with use_http_header as 'original_dst'
+ * (with its header, Envoy's default when unnamed), anything else as a static cluster.
+ */
+export function hostClusters(clusters: Iterable<any>): Array<string | { name: string; type: "original_dst"; httpHeaderName: string }> {
+  const out: Array<string | { name: string; type: "original_dst"; httpHeaderName: string }> = [];
+  for (const c of clusters) {
+    if (c.type === "ORIGINAL_DST" && c.original_dst_lb_config?.use_http_header === true) {
+      out.push({ name: c.name, type: "original_dst", httpHeaderName: c.original_dst_lb_config.http_header_name || "x-envoy-original-dst-host" });
+    } else {
+      out.push(c.name);
+    }
+  }
+  return out;
+}
+
+/** Retry policies of a connection manager's inline routes and virtual hosts. */
+export function retryPolicies(hcm: any): unknown[] {
+  const out: unknown[] = [];
+  for (const vh of hcm.route_config?.virtual_hosts ?? []) {
+    if (vh.retry_policy) out.push(vh.retry_policy);
+    for (const r of vh.routes ?? []) if (r.route?.retry_policy) out.push(r.route.retry_policy);
+  }
+  return out;
+}

@@ -7,8 +7,8 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { repoPath, yamlFile } from "./files.ts";
-import { exercise, specFromEnvoyFilter } from "./filter-under-host.ts";
-import { hcms, isLoopback, pluginConfig, routeClusters, ROUTER_TYPE, seconds, WASM_FILTER, wasmFilters } from "./envoy-config.ts";
+import { exercise, exercisePd, specFromEnvoyFilter } from "./filter-under-host.ts";
+import { hcms, hostClusters, isLoopback, pluginConfig, retryPolicies, routeClusters, ROUTER_TYPE, seconds, WASM_FILTER, wasmFilters } from "./envoy-config.ts";
 
 const FILE = repoPath("deploy/envoy/envoy.yaml");
 const [config] = yamlFile(FILE);
@@ -147,6 +147,47 @@ test("the module runs these filter configurations: the push takes the token from
   assert.equal(r.handled.length, 1);
   const wrong = exercise(routing, push, { WASM_EPP_PUSH_TOKEN: token }, "some-other-token-0123456789");
   assert.equal(wrong.pushStatus, 401);
+});
+
+// SGLang's SGLANG_DISAGGREGATION_WAITING_TIMEOUT / BOOTSTRAP_TIMEOUT: what a decode server waits for its prefill.
+const BOOTSTRAP_WAIT_MS = 300_000;
+const RETRY_HEADERS = ["x-envoy-retry-on", "x-envoy-retry-grpc-on", "x-envoy-max-retries"];
+
+test("prefill/decode: pd.cluster is an ORIGINAL_DST cluster on the filter's header; the call waits out the bootstrap, the route outlasts it and never retries", () => {
+  const hcm = onlyHcm(inference);
+  const cfg = pluginConfig(wasmFilters(hcm)[0]);
+  const pd = (cfg.pd ?? {}) as { cluster?: string; timeout_ms?: number };
+  const name = pd.cluster ?? "wasm_epp_original_dst";
+  const c = clusters.get(name);
+  assert.ok(c, `pd.cluster ${name} is a cluster of this Envoy`);
+  assert.equal(c.type, "ORIGINAL_DST");
+  assert.equal(c.original_dst_lb_config.use_http_header, true, "the call's own header picks the host");
+  assert.equal(c.original_dst_lb_config.http_header_name, (cfg.endpoint_header as string | undefined) ?? "x-gateway-destination-endpoint");
+  assert.equal(c.common_http_protocol_options?.max_stream_duration, undefined, "nothing cuts a call short on the cluster");
+  const timeoutMs = pd.timeout_ms ?? BOOTSTRAP_WAIT_MS;
+  assert.ok(timeoutMs >= BOOTSTRAP_WAIT_MS, `pd.timeout_ms ${timeoutMs} < the engines' ${BOOTSTRAP_WAIT_MS} ms bootstrap wait`);
+  for (const vh of hcm.route_config.virtual_hosts) {
+    for (const r of vh.routes) {
+      assert.ok(seconds(r.route.timeout) * 1000 >= timeoutMs, "the decode request's route timeout outlasts the prefill wait");
+      for (const h of RETRY_HEADERS) assert.ok((r.request_headers_to_remove ?? []).includes(h), `client-requested retries: ${h} removed`);
+    }
+  }
+  assert.deepEqual(retryPolicies(hcm), [], "no retry policy on the inference routes: a retry would orphan a prefill");
+  assert.ok(seconds(hcm.stream_idle_timeout) * 1000 >= timeoutMs);
+});
+
+test("prefill/decode: the module under this configuration sends its prefill call on this Envoy's ORIGINAL_DST cluster, to a prefill pod", () => {
+  const routing = specFromEnvoyFilter(wasmFilters(onlyHcm(inference))[0], inference.per_connection_buffer_limit_bytes);
+  const push = specFromEnvoyFilter(wasmFilters(onlyHcm(extConfig))[0], extConfig.per_connection_buffer_limit_bytes);
+  const token = "token-from-the-environment-0123";
+  const r = exercisePd(routing, push, { WASM_EPP_PUSH_TOKEN: token }, token, hostClusters(clusters.values()));
+  assert.ok(r.call, "a prefill call was made");
+  assert.equal(r.call.clusterType, "original_dst");
+  assert.ok(r.call.target && r.prefill.includes(r.call.target), `the call went to ${r.call.target}, not a prefill pod`);
+  assert.ok(r.call.timeoutMs >= BOOTSTRAP_WAIT_MS);
+  assert.ok(r.routedTo && r.decode.includes(r.routedTo), `the request went to ${r.routedTo}, not a decode pod`);
+  assert.equal(r.handled.length, 1);
+  assert.match(r.handled[0], / prefill=prefill-\d .*room=\d+/);
 });
 
 const envoy = spawnSync("envoy", ["--version"], { encoding: "utf8" });

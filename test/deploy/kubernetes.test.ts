@@ -16,8 +16,8 @@ import { repoPath, yamlFile } from "./files.ts";
 import { base64, baseSources, KUBECTL, kustomize, readText, render, scratchCopy, TEST_TOKEN } from "./kustomize.ts";
 import { generate, PATCHABLE_TYPES, type EgModel } from "./eg-xds-model.ts";
 import { applyPatch } from "./json-patch.ts";
-import { hcms, isLoopback, pluginConfig, wasmFilters } from "./envoy-config.ts";
-import { exercise, specFromEnvoyFilter } from "./filter-under-host.ts";
+import { hcms, hostClusters, isLoopback, pluginConfig, wasmFilters } from "./envoy-config.ts";
+import { exercise, exercisePd, specFromEnvoyFilter } from "./filter-under-host.ts";
 
 const rendered = KUBECTL !== null;
 const NO_KUBECTL = "kubectl not installed: kubectl kustomize not run (the base's files were checked as written)";
@@ -296,6 +296,68 @@ test("the patched filters run the module: the sidecar's token opens the push lis
   const u = exercise({ ...uRouting, allowOnHeadersStopIteration: true }, { ...uPush, allowOnHeadersStopIteration: true }, envoyEnv, token);
   assert.equal(u.pushStatus, 204);
   assert.equal(u.routedTo, undefined, "the push landed in another VM");
+});
+
+// --- prefill/decode pools -------------------------------------------------------------------------
+
+const BOOTSTRAP_WAIT_MS = 300_000;
+
+function durationMs(d: string): number {
+  const m = /^(\d+)(ms|s|m|h)$/.exec(d);
+  assert.ok(m, `a Gateway API duration: ${d}`);
+  return Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as "ms" | "s" | "m" | "h"];
+}
+
+test("prefill/decode: pd.cluster names the 8081 route's cluster the ORIGINAL_DST patch rewrites; the call waits out the bootstrap, the route outlasts it", () => {
+  const route = routeOn("llm-gw");
+  const routeCluster = `httproute/${route.metadata.namespace}/${route.metadata.name}/rule/0`;
+  const pd = routingEep.spec.wasm[0].config.pd;
+  assert.ok(pd, "the routing filter's configuration has pd");
+  assert.equal(pd.cluster, routeCluster, "Envoy Gateway's name for the cluster of the 8081 route");
+  const patched = one("EnvoyPatchPolicy", "wasm-epp-original-dst").spec.jsonPatches;
+  assert.ok(patched.some((p: any) => p.name === pd.cluster && p.operation.path === "/type" && p.operation.value === "ORIGINAL_DST"));
+  assert.ok((pd.timeout_ms ?? BOOTSTRAP_WAIT_MS) >= BOOTSTRAP_WAIT_MS);
+  const btp = one("BackendTrafficPolicy", "backend-timeout");
+  assert.ok(durationMs(btp.spec.timeout.http.requestTimeout) >= (pd.timeout_ms ?? BOOTSTRAP_WAIT_MS));
+  for (const egVersion of ["v1.5", "v1.9"] as const) {
+    const model = generate(docs, { egVersion });
+    assert.deepEqual(patchModel(model, all("EnvoyPatchPolicy")), []);
+    const c = model.clusters.get(pd.cluster);
+    assert.equal(c.type, "ORIGINAL_DST");
+    assert.deepEqual(c.original_dst_lb_config, { use_http_header: true, http_header_name: "x-gateway-destination-endpoint" });
+  }
+});
+
+test("prefill/decode: no retries on the 8081 route (a retry would orphan a prefill)", () => {
+  const route = routeOn("llm-gw");
+  for (const rule of route.spec.rules) assert.equal(rule.retry, undefined, "HTTPRoute retry");
+  const attached = (p: any) => p.spec.targetRefs?.some((t: any) => (t.kind === "Gateway" && t.name === gateway.metadata.name) || (t.kind === "HTTPRoute" && t.name === route.metadata.name));
+  for (const btp of all("BackendTrafficPolicy").filter(attached)) assert.equal(btp.spec.retry, undefined, `${btp.metadata.name}: retry`);
+});
+
+test("prefill/decode: the patched routing filter sends its prefill call on the patched ORIGINAL_DST cluster, to a prefill pod", () => {
+  const model = generate(docs);
+  assert.deepEqual(patchModel(model, all("EnvoyPatchPolicy")), []);
+  const inference = model.listeners.get(`default/${gateway.metadata.name}/llm-gw`);
+  const push = model.listeners.get(`default/${gateway.metadata.name}/${gateway.spec.listeners.find((l: any) => l.port === PUSH_PORT).name}`);
+  const token = "pd-test-token-0123456789abcdef";
+  const routingSpec = specFromEnvoyFilter(wasmEppFilters(inference)[0], 8 << 20);
+  const pushSpec = specFromEnvoyFilter(wasmEppFilters(push)[0], 8 << 20);
+  const r = exercisePd(routingSpec, pushSpec, { [TOKEN_ENV]: token }, token, hostClusters(model.clusters.values()));
+  assert.ok(r.call, "a prefill call was made");
+  assert.equal(r.call.cluster, routingEep.spec.wasm[0].config.pd.cluster);
+  assert.equal(r.call.clusterType, "original_dst");
+  assert.ok(r.call.target && r.prefill.includes(r.call.target), `the call went to ${r.call.target}`);
+  assert.ok(r.routedTo && r.decode.includes(r.routedTo), `the request went to ${r.routedTo}`);
+});
+
+test("prefill/decode with the fail-open component: calls go over the Service's EDS cluster with the endpoint override", { skip: rendered ? false : NO_KUBECTL }, () => {
+  const o = render("overlays/fail-open");
+  const routing = all("EnvoyExtensionPolicy", o).find((e) => e.spec.wasm[0].config.accept_push !== true);
+  const btp = one("BackendTrafficPolicy", "wasm-epp-endpoint-override", o);
+  assert.equal(routing.spec.wasm[0].config.pd.cluster, `httproute/default/${routeOn("llm-gw").metadata.name}/rule/0`, "the same cluster, left EDS");
+  assert.deepEqual(btp.spec.loadBalancer.endpointOverride.extractFrom, [{ header: "x-gateway-destination-endpoint" }]);
+  assert.equal(btp.spec.retry, undefined);
 });
 
 // --- overlays ------------------------------------------------------------------------------------
