@@ -150,19 +150,19 @@ export function usageChunk(endpoint: Endpoint, id: string, created: number, mode
   return JSON.stringify({ id, object: endpoint === "chat" ? "chat.completion.chunk" : "text_completion", created, model, choices: [], usage: u });
 }
 
-export function completionResponse(id: string, created: number, model: string, text: string, u: Usage): string {
+export function completionResponse(id: string, created: number, model: string, text: string, u: Usage, finish = "length"): string {
   return JSON.stringify({
     id,
     object: "text_completion",
     created,
     model,
-    choices: [{ index: 0, text, logprobs: null, finish_reason: "length", stop_reason: null, prompt_logprobs: null }],
+    choices: [{ index: 0, text, logprobs: null, finish_reason: finish, stop_reason: null, prompt_logprobs: null }],
     usage: { ...u, prompt_tokens_details: null },
     kv_transfer_params: null,
   });
 }
 
-export function chatResponse(id: string, created: number, model: string, text: string, u: Usage): string {
+export function chatResponse(id: string, created: number, model: string, text: string, u: Usage, finish = "length"): string {
   return JSON.stringify({
     id,
     object: "chat.completion",
@@ -173,7 +173,7 @@ export function chatResponse(id: string, created: number, model: string, text: s
         index: 0,
         message: { role: "assistant", reasoning_content: null, content: text, tool_calls: [] },
         logprobs: null,
-        finish_reason: "length",
+        finish_reason: finish,
         stop_reason: null,
       },
     ],
@@ -181,4 +181,65 @@ export function chatResponse(id: string, created: number, model: string, text: s
     prompt_logprobs: null,
     kv_transfer_params: null,
   });
+}
+
+/** SGLang's streamed error event (serving_base.create_streaming_error_response): the ErrorResponse inside "error". */
+export function streamingErrorEvent(status: number, message: string): string {
+  const name = status === 400 ? "BAD_REQUEST" : status === 503 ? "SERVICE_UNAVAILABLE" : "INTERNAL_SERVER_ERROR";
+  return JSON.stringify({ error: { object: "error", message, type: name, param: null, code: status } });
+}
+
+/**
+ * Top-level members of a JSON object, as their raw source text (so that an integer such as a
+ * 63-bit bootstrap_room is kept exactly). Assumes `body` is valid JSON (parse it first).
+ */
+export function topLevelRaw(body: string): Map<string, string> {
+  const out = new Map<string, string>();
+  let i = body.indexOf("{");
+  if (i < 0) return out;
+  i++;
+  const ws = () => {
+    while (i < body.length && " \t\r\n".includes(body[i])) i++;
+  };
+  const str = () => {
+    const start = i;
+    i++;
+    while (i < body.length && body[i] !== '"') i += body[i] === "\\" ? 2 : 1;
+    i++;
+    return body.slice(start, i);
+  };
+  const value = () => {
+    const start = i;
+    if (body[i] === '"') {
+      str();
+    } else if (body[i] === "{" || body[i] === "[") {
+      let depth = 0;
+      do {
+        const ch = body[i];
+        if (ch === '"') {
+          str();
+          continue;
+        }
+        if (ch === "{" || ch === "[") depth++;
+        else if (ch === "}" || ch === "]") depth--;
+        i++;
+      } while (depth > 0 && i < body.length);
+    } else {
+      while (i < body.length && !",}] \t\r\n".includes(body[i])) i++;
+    }
+    return body.slice(start, i);
+  };
+  for (;;) {
+    ws();
+    if (body[i] !== '"') break;
+    const key = JSON.parse(str()) as string;
+    ws();
+    i++; // ':'
+    ws();
+    out.set(key, value());
+    ws();
+    if (body[i] !== ",") break;
+    i++;
+  }
+  return out;
 }
