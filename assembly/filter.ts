@@ -28,6 +28,8 @@ import { ParsedRequest } from "./request/openai";
 import { Resolution } from "./route";
 
 const WARN_EVERY_MS: f64 = 10000;
+// Headers with which a client could ask Envoy's router for retries.
+const RETRY_HEADERS: StaticArray<string> = ["x-envoy-retry-on", "x-envoy-retry-grpc-on", "x-envoy-max-retries"];
 
 export class EppRoot extends RootContext {
   config: Config = new Config();
@@ -535,6 +537,9 @@ export class EppHttp extends Context {
     if (host.getHeader(host.REQUEST_HEADERS, "content-length") !== null) {
       host.setHeader(host.REQUEST_HEADERS, "content-length", out.byteLength.toString());
     }
+    // A retried decode request would carry a room whose prefill already ran: no client-asked
+    // retries (the route itself must have none either).
+    for (let k = 0; k < RETRY_HEADERS.length; k++) host.removeHeader(host.REQUEST_HEADERS, RETRY_HEADERS[k]);
     this.dispatch(pool, decoded.index, now, 0);
     if (!recordLoad(root.store, loadKey(pool.name), p.id, 1, now, cfg.maxEndpoints * 2, prefilled.workMs)) root.count(stats.LOAD_UPDATE_LOST);
     const pending = new PendingPrefill();

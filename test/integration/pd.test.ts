@@ -69,6 +69,17 @@ test('a P/D request goes to a decode pod with the bootstrap fields, and its pref
   assert.equal(g.counter('pd_prefill_ok'), 1);
 });
 
+test('a P/D request carries no client-asked retries to the router', () => {
+  const g = new Gateway({ httpCallHandler: () => ({ status: 200 }) });
+  pdState(g);
+  const r = g.chat({ model: MODEL, messages: [] }, { headers: { 'x-envoy-retry-on': '5xx', 'x-envoy-max-retries': '3', 'x-envoy-retry-grpc-on': 'cancelled' } });
+  assert.equal(r.kind, 'upstream');
+  if (r.kind !== 'upstream') return;
+  assert.equal(r.header('x-envoy-retry-on'), undefined);
+  assert.equal(r.header('x-envoy-max-retries'), undefined);
+  assert.equal(r.header('x-envoy-retry-grpc-on'), undefined);
+});
+
 test('client-sent bootstrap fields never reach a pod, escaped keys included', async () => {
   const calls: HttpCallRequest[] = [];
   const g = new Gateway({ httpCallHandler: (req) => { calls.push(req); return { status: 200 }; } });
