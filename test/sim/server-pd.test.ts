@@ -145,6 +145,14 @@ test("P/D pods over HTTP: without a room SGLang refuses; the same room on a pref
     assert.equal(pc.filter((x) => x.choices.length > 0 && x.choices[0].delta.content).length, 1, "one token from the prefill server");
     assert.ok(content.startsWith(pc.map((x) => x.choices[0]?.delta?.content ?? "").join("")));
 
+    // Each pod logs the bootstrap fields it received, the room exactly as written.
+    const logged = prefill.pdRequests().find((x) => x.rid === "r-1")!;
+    assert.deepEqual(logged, { rid: "r-1", room: ROOM, host: prefill.host, port: prefill.bootstrapPort, atMs: logged.atMs });
+    assert.deepEqual(
+      decode.pdRequests().map((x) => [x.rid, x.room]),
+      [["r-noroom", null], ["r-noroom2", null], ["r-1", ROOM], ["r-2", "12345"]],
+    );
+
     // Role-specific /metrics, readable by the sidecar.
     const pm = await metrics(prefill);
     const dm = await metrics(decode);

@@ -85,6 +85,16 @@ export interface PodOptions {
   pd?: PdPodOptions;
 }
 
+export interface PdRequestRecord {
+  rid: string;
+  /** bootstrap_room as written in the body (digits), or null when absent. */
+  room: string | null;
+  host: string | null;
+  port: number | null;
+  /** The pod's simulated clock when the request arrived. */
+  atMs: number;
+}
+
 export interface PdPodOptions {
   role: PdRole;
   /** Prefill: port of the bootstrap endpoint on the pod's host (--disaggregation-bootstrap-port; default 8998; 0 picks a free port). */
@@ -111,6 +121,8 @@ export interface Pod {
   readonly role?: PdRole;
   /** P/D prefill pods: the port the bootstrap endpoint listens on. */
   readonly bootstrapPort?: number;
+  /** P/D pods: the generation requests received, oldest first (the last 1000), with their bootstrap fields as sent. */
+  pdRequests(): PdRequestRecord[];
   /** The pod's simulated clock, Unix milliseconds. */
   now(): number;
   /** Stops the server and drops every connection; requests in flight are aborted. */
@@ -409,6 +421,7 @@ export async function startPod(opts: PodOptions = {}): Promise<Pod> {
     ...(role ? { role } : {}),
     ...(bootstrapPort !== undefined ? { bootstrapPort } : {}),
     now,
+    pdRequests: () => pd?.received() ?? [],
     kill() {
       if (dead) return;
       stop();
@@ -444,6 +457,7 @@ interface PdServer {
   abortRequest(res: http.ServerResponse, body: string): void;
   preallocate(): void;
   counters(): { bootstrapFailed: number; transferFailed: number; transferLatencyMs?: Histogram };
+  received(): PdRequestRecord[];
   /** Starts the bootstrap endpoint (prefill); returns its port. */
   listen(host: string, port: number): Promise<number | undefined>;
   stop(): void;
@@ -507,6 +521,7 @@ function createPdServer(c: PdContext): PdServer {
   let transferFailed = 0;
   const transferLatency = role === "prefill" ? new Histogram(SGLANG_KV_TRANSFER_LATENCY_MS_BUCKETS) : undefined;
   const abortables = new Map<string, () => void>();
+  const log: PdRequestRecord[] = [];
   let selfAddr = "";
 
   // ---- replies ----
@@ -851,6 +866,17 @@ function createPdServer(c: PdContext): PdServer {
         ? (JSON.parse(ridRaw) as string)
         : `${endpoint === "chat" ? "chatcmpl" : "cmpl"}-${typeof header === "string" && header.length > 0 ? header : randomUUID().replace(/-/g, "")}`;
     const reply = makeReply(res, endpoint, id, requested, p);
+    const hostRaw = raw.get("bootstrap_host");
+    const portRaw = raw.get("bootstrap_port");
+    const roomField = raw.get("bootstrap_room");
+    log.push({
+      rid: id,
+      room: roomField !== undefined && /^\d+$/.test(roomField) ? roomField : null,
+      host: hostRaw?.startsWith('"') ? (JSON.parse(hostRaw) as string) : null,
+      port: portRaw !== undefined && /^\d+$/.test(portRaw) ? Number(portRaw) : null,
+      atMs: now(),
+    });
+    if (log.length > 1000) log.shift();
     try {
       engine.submit({ id, tokens: p.tokens, maxTokens, lora, awaitBootstrap: role === "prefill" }, now());
     } catch (e) {
@@ -994,6 +1020,7 @@ function createPdServer(c: PdContext): PdServer {
     abortRequest,
     preallocate,
     counters: () => ({ bootstrapFailed, transferFailed, transferLatencyMs: transferLatency }),
+    received: () => log.slice(),
     async listen(host, port) {
       selfAddr = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
       if (!bootstrapServer) return undefined;
