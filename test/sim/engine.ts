@@ -494,7 +494,11 @@ export class Engine {
     return ["waiting", "running", "finished", "bootstrap", "transferring", "prealloc", "awaiting_kv", "prebuilt"][r.status];
   }
 
-  /** One scheduler iteration and forward pass starting at nowMs; null when there is nothing to do. */
+  /**
+   * One scheduler iteration and forward pass starting at nowMs; null when there is nothing to do
+   * (with a role, also when everything queued waits for memory held by KV transfers: call again
+   * once a transfer completed).
+   */
   step(nowMs: number): StepResult | null {
     if (!this.hasWork()) return null;
     const events: EngineEvent[] = [];
