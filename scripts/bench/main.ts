@@ -22,7 +22,7 @@ import type { Workload } from './workloads.ts';
 import { writeReport, type Row } from './report.ts';
 import { coefficientOfVariation, podShares, prefillModel, queueDelays } from './metrics.ts';
 import { verdicts } from './verdict.ts';
-import { setup } from './setup.ts';
+import { runsOn, setup } from './setup.ts';
 import { runJobs, type Job } from './runner.ts';
 
 const args = process.argv.slice(2);
@@ -39,7 +39,8 @@ function row(w: Workload, name: string, runs: ClusterResult[]): Row {
   const ttft = summarize(requests.map((q) => q.ttftMs));
   const queue = summarize(queueDelays(requests, prefillModel(w.engine)));
   const prompt = requests.reduce((a, q) => a + q.promptTokens, 0);
-  const cached = requests.reduce((a, q) => a + q.cachedTokens, 0);
+  // On a prefill/decode cluster the prompt's cache hit is the prefill pod's.
+  const cached = requests.reduce((a, q) => a + (q.prefillCachedTokens ?? q.cachedTokens), 0);
   const mean = (f: (r: ClusterResult) => number) => runs.reduce((a, r) => a + f(r), 0) / runs.length;
   const share = podShares(runs);
   return {
@@ -68,7 +69,8 @@ function row(w: Workload, name: string, runs: ClusterResult[]): Row {
 }
 
 // Every (workload, strategy, seed) is a job; a row pools the runs of its seeds.
-const jobs: Job[] = workloads.flatMap((_, workload) => strategies.flatMap((strategy) => seeds.map((seed) => ({ workload, strategy, seed }))));
+// P/D workloads run the strategies that route prefill/decode clusters, the others the rest.
+const jobs: Job[] = workloads.flatMap((w, workload) => strategies.filter((s) => runsOn(s, w)).flatMap((strategy) => seeds.map((seed) => ({ workload, strategy, seed }))));
 const results: ClusterResult[] = new Array(jobs.length);
 const runsOf = (workload: number, strategy: string) => jobs.flatMap((j, k) => (j.workload === workload && j.strategy === strategy ? [results[k]] : []));
 const started = Date.now();
@@ -84,7 +86,7 @@ try {
   process.stderr.write(`bench: ${(e as Error).message}\n`);
   process.exit(1);
 }
-const rows: Row[] = workloads.flatMap((w, wi) => strategies.map((name) => row(w, name, runsOf(wi, name))));
+const rows: Row[] = workloads.flatMap((w, wi) => strategies.filter((s) => runsOn(s, w)).map((name) => row(w, name, runsOf(wi, name))));
 
 const round = (v: number, d = 1) => (Number.isFinite(v) ? Math.round(v * 10 ** d) / 10 ** d : null);
 type Metrics = Record<string, number | null | Array<number | null>>;

@@ -35,7 +35,7 @@ export const CHAT: TrafficOptions = {
 // question+context of median 400 tokens, p99 about 10x the prompt median. Capacity 32.4 req/s.
 export const LONG_TAIL: TrafficOptions = {
   requests: 3000,
-  ratePerSec: 29.1,
+  ratePerSec: 10,
   systemLen: 300,
   userLen: { median: 400, sigma: 1.2, max: 7000 },
   outputLen: { median: 150, sigma: 0.6, min: 8, max: 1024 },
@@ -92,5 +92,28 @@ export function realWorkloads(quick: boolean): Workload[] {
       limit: quick ? 1000 : undefined,
       pods: 8,
     }),
+  ];
+}
+
+// 8 pods, 3 prefill and 5 decode (SGLang P/D over RDMA): conversations as in CHAT with longer
+// contexts — a 1000-token system prompt shared by all and lognormal messages of median 300
+// tokens — so that prefill is the larger part of the work and where the prompt is prefilled
+// matters. Capacity RATE_TBD req/s.
+export const PD_CHAT: TrafficOptions = {
+  ...CHAT,
+  requests: 3000,
+  ratePerSec: 10,
+  systemLen: 1000,
+  userLen: { median: 300, sigma: 1.2, max: 6000 },
+  outputLen: { median: 150, sigma: 0.6, min: 8, max: 1024 },
+  seed: 24,
+};
+
+export function pdWorkloads(quick: boolean): Workload[] {
+  return [
+    {
+      ...trafficWorkload('pd-chat', 8, PD_CHAT, 'prefill/decode disaggregation (3 prefill + 5 decode pods, KV over RDMA): conversations with a 1000-token system prompt shared by all, lognormal messages (median 300 tokens), Zipf turns ~90 s apart', 800, quick),
+      pd: { prefill: 3 },
+    },
   ];
 }

@@ -5,12 +5,21 @@
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import type { Router } from '../../test/sim/cluster.ts';
-import { leastRequest, random, roundRobin } from '../../test/sim/routers.ts';
+import { leastRequest, pdLeastRequest, pdRoundRobin, random, roundRobin } from '../../test/sim/routers.ts';
 import { builtinWorkloads, loadWorkloadFile, type Workload } from './workloads.ts';
 import { gie } from './strategies/gie.ts';
 import { sglangCacheAware } from './strategies/sglang.ts';
 import { precise } from './strategies/precise.ts';
 import { wasmEpp } from './strategies/wasm-epp.ts';
+import { sglangPd } from './strategies/sglang-pd.ts';
+
+// Strategies that route prefill/decode clusters (a decode and a prefill pod per request): only
+// these run on a P/D workload, and only the others on the rest. wasm-epp serves both.
+export const PD_ONLY = new Set(['pd-round-robin', 'pd-least-request', 'sglang-pd-random', 'sglang-pd-cache-aware']);
+export function runsOn(strategy: string, w: Workload): boolean {
+  const both = strategy === 'wasm-epp' || strategy === 'wasm-epp-default' || strategy.startsWith('wasm-epp:') || strategy.startsWith('wasm-epp-default:');
+  return both || (w.pd ? PD_ONLY.has(strategy) : !PD_ONLY.has(strategy));
+}
 
 const FLAGS = new Set(['--quick', '--json']);
 const OPTIONS = new Set(['--out', '--strategies', '--seeds', '--workload', '--wasm', '--pods', '--trace-block-tokens', '--trace-speed', '--trace-limit', '--jobs', '--variants', '--only']);
@@ -69,8 +78,12 @@ export function setup(args: string[]): Setup {
     gie: (seed) => gie(seed),
     'sglang-cache-aware': () => sglangCacheAware(),
     'wasm-epp': (seed) => wasmEpp({ wasm: wasm(), seed }),
-    'wasm-epp-default': (seed) => Object.assign(wasmEpp({ wasm: wasm(), seed, strategy: 'DEFAULT' }), { name: 'wasm-epp-default' }),
+    'wasm-epp-default': (seed) => Object.assign(wasmEpp({ wasm: wasm(), seed, strategy: 'DEFAULT', pd: { prefillPrefix: false, decodePrefix: false } }), { name: 'wasm-epp-default' }),
     precise: (seed) => precise(seed),
+    'pd-round-robin': () => pdRoundRobin(),
+    'pd-least-request': (seed) => pdLeastRequest({ seed }),
+    'sglang-pd-random': (seed) => sglangPd('random', seed),
+    'sglang-pd-cache-aware': (seed) => sglangPd('cache-aware', seed),
   };
   // --variants FILE.json: {"name": {plugin configuration}} adds wasm-epp:name and
   // wasm-epp-default:name, the filter with that configuration (to choose defaults on the suite).
@@ -85,7 +98,7 @@ export function setup(args: string[]): Setup {
     if (typeof variants !== 'object' || variants === null || Array.isArray(variants)) fail(`--variants ${variantsFile}: an object of name -> plugin configuration`);
     for (const [name, config] of Object.entries(variants)) {
       STRATEGIES[`wasm-epp:${name}`] = (seed) => Object.assign(wasmEpp({ wasm: wasm(), seed, config }), { name: `wasm-epp:${name}` });
-      STRATEGIES[`wasm-epp-default:${name}`] = (seed) => Object.assign(wasmEpp({ wasm: wasm(), seed, strategy: 'DEFAULT', config }), { name: `wasm-epp-default:${name}` });
+      STRATEGIES[`wasm-epp-default:${name}`] = (seed) => Object.assign(wasmEpp({ wasm: wasm(), seed, strategy: 'DEFAULT', config, pd: { prefillPrefix: false, decodePrefix: false } }), { name: `wasm-epp-default:${name}` });
     }
   }
   const chosen = values('--strategies').flatMap((s) => s.split(',')).filter(Boolean);

@@ -2,11 +2,11 @@
 // `--workload FILE.jsonl` is a trace (trace-workload.ts).
 
 import { readFileSync } from 'node:fs';
-import type { Arrival, ClusterOptions } from '../../test/sim/cluster.ts';
+import type { Arrival, ClusterOptions, PdClusterOptions } from '../../test/sim/cluster.ts';
 import { fromList, multiTurn, randomDataset, sharedPrefix, type RequestSource, type SimRequest } from '../../test/sim/workload.ts';
 import { tokenize } from '../../test/sim/tokens.ts';
 import { traffic as trafficSource, type TrafficOptions } from '../../test/sim/traffic.ts';
-import { realWorkloads } from './real-workloads.ts';
+import { pdWorkloads, realWorkloads } from './real-workloads.ts';
 import { SEEDS_ENGINE, traceWorkload, type TraceWorkloadOptions } from './trace-workload.ts';
 
 export interface Workload {
@@ -22,10 +22,12 @@ export interface Workload {
   engine?: ClusterOptions['engine'];
   /** Trace requests cut to fit the max model length. */
   truncated?: number;
+  /** A prefill/decode cluster: the first `pd.prefill` pods prefill, the others decode. Only P/D strategies run on it. */
+  pd?: PdClusterOptions;
 }
 
 export function builtinWorkloads(quick: boolean): Workload[] {
-  return [...classicWorkloads(quick), ...realWorkloads(quick)];
+  return [...classicWorkloads(quick), ...realWorkloads(quick), ...pdWorkloads(quick)];
 }
 
 function classicWorkloads(quick: boolean): Workload[] {
@@ -64,6 +66,8 @@ export interface WorkloadFile {
   pods: number;
   arrival: Arrival;
   engine?: { maxLoras?: number; maxModelLen?: number; kvBlocks?: number; maxNumSeqs?: number; maxBatchedTokens?: number };
+  /** A prefill/decode cluster: `prefill` of the pods are prefill servers, the rest decode servers. */
+  pd?: { prefill: number };
   source:
     | { type: 'random'; numPrompts: number; inputLen: number; outputLen: number; rangeRatio?: number; prefixLen?: number; seed?: number }
     | { type: 'shared-prefix'; groups: number; perGroup: number; prefixLen: number; questionLen: number; outputLen: number; seed?: number }
@@ -83,6 +87,7 @@ export function loadWorkloadFile(path: string, trace: TraceWorkloadOptions = {})
   if (traffic && w.arrival === undefined) w.arrival = { kind: 'open' };
   if (!w.arrival || !['closed', 'poisson', 'open'].includes(w.arrival.kind)) problems.push('arrival: {"kind":"closed","concurrency":N}, {"kind":"poisson","ratePerSec":R} or {"kind":"open"}');
   if (!w.source || !['random', 'shared-prefix', 'multi-turn', 'list', 'traffic'].includes(w.source.type)) problems.push('source.type: random | shared-prefix | multi-turn | list | traffic');
+  if (w.pd !== undefined && !(Number.isInteger(w.pd?.prefill) && w.pd.prefill >= 1 && w.pd.prefill < w.pods)) problems.push('pd.prefill: an integer from 1 to pods - 1');
   if (problems.length) throw new Error(`${path}: invalid workload: ${problems.join('; ')}`);
   const src = w.source;
   const source = (seed?: number): RequestSource => {
@@ -94,5 +99,5 @@ export function loadWorkloadFile(path: string, trace: TraceWorkloadOptions = {})
       case 'traffic': return trafficSource({ maxModelLen: w.engine?.maxModelLen ?? 8192, ...src, seed: seed === undefined ? src.seed : (src.seed ?? 5) * 1000 + seed });
     }
   };
-  return { name: w.name, description: w.description ?? path, pods: trace.pods ?? w.pods, arrival: w.arrival, source, engine: { ...SEEDS_ENGINE, ...w.engine } };
+  return { name: w.name, description: w.description ?? path, pods: trace.pods ?? w.pods, arrival: w.arrival, source, engine: { ...SEEDS_ENGINE, ...w.engine }, ...(w.pd ? { pd: { prefill: w.pd.prefill } } : {}) };
 }

@@ -37,3 +37,11 @@ test("checks whose strategies did not run are n/a (null), per workload", () => {
   assert.equal(v.b.beats_peers.best_peer, "least-request");
   assert.deepEqual(Object.keys(v), ["a", "b"]);
 });
+
+test("on a P/D workload the peers are the P/D strategies, and least-request is pd-least-request", () => {
+  const v = verdict({ "sglang-pd-random": 3000, "sglang-pd-cache-aware": 2000, "pd-least-request": 1300, "pd-round-robin": 1500, "wasm-epp": 1200, "wasm-epp-default": 1400 });
+  assert.equal(v.beats_peers.best_peer, "pd-least-request");
+  assert.equal(v.beats_peers.pass, true);
+  assert.equal(v.default_vs_least_request.pass, false);
+  assert.equal(v.near_precise.pass, null);
+});

@@ -59,17 +59,18 @@ test("the committed trace has real traffic's properties", () => {
   assert.ok(Math.max(...full) / mean > 1.1 && Math.min(...full) / mean < 0.9, `per minute ${full.join(" ")}`);
 });
 
-test("built-in workloads: the three classic ones unchanged, then the real-traffic ones, --quick smaller", () => {
+test("built-in workloads: the three classic ones unchanged, then the real-traffic ones, then prefill/decode, --quick smaller", () => {
   const full = builtinWorkloads(false);
   const quick = builtinWorkloads(true);
-  assert.deepEqual(full.map((w) => w.name), ["seeds-random", "multi-turn", "shared-prefix", "chat", "long-tail", "lora-mix", "trace-conversations"]);
+  assert.deepEqual(full.map((w) => w.name), ["seeds-random", "multi-turn", "shared-prefix", "chat", "long-tail", "lora-mix", "trace-conversations", "pd-chat"]);
+  assert.deepEqual(full.map((w) => w.pd?.prefill), [undefined, undefined, undefined, undefined, undefined, undefined, undefined, 3]);
   assert.deepEqual(full.slice(0, 3).map((w) => [w.pods, w.arrival]), [
     [5, { kind: "closed", concurrency: 200 }],
     [5, { kind: "closed", concurrency: 10_000 }],
     [8, { kind: "poisson", ratePerSec: 5 }],
   ]);
   for (const w of full.slice(3)) assert.deepEqual(w.arrival, { kind: "open" }, w.name);
-  assert.deepEqual(full.slice(3).map((w) => w.pods), [8, 8, 5, 8]);
+  assert.deepEqual(full.slice(3).map((w) => w.pods), [8, 8, 5, 8, 8]);
   for (let i = 3; i < full.length; i++) {
     const n = Number(/(\d+) requests/.exec(full[i].description)![1]);
     const q = Number(/(\d+) requests/.exec(quick[i].description)![1]);
@@ -91,4 +92,16 @@ test("the real-traffic workloads' plans: long tails, the shared system prompt, L
   const share = (l: string | null) => lora.filter((p) => p.lora === l).length / lora.length;
   assert.ok(share(null) > 0.4 && share("travel-helper-v1") > 0.15 && share("travel-helper-v2") > 0.12, "base model and the seeds' two adapters");
   assert.ok(share("travel-helper-v3") > 0.02 && share("travel-helper-v3") < 0.1, `a third adapter now and then: ${share("travel-helper-v3")}`);
+});
+
+test("P/D workloads run the P/D strategies and wasm-epp; the others never run a P/D-only strategy", async () => {
+  const { runsOn, PD_ONLY } = await import("../../scripts/bench/setup.ts");
+  const [plain] = builtinWorkloads(true);
+  const pd = builtinWorkloads(true).find((w) => w.pd)!;
+  for (const s of PD_ONLY) {
+    assert.equal(runsOn(s, pd), true, s);
+    assert.equal(runsOn(s, plain), false, s);
+  }
+  for (const s of ["wasm-epp", "wasm-epp-default", "wasm-epp:x"]) assert.ok(runsOn(s, pd) && runsOn(s, plain), s);
+  for (const s of ["gie", "sglang-cache-aware", "least-request", "precise", "round-robin"]) assert.ok(!runsOn(s, pd) && runsOn(s, plain), s);
 });

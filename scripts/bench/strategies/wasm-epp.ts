@@ -8,14 +8,20 @@
 // an OpenAI completions body through the filter; the pod is whatever its
 // x-gateway-destination-endpoint says. The stream stays open until the request finishes, so the
 // filter's in-flight accounting works as in Envoy.
+//
+// On a prefill/decode cluster the pool is declared by an InferenceTrafficPolicy (profile.pd, the
+// seeds' form; `pd` below says which roles are prefix-aware), each pod carries its role label,
+// and pages are SGLang's, read per role. The request goes to the decode pod the filter chose; its
+// prefill copy is the filter's own proxy_http_call, whose x-gateway-destination-endpoint names
+// the prefill pod, and whose answer is delivered when the simulated prefill pod's part ends.
 
-import type { Router } from '../../../test/sim/cluster.ts';
-import { ProxyWasmHost, type HttpStream, type Plugin } from '../../../test/host/index.ts';
+import type { PdRoute, Router } from '../../../test/sim/cluster.ts';
+import { ProxyWasmHost, type HttpCallReply, type HttpStream, type Plugin } from '../../../test/host/index.ts';
 import { buildDocument, renderDocument, type EndpointInput } from '../../../sidecar/state/document.ts';
 import { parsePool } from '../../../sidecar/k8s/pool-spec.ts';
 import { extract, selectorFor } from '../../../sidecar/metrics/runtime.ts';
 import type { TargetRecord } from '../../../sidecar/metrics/scraper.ts';
-import type { InferenceModel, InferencePool } from '../../../sidecar/k8s/types.ts';
+import type { InferenceModel, InferencePool, InferenceTrafficPolicy } from '../../../sidecar/k8s/types.ts';
 import { detokenize } from '../../../test/sim/tokens.ts';
 
 export interface WasmEppOptions {
@@ -32,7 +38,11 @@ export interface WasmEppOptions {
   model?: string;
   /** Seed of the filter's random tie-breaking (through WASI random_get). */
   seed?: number;
+  /** Prefill/decode clusters: which roles the policy makes prefix-aware (default both, as the seeds' prefix-cache variant). */
+  pd?: { prefillPrefix: boolean; decodePrefix: boolean };
 }
+
+const ROLE_LABEL = 'rolebasedgroup.workloads.x-k8s.io/role';
 
 const TOKEN = 'simulation-push-token-0123456789';
 const T0 = 1_763_600_000_000;
@@ -45,7 +55,18 @@ export function wasmEpp(o: WasmEppOptions): Router {
   const host = new ProxyWasmHost({ clock: 'manual', startTimeMs: T0, logLevel: 'error', maxLogEntries: 1000, logSink: process.env.WASM_EPP_DEBUG ? (e) => { if (e.message.startsWith('DBG')) console.error(e.message); } : undefined, randomSeed: o.seed ?? 1 });
   const env = { WASM_EPP_PUSH_TOKEN: TOKEN };
   const common = { wasm: o.wasm, rootId: 'wasm-epp', vmId: 'wasm-epp', env, workers: 2, allowOnHeadersStopIteration: true, bufferLimitBytes: 64 << 20 };
-  const routing: Plugin = host.loadPlugin({ ...common, name: 'wasm-epp', configuration: JSON.stringify({ pool: 'default/sim-pool', log_requests: false, ...o.config }) });
+  // Prefill calls: answered when the simulated prefill pod's part of the request ends.
+  const rooms = new Map<string, string>();
+  const prefills = new Map<string, (r: HttpCallReply | Error) => void>();
+  const routing: Plugin = host.loadPlugin({
+    ...common, name: 'wasm-epp', configuration: JSON.stringify({ pool: 'default/sim-pool', log_requests: false, ...o.config }),
+    clusters: [{ name: 'wasm_epp_original_dst', type: 'original_dst', httpHeaderName: 'x-gateway-destination-endpoint' }],
+    httpCallHandler: (call) => {
+      const room = /"bootstrap_room":(\d+)/.exec(call.bodyText)?.[1];
+      if (!room) return { status: 400 };
+      return new Promise<HttpCallReply>((resolve, reject) => prefills.set(room, (r) => (r instanceof Error ? reject(r) : resolve(r))));
+    },
+  });
   const push: Plugin = host.loadPlugin({ ...common, name: 'ext-config', configuration: JSON.stringify({ accept_push: true }) });
 
   const pool: InferencePool = {
@@ -53,7 +74,23 @@ export function wasmEpp(o: WasmEppOptions): Router {
     metadata: { name: 'sim-pool', namespace: 'default', annotations: { 'inference.networking.x-k8s.io/routing-strategy': o.strategy ?? 'PREFIX_CACHE' } },
     spec: { targetPortNumber: 8000, selector: { app: 'sim' } },
   } as InferencePool;
-  const spec = parsePool(pool, 'default').spec;
+  const pdPrefix = o.pd ?? { prefillPrefix: true, decodePrefix: true };
+  const policy: InferenceTrafficPolicy = {
+    apiVersion: 'inferenceextension.alibabacloud.com/v1alpha1', kind: 'InferenceTrafficPolicy',
+    metadata: { name: 'sim-policy', namespace: 'default' },
+    spec: {
+      poolRef: { name: 'sim-pool' }, modelServerRuntime: 'sglang',
+      profile: { pd: {
+        trafficPolicy: { prefixCache: { mode: 'estimate' } },
+        ...(pdPrefix.prefillPrefix ? { prefillPolicyRef: 'prefixCache' } : {}),
+        ...(pdPrefix.decodePrefix ? { decodePolicyRef: 'prefixCache' } : {}),
+        pdRoleLabelName: ROLE_LABEL, kvTransfer: { bootstrapPort: 34000 },
+      } },
+    },
+  } as InferenceTrafficPolicy;
+  let spec = parsePool(pool, 'default').spec;
+  // Set on the first request of a P/D cluster: each pod's role.
+  let roles: Array<'prefill' | 'decode' | undefined> = [];
   const inferenceModel = (name: string): InferenceModel => ({
     apiVersion: 'inference.networking.x-k8s.io/v1alpha2', kind: 'InferenceModel',
     metadata: { name: `sim-model-${name.replace(/[^a-z0-9-]/g, '-')}`.slice(0, 63), namespace: 'default', creationTimestamp: '2026-01-01T00:00:00Z' },
@@ -82,7 +119,10 @@ export function wasmEpp(o: WasmEppOptions): Router {
     // Before the first request the pods' addresses are not known: nothing to publish yet.
     if (addresses.length === 0) return;
     lastBuildAt = now;
-    const endpoints: EndpointInput[] = addresses.map((a, i) => ({ pod: `pod-${i}`, ip: a.split(':')[0], k8sReady: true, firstSeenMs: 0, record: records[i] }));
+    const endpoints: EndpointInput[] = addresses.map((a, i) => ({
+      pod: `pod-${i}`, ip: a.split(':')[0], k8sReady: true, firstSeenMs: 0, record: records[i],
+      ...(roles[i] ? { labels: { [ROLE_LABEL]: roles[i]! } } : {}),
+    }));
     const built = buildDocument({ pools: [{ spec, endpoints }], models, defaultNamespace: 'default', metricsStaleMs: staleMs, nowMs: T0 + now });
     // The sidecar pushes when the document changes, and at least every push interval (1 s).
     if (built.key === lastKey && now - lastPushAt < 1000) return;
@@ -119,7 +159,9 @@ export function wasmEpp(o: WasmEppOptions): Router {
     name: 'wasm-epp',
     onScrape(pod, _metrics, now, page) {
       catchUp(now);
-      const x = extract('vllm', selectorFor('vllm').select(Buffer.from(page())).samples);
+      const role = roles[pod];
+      const runtime = spec.pd ? 'sglang' : 'vllm';
+      const x = extract(runtime, selectorFor(runtime, role).select(Buffer.from(page())).samples, role);
       const rec = (records[pod] ??= { firstSeenMs: 0, attempts: 0, consecutiveUnreachable: 0, unreachable: false });
       rec.attempts++;
       if (x.ok) {
@@ -133,7 +175,14 @@ export function wasmEpp(o: WasmEppOptions): Router {
       }
     },
     route(req, now, view) {
-      if (addresses.length === 0) addresses = view.pods.map((p) => p.address);
+      if (addresses.length === 0) {
+        addresses = view.pods.map((p) => p.address);
+        roles = view.pods.map((p) => p.role);
+        if (roles.some(Boolean)) {
+          spec = parsePool(pool, 'default', [policy]).spec;
+          if (!spec.pd) throw new Error('the prefill/decode policy was not read');
+        }
+      }
       catchUp(now);
       if (delivered === 0) {
         // The stack ran before the load started: the sidecar's first document is in place.
@@ -162,7 +211,29 @@ export function wasmEpp(o: WasmEppOptions): Router {
       const pod = dest ? addresses.indexOf(dest) : -1;
       if (pod < 0) throw new Error(`the filter picked ${dest}, not a pod of the pool`);
       open.set(req.id, s);
-      return pod;
+      if (!spec.pd) return pod;
+      // The prefill call was made during the request: the host runs its handler now.
+      const room = /"bootstrap_room":(\d+)/.exec(s.upstream.bodyText)?.[1];
+      if (!room) throw new Error('the filter sent a P/D request without bootstrap_room');
+      host.drain();
+      const call = host.httpCalls.made.at(-1);
+      const prefill = call?.target ? addresses.indexOf(call.target) : -1;
+      if (!call || !call.bodyText.includes(`"bootstrap_room":${room}`) || prefill < 0) throw new Error(`no prefill call for room ${room}`);
+      if (!prefills.has(room)) throw new Error(`the prefill call for room ${room} did not reach its upstream`);
+      rooms.set(req.id, room);
+      return { decode: pod, prefill } satisfies PdRoute;
+    },
+    async onPrefillDone(req, _pod, ok, now) {
+      catchUp(now);
+      const room = rooms.get(req.id);
+      if (room === undefined) return;
+      rooms.delete(req.id);
+      const answer = prefills.get(room);
+      prefills.delete(room);
+      answer?.(ok ? { status: 200, headers: { 'content-type': 'application/json' }, body: '{}' } : new Error('reset'));
+      // The answer reaches the filter's root context through the host's dispatcher.
+      await new Promise((r) => setImmediate(r));
+      host.drain();
     },
     onFinished(req, _pod, now) {
       catchUp(now);
