@@ -35,7 +35,7 @@ export const CHAT: TrafficOptions = {
 // question+context of median 400 tokens, p99 about 10x the prompt median. Capacity 32.4 req/s.
 export const LONG_TAIL: TrafficOptions = {
   requests: 3000,
-  ratePerSec: 10,
+  ratePerSec: 29.1,
   systemLen: 300,
   userLen: { median: 400, sigma: 1.2, max: 7000 },
   outputLen: { median: 150, sigma: 0.6, min: 8, max: 1024 },
@@ -95,25 +95,30 @@ export function realWorkloads(quick: boolean): Workload[] {
   ];
 }
 
-// 8 pods, 3 prefill and 5 decode (SGLang P/D over RDMA): conversations as in CHAT with longer
-// contexts — a 1000-token system prompt shared by all and lognormal messages of median 300
-// tokens — so that prefill is the larger part of the work and where the prompt is prefilled
-// matters. Capacity RATE_TBD req/s.
+// 8 pods, 3 prefill and 5 decode (SGLang P/D over RDMA): conversations with longer contexts
+// than CHAT's — a 1000-token system prompt shared by all and lognormal messages of median 300
+// tokens — and turns ~20 s apart, so that prefill is the larger part of the work and where a
+// conversation's next turn is prefilled matters. Capacity 10.0 req/s (least-request on each
+// role, pd-least-request).
 export const PD_CHAT: TrafficOptions = {
   ...CHAT,
   requests: 3000,
-  ratePerSec: 10,
+  ratePerSec: 9,
   systemLen: 1000,
   userLen: { median: 300, sigma: 1.2, max: 6000 },
   outputLen: { median: 150, sigma: 0.6, min: 8, max: 1024 },
+  warmupMs: 60_000,
+  turnGapMs: { median: 20_000, sigma: 0.5, min: 5_000 },
   seed: 24,
 };
+
+export const PD_CHAT_PREFILL = 3;
 
 export function pdWorkloads(quick: boolean): Workload[] {
   return [
     {
-      ...trafficWorkload('pd-chat', 8, PD_CHAT, 'prefill/decode disaggregation (3 prefill + 5 decode pods, KV over RDMA): conversations with a 1000-token system prompt shared by all, lognormal messages (median 300 tokens), Zipf turns ~90 s apart', 800, quick),
-      pd: { prefill: 3 },
+      ...trafficWorkload('pd-chat', 8, PD_CHAT, 'prefill/decode disaggregation (3 prefill + 5 decode pods, KV over RDMA): conversations with a 1000-token system prompt shared by all, lognormal messages (median 300 tokens), Zipf turns ~20 s apart', 800, quick),
+      pd: { prefill: PD_CHAT_PREFILL },
     },
   ];
 }

@@ -96,8 +96,12 @@ export function setup(args: string[]): Setup {
       fail(`--variants ${variantsFile}: ${(e as Error).message}`);
     }
     if (typeof variants !== 'object' || variants === null || Array.isArray(variants)) fail(`--variants ${variantsFile}: an object of name -> plugin configuration`);
-    for (const [name, config] of Object.entries(variants)) {
-      STRATEGIES[`wasm-epp:${name}`] = (seed) => Object.assign(wasmEpp({ wasm: wasm(), seed, config }), { name: `wasm-epp:${name}` });
+    for (const [name, raw] of Object.entries(variants)) {
+      // "pd_prefix": {"prefill": bool, "decode": bool} is the variant's InferenceTrafficPolicy on
+      // prefill/decode workloads (which roles are prefix-aware), not plugin configuration.
+      const { pd_prefix: pdPrefix, ...config } = raw as Record<string, unknown> & { pd_prefix?: { prefill?: boolean; decode?: boolean } };
+      const pd = pdPrefix ? { prefillPrefix: pdPrefix.prefill ?? true, decodePrefix: pdPrefix.decode ?? true } : undefined;
+      STRATEGIES[`wasm-epp:${name}`] = (seed) => Object.assign(wasmEpp({ wasm: wasm(), seed, config, pd }), { name: `wasm-epp:${name}` });
       STRATEGIES[`wasm-epp-default:${name}`] = (seed) => Object.assign(wasmEpp({ wasm: wasm(), seed, strategy: 'DEFAULT', config, pd: { prefillPrefix: false, decodePrefix: false } }), { name: `wasm-epp-default:${name}` });
     }
   }

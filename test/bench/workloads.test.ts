@@ -105,3 +105,18 @@ test("P/D workloads run the P/D strategies and wasm-epp; the others never run a 
   for (const s of ["wasm-epp", "wasm-epp-default", "wasm-epp:x"]) assert.ok(runsOn(s, pd) && runsOn(s, plain), s);
   for (const s of ["gie", "sglang-cache-aware", "least-request", "precise", "round-robin"]) assert.ok(!runsOn(s, pd) && runsOn(s, plain), s);
 });
+
+test("the open-loop workloads run at the rates of the calibration table in docs/benchmark.md", async () => {
+  const { readFileSync } = await import("node:fs");
+  const rw = await import("../../scripts/bench/real-workloads.ts");
+  const doc = readFileSync(new URL("../../docs/benchmark.md", import.meta.url), "utf8");
+  const rateIn = (name: string) => {
+    const line = doc.split("\n").find((l) => l.startsWith("| `" + name + "` |") && l.split("|").length === 6);
+    assert.ok(line, `${name} is in the calibration table`);
+    return parseFloat(line!.split("|")[4].trim());
+  };
+  assert.equal(rw.CHAT.ratePerSec, rateIn("chat"));
+  assert.equal(rw.LONG_TAIL.ratePerSec, rateIn("long-tail"));
+  assert.equal(rw.LORA_MIX.ratePerSec, rateIn("lora-mix"));
+  assert.equal(rw.PD_CHAT.ratePerSec, rateIn("pd-chat"));
+});
