@@ -12,7 +12,7 @@ import { parseOpenAIBody } from "./request/openai";
 import { chainSeed } from "./prefix/prompt";
 import { PrefixIndex, PrefixMatch } from "./prefix/index";
 import { LoadView, loadKey, recordLoad } from "./schedule/load";
-import { PickInput, pickEndpoint, SHED, NO_ENDPOINT } from "./schedule/pick";
+import { Pick, PickInput, pickEndpoint, SHED, NO_ENDPOINT } from "./schedule/pick";
 import { resolveModel, rewriteModel, looksLikeJson, handledLine } from "./route";
 import { Rng } from "./util/rng";
 import * as errors from "./errors";
@@ -461,17 +461,8 @@ export class EppHttp extends Context {
     din.criticality = res.criticality;
     din.target = res.target;
     if (pd.decodeStrategy == STRATEGY_PREFIX_CACHE) din.prefix = match;
-    const decoded = pickEndpoint(din, root.rng);
-    if (decoded.status == SHED) {
-      root.count(stats.SHED);
-      this.reply(errors.shed(pool.name));
-      return false;
-    }
-    if (decoded.status == NO_ENDPOINT) {
-      root.count(stats.NO_ENDPOINT);
-      this.reply(errors.noRoleEndpoint(pool.name, "decode"));
-      return false;
-    }
+    const decoded = this.pickRole(din, pool, "decode", stats.NO_ENDPOINT);
+    if (decoded === null) return false;
     const pin = this.pickInput(pool, state, now);
     pin.role = ROLE_PREFILL;
     pin.criticality = res.criticality;
@@ -479,17 +470,8 @@ export class EppHttp extends Context {
     pin.promptTokens = <f64>req.prompt.seen / cfg.bytesPerToken;
     pin.avoid = downSet(root.store, pool.name, now);
     if (pd.prefillStrategy == STRATEGY_PREFIX_CACHE) pin.prefix = match;
-    const prefilled = pickEndpoint(pin, root.rng);
-    if (prefilled.status == SHED) {
-      root.count(stats.SHED);
-      this.reply(errors.shed(pool.name));
-      return false;
-    }
-    if (prefilled.status == NO_ENDPOINT) {
-      root.count(stats.PD_NO_PREFILL);
-      this.reply(errors.noRoleEndpoint(pool.name, "prefill"));
-      return false;
-    }
+    const prefilled = this.pickRole(pin, pool, "prefill", stats.PD_NO_PREFILL);
+    if (prefilled === null) return false;
     if (root.pd.inFlight >= cfg.pdMaxPending) {
       root.count(stats.PD_DISPATCH_FAILED);
       root.warn("pd_capacity", "more than pd.max_pending (" + cfg.pdMaxPending.toString() + ") prefill calls in flight on this worker; answering 503");
@@ -572,6 +554,22 @@ export class EppHttp extends Context {
         pdSuffix(p.pod, p.address, prefilled.prefixBlocks, f.room));
     }
     return true;
+  }
+
+  // One role's pick in a prefill/decode pool, or null with 429 / 503 already sent.
+  private pickRole(input: PickInput, pool: Pool, role: string, noneCounter: i32): Pick | null {
+    const picked = pickEndpoint(input, this.root.rng);
+    if (picked.status == SHED) {
+      this.root.count(stats.SHED);
+      this.reply(errors.shed(pool.name));
+      return null;
+    }
+    if (picked.status == NO_ENDPOINT) {
+      this.root.count(noneCounter);
+      this.reply(errors.noRoleEndpoint(pool.name, role));
+      return null;
+    }
+    return picked;
   }
 
   // What the pick sees: the pool, the endpoints' in-flight counts shared by every worker, the
