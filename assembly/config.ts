@@ -80,6 +80,19 @@ export class Config {
   pdFailureCooldownMs: f64 = 10000;
   pdAbortPath: string = "/abort_request";
   pdMaxPending: i32 = 10000;
+  // Priority queuing: while the pool's saturation (GIE's detector with this proxy's in-flight
+  // credits) is at or above queueSaturationLimit, requests are held after their body is read and
+  // released from the worker's root context every queueTickMs (and on wake-ups), highest band
+  // first. Held at most queueTtlMs (Sheddable: queueSheddableTtlMs, when queued at all); at most
+  // queueMaxRequests requests and queueMaxBytes body bytes per band and worker.
+  queueEnabled: bool = true;
+  queueSaturationLimit: f64 = 1;
+  queueTickMs: i32 = 10;
+  queueTtlMs: f64 = 30000;
+  queueShedSheddable: bool = true;
+  queueSheddableTtlMs: f64 = 5000;
+  queueMaxRequests: i32 = 1000;
+  queueMaxBytes: f64 = 64 * 1024 * 1024;
 }
 
 export class ConfigResult {
@@ -227,6 +240,20 @@ export function parseConfig(text: string): ConfigResult {
     c.pdAbortPath = r.str(pd, "abort_path", c.pdAbortPath, "pd.");
     if (c.pdAbortPath.length > 0 && !c.pdAbortPath.startsWith("/")) r.fail("pd.abort_path", "must be a path starting with / (or \"\" to send no abort)");
     c.pdMaxPending = r.int(pd, "max_pending", c.pdMaxPending, 1, 1000000, "pd.");
+  }
+  const qu = r.section(root, "queue");
+  if (qu !== null) {
+    c.queueEnabled = r.bool(qu, "enabled", c.queueEnabled, "queue.");
+    c.queueSaturationLimit = r.num(qu, "saturation_limit", c.queueSaturationLimit, 0.01, 1000, "queue.");
+    c.queueTickMs = r.int(qu, "tick_ms", c.queueTickMs, 1, 1000, "queue.");
+    c.queueTtlMs = r.num(qu, "ttl_ms", c.queueTtlMs, 1, 3600000, "queue.");
+    const sh = r.str(qu, "sheddable", "shed", "queue.");
+    if (sh == "shed") c.queueShedSheddable = true;
+    else if (sh == "queue") c.queueShedSheddable = false;
+    else r.fail("queue.sheddable", "must be \"shed\" or \"queue\"");
+    c.queueSheddableTtlMs = r.num(qu, "sheddable_ttl_ms", c.queueSheddableTtlMs, 1, 3600000, "queue.");
+    c.queueMaxRequests = r.int(qu, "max_requests", c.queueMaxRequests, 1, 1000000, "queue.");
+    c.queueMaxBytes = r.num(qu, "max_bytes", c.queueMaxBytes, 1024, 16 * 1024 * 1024 * 1024, "queue.");
   }
   const w = r.section(root, "weights");
   if (w !== null) {

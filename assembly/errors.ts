@@ -98,3 +98,11 @@ export function prefillTimeout(pod: string, ms: i32): ErrorReply {
 export function tooManyPrefills(limit: i32): ErrorReply {
   return new ErrorReply(503, "server_error", "prefill_capacity", "more than " + limit.toString() + " prefill requests are in flight on this gateway worker; retry later");
 }
+
+export function queueFull(pool: string, band: string): ErrorReply {
+  return new ErrorReply(429, "rate_limit_error", "queue_full", "the " + band + " queue for inference pool " + pool + " is full; retry later");
+}
+
+export function queueTimeout(band: string, ms: i64): ErrorReply {
+  return new ErrorReply(429, "rate_limit_error", "queue_timeout", "request timed out in queue (" + band + ", " + ms.toString() + " ms)");
+}

@@ -7,7 +7,7 @@ import * as host from "./host";
 import { Config, parseConfig, UNKNOWN_MODEL_REJECT } from "./config";
 import { HostStore } from "./shared";
 import { StateCache } from "./state/store";
-import { Pool, PdSpec, State, STANDARD, STRATEGY_PREFIX_CACHE, ROLE_DECODE, ROLE_PREFILL } from "./state/document";
+import { Pool, PdSpec, State, STANDARD, SHEDDABLE, STRATEGY_PREFIX_CACHE, ROLE_DECODE, ROLE_PREFILL, criticalityName } from "./state/document";
 import { parseOpenAIBody } from "./request/openai";
 import { chainSeed } from "./prefix/prompt";
 import { PrefixIndex, PrefixMatch } from "./prefix/index";
@@ -26,6 +26,10 @@ import { PdCalls, PendingPrefill, classify, outcomeName, OUTCOME_OK, OUTCOME_REJ
 import { downSet, markDown } from "./pd/down";
 import { ParsedRequest } from "./request/openai";
 import { Resolution } from "./route";
+import { Held, WorkerQueue, BANDS } from "./queue/band";
+import { heldEverywhere, holders, publishCounts, higherWaiting, sameOrHigherWaiting, REFRESH_MS } from "./queue/counts";
+import { poolSaturation } from "./queue/gate";
+import { fnv1a32 } from "./util/hash";
 
 const WARN_EVERY_MS: f64 = 10000;
 // Headers with which a client could ask Envoy's router for retries.
@@ -40,6 +44,16 @@ export class EppRoot extends RootContext {
   prefix: PrefixIndex = new PrefixIndex(this.store, 8192, 600000);
   rng: Rng = new Rng(1);
   pd: PdCalls = new PdCalls();
+  // Requests held while the pool is saturated (priority queuing), this worker's share of the
+  // shared per-band counts, and the shared queue that wakes this worker up.
+  queue: WorkerQueue<EppHttp> = new WorkerQueue<EppHttp>();
+  workerId: u32 = 0;
+  heldPool: u32 = 0;
+  private published: StaticArray<i32> = new StaticArray<i32>(BANDS);
+  private publishedMs: f64 = 0;
+  private wakeTokens: Map<u32, u32> = new Map<u32, u32>();
+  private wakeToken: u32 = 0;
+  private vmId: string = "";
   private lastWarnMs: Map<string, f64> = new Map<string, f64>();
 
   onConfigure(size: u32): bool {
@@ -69,6 +83,12 @@ export class EppRoot extends RootContext {
     this.cache = new StateCache(this.store, c.maxEndpoints);
     this.prefix = new PrefixIndex(this.store, c.prefixIndexSets, c.prefixTtlMs);
     this.rng = new Rng(host.randomU64() ^ (<u64>host.nowMs() * 0x9e3779b97f4a7c15));
+    this.vmId = host.getStringProperty("plugin_vm_id");
+    if (!c.acceptPush && c.queueEnabled) {
+      if (this.workerId == 0) this.workerId = <u32>(this.rng.next() >> 32) | 1;
+      this.wakeToken = host.registerQueue(wakeQueueName(this.workerId));
+      host.setTickPeriod(<u32>c.queueTickMs);
+    }
     host.log(host.LOG_INFO, "wasm-epp: configured" + (c.acceptPush ? " push endpoint" : " routing for pool " + (c.pool.length > 0 ? c.pool : "(the only pool in the state)")));
     return true;
   }
@@ -104,6 +124,105 @@ export class EppRoot extends RootContext {
       this.warn("state_unreadable", "stored state could not be decoded, keeping the previous one: " + this.cache.lastError);
     }
     return this.cache.state;
+  }
+
+  onTick(): void {
+    this.drain();
+  }
+
+  onQueueReady(token: u32): void {
+    // Wake-ups carry no data: drain the messages, then the held requests.
+    for (let i = 0; i < 1024 && host.dequeue(token); i++) {}
+    this.drain();
+  }
+
+  // Releases held requests while the pool has room, highest band first; answers those whose time
+  // is up. One pass either answers or releases: never both (a local reply and a continue in one
+  // VM call can re-enter the host through its deferred actions).
+  drain(): void {
+    const q = this.queue;
+    if (q.total == 0) {
+      this.publish(false);
+      return;
+    }
+    const now = host.nowMs();
+    const expired = q.expire(now);
+    if (expired.length > 0) {
+      for (let i = 0; i < expired.length; i++) {
+        const h = expired[i];
+        this.count(stats.QUEUE_EXPIRED + h.band);
+        (this.stats as Stats).queued(now - h.arrivedMs);
+        if (host.setEffectiveContext(h.id)) h.ref.answerExpired(now);
+      }
+      this.publish(true);
+      return;
+    }
+    let released = 0;
+    while (released < 256) {
+      const h = q.peek();
+      if (h === null) break;
+      const st = this.currentState();
+      if (st === null) break;
+      const pool = this.poolOf(st as State);
+      if (pool === null) break;
+      const counts = heldEverywhere(this.store, this.heldPool, now);
+      if (higherWaiting(counts, h.band)) break;
+      if (!h.ref.gateOpen(pool, st as State, now)) break;
+      // A request that will be answered rather than routed waits for the next pass if this one
+      // has continued others.
+      if (released > 0 && !h.ref.canRoute(pool)) break;
+      q.pop();
+      this.publish(true);
+      (this.stats as Stats).queued(now - h.arrivedMs);
+      if (!host.setEffectiveContext(h.id)) {
+        this.count(stats.QUEUE_CANCELLED + h.band);
+        continue;
+      }
+      this.count(stats.QUEUE_ADMITTED + h.band);
+      if (!h.ref.releaseHeld(now)) break;
+      host.continueRequest();
+      released++;
+    }
+    this.publish(false);
+  }
+
+  // Shares this worker's held counts when they changed (or to keep them alive), and the
+  // pool-wide sizes as gauges.
+  publish(changed: bool): void {
+    const now = host.nowMs();
+    const q = this.queue;
+    let differs = false;
+    for (let b = 0; b < BANDS; b++) if (q.count(b) != this.published[b]) differs = true;
+    let any = false;
+    for (let b = 0; b < BANDS; b++) if (this.published[b] > 0) any = true;
+    if (!differs && !(any && now - this.publishedMs >= REFRESH_MS)) return;
+    const counts = new StaticArray<i32>(BANDS);
+    for (let b = 0; b < BANDS; b++) counts[b] = q.count(b);
+    if (publishCounts(this.store, this.heldPool, this.workerId, counts, now)) {
+      this.published = counts;
+      this.publishedMs = now;
+    }
+    const all = heldEverywhere(this.store, this.heldPool, now);
+    const s = this.stats as Stats;
+    for (let b = 0; b < BANDS; b++) s.set(stats.GAUGE_QUEUE_SIZE + b, <u64>(all[b] > 0 ? all[b] : 0));
+  }
+
+  // Tells every worker holding requests (this one included) to try releasing them: a request
+  // finished, or a new state arrived.
+  wakeHolders(): void {
+    const ids = holders(this.store, host.nowMs());
+    if (ids.length == 0) return;
+    const msg = new ArrayBuffer(1);
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i];
+      let token: u32 = 0;
+      if (this.wakeTokens.has(id)) token = this.wakeTokens.get(id);
+      else {
+        token = host.resolveQueue(this.vmId, wakeQueueName(id));
+        if (token != 0 && this.wakeTokens.size < 4096) this.wakeTokens.set(id, token);
+      }
+      if (token != 0) host.enqueue(token, msg);
+    }
   }
 
   // The answer to a prefill call (or to an abort sent after a failed one).
@@ -195,6 +314,14 @@ export class EppHttp extends Context {
   routedId: u32 = 0;
   // A prefill call was sent for this request (prefill/decode pools).
   prefillSent: bool = false;
+  // Held in the worker's queue: what routing it needs when it is released.
+  held: bool = false;
+  heldBand: i32 = 0;
+  heldSinceMs: f64 = 0;
+  queuedMs: f64 = 0;
+  heldBody: ArrayBuffer | null = null;
+  heldReq: ParsedRequest | null = null;
+  heldRes: Resolution | null = null;
 
   constructor(id: u32, root: EppRoot) {
     super(id, root);
@@ -237,6 +364,8 @@ export class EppHttp extends Context {
     if (push !== null) {
       if (!push.onBody(<i32>size, endOfStream)) {
         this.phase = PHASE_DONE;
+        // A new state may open the pool for requests held on any worker.
+        if (endOfStream) this.root.wakeHolders();
         return FilterDataStatusValues.StopIterationNoBuffer;
       }
       return FilterDataStatusValues.StopIterationAndBuffer;
@@ -247,7 +376,9 @@ export class EppHttp extends Context {
       return FilterDataStatusValues.StopIterationNoBuffer;
     }
     if (!endOfStream) return FilterDataStatusValues.StopIterationAndBuffer;
-    return this.finishBody() ? FilterDataStatusValues.Continue : FilterDataStatusValues.StopIterationNoBuffer;
+    if (this.finishBody()) return FilterDataStatusValues.Continue;
+    // A held request keeps its body buffered, readable and replaceable when it is released.
+    return this.held ? FilterDataStatusValues.StopIterationAndBuffer : FilterDataStatusValues.StopIterationNoBuffer;
   }
 
   // Trailers end the request body too (gRPC-style clients).
@@ -269,14 +400,30 @@ export class EppHttp extends Context {
 
   onDone(): bool {
     if (this.prefillSent) this.root.pd.streamDone(this.context_id);
+    this.leaveQueue();
+    const routed = this.routedPool.length > 0;
     this.release();
+    // A slot may have freed up: held requests get a chance now rather than at the next tick.
+    if (routed && this.root.config.queueEnabled) this.root.wakeHolders();
     return true;
+  }
+
+  // A client that went away while held leaves the queue at once.
+  private leaveQueue(): void {
+    if (!this.held) return;
+    this.held = false;
+    const root = this.root;
+    if (root.queue.remove(this.context_id) !== null) {
+      root.count(stats.QUEUE_CANCELLED + this.heldBand);
+      root.publish(true);
+    }
   }
 
   onLog(): void {}
 
   onDelete(): void {
     if (this.prefillSent) this.root.pd.streamDone(this.context_id);
+    this.leaveQueue();
     this.release();
   }
 
@@ -354,7 +501,7 @@ export class EppHttp extends Context {
     root.count(stats.ROUTED_UNPARSED);
     if (input.degraded) root.count(stats.ROUTED_DEGRADED);
     if (root.config.logRequests) {
-      host.log(host.LOG_INFO, handledLine("", "", e, pool, picked, 0, STANDARD, state.version, input.degraded, true));
+      host.log(host.LOG_INFO, handledLine("", "", e, pool, picked, 0, STANDARD, state.version, input.degraded, true) + " queued_ms=0");
     }
     return true;
   }
@@ -385,6 +532,95 @@ export class EppHttp extends Context {
       }
       root.count(stats.UNKNOWN_MODEL_PASSTHROUGH);
     }
+    if (cfg.queueEnabled && this.holdOrAnswer(body, req, res, pool, state)) return false;
+    return this.routeResolved(body, req, res, pool, state);
+  }
+
+  // Priority queuing at arrival: true when the request was held or answered (429), false when it
+  // goes on now. Held: the pool is saturated, or requests of its band or a higher one are waiting
+  // on some worker (they go first).
+  private holdOrAnswer(body: ArrayBuffer, req: ParsedRequest, res: Resolution, pool: Pool, state: State): bool {
+    const root = this.root;
+    const cfg = root.config;
+    const now = host.nowMs();
+    const band = res.criticality;
+    const poolId = fnv1a32(pool.name);
+    const saturated = this.saturation(pool, state, now, false) >= cfg.queueSaturationLimit;
+    const waiting = heldEverywhere(root.store, poolId, now);
+    if (band == SHEDDABLE && cfg.queueShedSheddable) {
+      if (!saturated) return false;
+      root.count(stats.SHED);
+      this.reply(errors.shed(pool.name));
+      return true;
+    }
+    if (!saturated && !sameOrHigherWaiting(waiting, band)) return false;
+    if (!root.queue.fits(band, body.byteLength, cfg.queueMaxRequests, <i64>cfg.queueMaxBytes)) {
+      root.count(stats.QUEUE_REJECTED + band);
+      root.warn("queue_full", "the " + criticalityName(band) + " queue of this worker is full (queue.max_requests " + cfg.queueMaxRequests.toString() + ", queue.max_bytes " + (<i64>cfg.queueMaxBytes).toString() + "); answering 429");
+      this.reply(errors.queueFull(pool.name, criticalityName(band)));
+      return true;
+    }
+    const ttl = band == SHEDDABLE ? cfg.queueSheddableTtlMs : cfg.queueTtlMs;
+    this.held = true;
+    this.heldBand = band;
+    this.heldSinceMs = now;
+    this.heldBody = body;
+    this.heldReq = req;
+    this.heldRes = res;
+    root.heldPool = poolId;
+    root.queue.push(new Held<EppHttp>(this.context_id, band, now, now + ttl, body.byteLength, this));
+    root.count(stats.QUEUE_HELD + band);
+    root.publish(true);
+    return true;
+  }
+
+  private saturation(pool: Pool, state: State, now: f64, credits: bool): f64 {
+    return poolSaturation(this.pickInput(pool, state, now), credits);
+  }
+
+  // Whether the pool has room for this held request now.
+  gateOpen(pool: Pool, state: State, now: f64): bool {
+    if (this.heldBand == SHEDDABLE && this.root.config.queueShedSheddable) return true;
+    return this.saturation(pool, state, now, true) < this.root.config.queueSaturationLimit;
+  }
+
+  // Whether releasing this request would route it (a ready endpoint of each role it needs).
+  canRoute(pool: Pool): bool {
+    let any = false;
+    let prefill = false;
+    let decode = false;
+    for (let i = 0; i < pool.endpoints.length; i++) {
+      const e = pool.endpoints[i];
+      if (!e.ready) continue;
+      any = true;
+      if (e.role == ROLE_PREFILL) prefill = true;
+      if (e.role == ROLE_DECODE) decode = true;
+    }
+    return pool.pd !== null ? prefill && decode : any;
+  }
+
+  // Released from the root context (this stream is the effective context): routes the request
+  // now, with the pool as it is now. False when it was answered instead.
+  releaseHeld(now: f64): bool {
+    this.held = false;
+    this.queuedMs = now - this.heldSinceMs;
+    const st = this.root.currentState();
+    const pool = this.poolFor(st);
+    if (pool === null) return false;
+    return this.routeResolved(this.heldBody as ArrayBuffer, this.heldReq as ParsedRequest, this.heldRes as Resolution, pool, st as State);
+  }
+
+  // The request's time in the queue is up.
+  answerExpired(now: f64): void {
+    this.held = false;
+    this.queuedMs = now - this.heldSinceMs;
+    this.reply(errors.queueTimeout(criticalityName(this.heldBand), <i64>this.queuedMs));
+  }
+
+  // Routing once the model is resolved (at arrival, or when released from the queue).
+  private routeResolved(body: ArrayBuffer, req: ParsedRequest, res: Resolution, pool: Pool, state: State): bool {
+    const root = this.root;
+    const cfg = root.config;
     if (pool.pd !== null) return this.routePd(body, req, res, pool, state);
     const now = host.nowMs();
     const input = this.pickInput(pool, state, now);
@@ -433,7 +669,8 @@ export class EppHttp extends Context {
     root.count(stats.ROUTED);
     if (input.degraded) root.count(stats.ROUTED_DEGRADED);
     if (cfg.logRequests) {
-      host.log(host.LOG_INFO, handledLine(req.model, res.target, e, pool, picked, totalBlocks, res.criticality, state.version, input.degraded, res.known));
+      host.log(host.LOG_INFO, handledLine(req.model, res.target, e, pool, picked, totalBlocks, res.criticality, state.version, input.degraded, res.known) +
+        " queued_ms=" + (<i64>this.queuedMs).toString());
     }
     return true;
   }
@@ -551,7 +788,7 @@ export class EppHttp extends Context {
     if (din.degraded) root.count(stats.ROUTED_DEGRADED);
     if (cfg.logRequests) {
       host.log(host.LOG_INFO, handledLine(req.model, res.target, d, pool, decoded, totalBlocks, res.criticality, state.version, din.degraded, res.known) +
-        pdSuffix(p.pod, p.address, prefilled.prefixBlocks, f.room));
+        pdSuffix(p.pod, p.address, prefilled.prefixBlocks, f.room) + " queued_ms=" + (<i64>this.queuedMs).toString());
     }
     return true;
   }
@@ -601,6 +838,11 @@ export class EppHttp extends Context {
 // The `Request Handled` line's prefill/decode part: the prefill pod and the room pairing them.
 function pdSuffix(pod: string, address: string, prefixBlocks: i32, room: u64): string {
   return " prefill=" + pod + " prefill_endpoint=" + address + " prefill_prefix_blocks=" + prefixBlocks.toString() + " room=" + room.toString();
+}
+
+// The shared queue that wakes worker `id` up.
+function wakeQueueName(id: u32): string {
+  return "wasm-epp.wake/" + id.toString(16);
 }
 
 function parseStatus(s: string | null): i32 {

@@ -24,6 +24,7 @@ export const LOG_CRITICAL: i32 = 5;
 
 export const METRIC_COUNTER: i32 = 0;
 export const METRIC_GAUGE: i32 = 1;
+export const METRIC_HISTOGRAM: i32 = 2;
 
 // WASI calls that proxy-wasm hosts provide; the SDK declares none of them.
 // @ts-ignore: decorator
@@ -220,6 +221,34 @@ export function httpCallBody(size: i32): ArrayBuffer | null {
 // Makes the stream `id` the context later calls act on; false when that stream is gone.
 export function setEffectiveContext(id: u32): bool {
   return abi.proxy_set_effective_context(id) == OK;
+}
+
+// ---- shared queues --------------------------------------------------------------------------
+
+// Registers (or re-points to this root context) the queue `name` of this VM id; its token, or 0.
+export function registerQueue(name: string): u32 {
+  const n = bytesOf(name);
+  if (abi.proxy_register_shared_queue(changetype<usize>(n), <usize>n.byteLength, OUT_U32) != OK) return 0;
+  return load<u32>(OUT_U32);
+}
+
+// The token of queue `name` of VM id `vmId`, or 0 when nobody registered it.
+export function resolveQueue(vmId: string, name: string): u32 {
+  const v = bytesOf(vmId);
+  const n = bytesOf(name);
+  if (abi.proxy_resolve_shared_queue(changetype<usize>(v), <usize>v.byteLength, changetype<usize>(n), <usize>n.byteLength, OUT_U32) != OK) return 0;
+  return load<u32>(OUT_U32);
+}
+
+export function enqueue(token: u32, data: ArrayBuffer): bool {
+  return abi.proxy_enqueue_shared_queue(token, changetype<usize>(data), <usize>data.byteLength) == OK;
+}
+
+// Takes one message off the queue; false when it is empty (or gone).
+export function dequeue(token: u32): bool {
+  if (abi.proxy_dequeue_shared_queue(token, OUT_PTR, OUT_SIZE) != OK) return false;
+  takeBuffer();
+  return true;
 }
 
 // ---- stream control -------------------------------------------------------------------------

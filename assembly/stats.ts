@@ -2,7 +2,7 @@
 // (Prometheus: envoy_wasmcustom_wasm_epp_<name>). Every degraded path increments one and logs
 // a warning.
 
-import { defineMetric, incrementMetric, recordMetric, METRIC_COUNTER, METRIC_GAUGE } from "./host";
+import { defineMetric, incrementMetric, recordMetric, METRIC_COUNTER, METRIC_GAUGE, METRIC_HISTOGRAM } from "./host";
 
 export const ROUTED: i32 = 0; // requests sent to an endpoint the filter picked
 export const ROUTED_UNPARSED: i32 = 1; // ... without a JSON body to read (GET /v1/models, ...)
@@ -38,7 +38,13 @@ export const PD_ABORT_FAILED: i32 = 29; // ... and the abort itself failed
 export const PD_CLIENT_ANSWERED: i32 = 30; // the client got the prefill's failure as the answer
 export const PD_BOOTSTRAP_REMOVED: i32 = 31; // client-sent bootstrap fields removed
 export const PD_NO_PREFILL: i32 = 32; // 503: no ready prefill endpoint
-const COUNT: i32 = 33;
+// Priority queuing, per band (add the band: 0 Critical, 1 Standard, 2 Sheddable).
+export const QUEUE_HELD: i32 = 33; // requests held while the pool was saturated
+export const QUEUE_ADMITTED: i32 = 36; // ... released to an endpoint
+export const QUEUE_EXPIRED: i32 = 39; // 429 queue_timeout
+export const QUEUE_REJECTED: i32 = 42; // 429 queue_full at arrival
+export const QUEUE_CANCELLED: i32 = 45; // the client went away while held
+const COUNT: i32 = 48;
 
 const NAMES: StaticArray<string> = [
   "requests_routed",
@@ -74,19 +80,37 @@ const NAMES: StaticArray<string> = [
   "pd_client_answered",
   "pd_client_bootstrap_removed",
   "pd_no_prefill_endpoint",
+  "queue_held_critical", "queue_held_standard", "queue_held_sheddable",
+  "queue_admitted_critical", "queue_admitted_standard", "queue_admitted_sheddable",
+  "queue_expired_critical", "queue_expired_standard", "queue_expired_sheddable",
+  "queue_rejected_critical", "queue_rejected_standard", "queue_rejected_sheddable",
+  "queue_cancelled_critical", "queue_cancelled_standard", "queue_cancelled_sheddable",
 ];
 
 export const GAUGE_STATE_VERSION: i32 = 0;
 export const GAUGE_STATE_GENERATED_AT_S: i32 = 1;
+// Requests held per band on every worker (add the band).
+export const GAUGE_QUEUE_SIZE: i32 = 2;
+const GAUGES: i32 = 5;
 
 export class Stats {
   private ids: StaticArray<u32> = new StaticArray<u32>(COUNT);
-  private gauges: StaticArray<u32> = new StaticArray<u32>(2);
+  private gauges: StaticArray<u32> = new StaticArray<u32>(GAUGES);
+  private queueTime: u32;
 
   constructor() {
     for (let i = 0; i < COUNT; i++) this.ids[i] = defineMetric(METRIC_COUNTER, "wasm_epp." + NAMES[i]);
     this.gauges[0] = defineMetric(METRIC_GAUGE, "wasm_epp.state_version");
     this.gauges[1] = defineMetric(METRIC_GAUGE, "wasm_epp.state_generated_at_seconds");
+    this.gauges[2] = defineMetric(METRIC_GAUGE, "wasm_epp.queue_size_critical");
+    this.gauges[3] = defineMetric(METRIC_GAUGE, "wasm_epp.queue_size_standard");
+    this.gauges[4] = defineMetric(METRIC_GAUGE, "wasm_epp.queue_size_sheddable");
+    this.queueTime = defineMetric(METRIC_HISTOGRAM, "wasm_epp.queue_time_ms");
+  }
+
+  // Milliseconds a released or expired request spent held.
+  queued(ms: f64): void {
+    recordMetric(this.queueTime, ms > 0 ? <u64>ms : 0);
   }
 
   inc(counter: i32, by: i64 = 1): void {

@@ -65,7 +65,7 @@ export class Pick {
 }
 
 // Metrics of endpoint e are older than the saturation threshold.
-function metricsStale(e: Endpoint, input: PickInput): bool {
+export function metricsStale(e: Endpoint, input: PickInput): bool {
   return input.nowMs - (input.generatedAtMs - e.metricsAgeMs) > input.cfg.metricsStaleMs;
 }
 

@@ -146,7 +146,8 @@ function burst(g: Gateway, n: number) {
 }
 
 test('a burst between two metric refreshes spreads over full pods, across workers', () => {
-  const g = new Gateway({ workers: 2 });
+  // Forwarded, not held: priority queuing off (with it the saturated pool holds them, queue.test.ts).
+  const g = new Gateway({ workers: 2, config: { queue: { enabled: false } } });
   const eps = endpoints(4);
   for (const e of eps) e.kv_usage = 0.9; // requests sent there now will wait
   g.pushState(eps);
@@ -211,7 +212,8 @@ test('unknown models pass through as Standard, or get 404 with unknown_model: re
 });
 
 test('no ready endpoint gives 503, a saturated pool sheds Sheddable requests with 429', () => {
-  const g = new Gateway();
+  // Critical goes straight on while the pool is saturated only without priority queuing.
+  const g = new Gateway({ config: { queue: { enabled: false } } });
   const eps = endpoints(2);
   for (const e of eps) e.ready = false;
   g.pushState(eps);
