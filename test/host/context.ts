@@ -98,6 +98,11 @@ export abstract class Context {
     }
   }
 
+  /** True when a write to this body buffer can no longer reach the stream (see StreamContext). */
+  staleBuffer(_type: number): boolean {
+    return false;
+  }
+
   /** Envoy Context::continueStream for contexts without HTTP callbacks. */
   continueStream(type: number): number {
     if (type === StreamType.Upstream) return WasmResult.Unimplemented;

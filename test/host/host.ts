@@ -19,6 +19,7 @@ import { Plugin, Worker, type PluginOptions } from './plugin.ts';
 import { SharedData, SharedQueues, type QueueOwner } from './shared-data.ts';
 import { VmGroup, vmKey } from './vm-group.ts';
 import { WasmLoadError, type TrapRecord, type WasmVm } from './vm.ts';
+import type { WorkerLabel } from './logs.ts';
 import { bytesToString } from './memory.ts';
 
 export interface HostOptions {
@@ -67,6 +68,24 @@ export class HostProfile {
   }
 }
 
+/**
+ * Something a module did that Envoy leaves undefined (a debug build asserts, or a release build
+ * acts on a stream that is already destroyed) or that has an effect no module wants (a request
+ * sent upstream only to be reset). The host records it and logs it at error level; the call
+ * returns what Envoy returns and the host does what Envoy does where that is defined.
+ */
+export interface ViolationRecord {
+  kind:
+    | 'continue-after-continue' // continue_stream on a direction already continued (Envoy: ASSERT in commonContinue)
+    | 'continue-in-own-callback' // continue_stream for the direction whose callback is running (Envoy: ASSERT)
+    | 'action-on-destroyed-stream' // continue / local reply / close on a stream whose on_delete ran
+    | 'continue-during-local-reply' // the request resumed while the stream's local reply was being sent
+    | 'stale-body-write'; // set_buffer_bytes on a body Envoy no longer holds for the filter
+  message: string;
+  worker: WorkerLabel;
+  contextId: number;
+}
+
 export interface SharedDataView {
   value: Uint8Array;
   text: string;
@@ -83,6 +102,8 @@ export class ProxyWasmHost {
   readonly logs: LogEntry[] = [];
   /** Every VM failure caused by a trap or proc_exit. Empty = no trap happened. */
   readonly traps: TrapRecord[] = [];
+  /** Module actions Envoy leaves undefined (see ViolationRecord). Empty = none happened. */
+  readonly violations: ViolationRecord[] = [];
   /** Set when HostOptions.profile is true. */
   readonly profile: HostProfile | null;
   /** Fills WASI random_get from HostOptions.randomSeed; null for the OS's random source. */
@@ -338,6 +359,11 @@ export class ProxyWasmHost {
 
   recordTrap(t: TrapRecord): void {
     this.traps.push(t);
+  }
+
+  recordViolation(vm: WasmVm, kind: ViolationRecord['kind'], contextId: number, message: string): void {
+    this.violations.push({ kind, message, worker: vm.label, contextId });
+    vm.hostLog(4, `${kind}: ${message}`);
   }
 
   // ---------------- inspection ----------------

@@ -22,6 +22,7 @@ import { Context, EMPTY, type RootContext } from './context.ts';
 import { HeaderMap, type HeaderInput } from './header-map.ts';
 import { bytesToString, toBytes } from './memory.ts';
 import type { Pairs } from './pairs.ts';
+import type { ViolationRecord } from './host.ts';
 import type { PluginInfo } from './plugin.ts';
 import type { WasmVm } from './vm.ts';
 
@@ -192,14 +193,42 @@ export class StreamContext extends Context {
     return super.getBuffer(type);
   }
 
+  /** Envoy still queues the action for a stream whose on_delete ran (its Context lives until the deferred delete). */
+  private destroyedAction(what: string): boolean {
+    if (!this.destroyed) return false;
+    this.vm.host.recordViolation(
+      this.vm,
+      'action-on-destroyed-stream',
+      this.id,
+      `${what} on stream ${this.id} after its on_delete: Envoy would run it on a destroyed filter chain`,
+    );
+    return true;
+  }
+
+  /**
+   * A body buffer the module can still reach through a pointer Envoy keeps (request_body_buffer_)
+   * but that is no longer the body Envoy forwards: outside the body callback, when the last body
+   * callback did not return StopIterationAndBuffer (the chunk was consumed, or moved into the
+   * filter manager's buffer by StopIterationAndWatermark).
+   */
+  staleBuffer(type: number): boolean {
+    if (type === BufferType.HttpRequestBody) return !this.bufferingRequestBody && this.requestBodyRef !== null && !this.stream.dec.inCallback;
+    if (type === BufferType.HttpResponseBody) return !this.bufferingResponseBody && this.responseBodyRef !== null && !this.stream.enc.inCallback;
+    return false;
+  }
+
   continueStream(type: number): number {
     const s = this.stream;
+    // Envoy queues the action whatever state the stream is in (and drops the maps below at once).
+    const queue = (fn: () => void) => {
+      if (!this.destroyedAction(`continue_stream(${type})`)) this.vm.addAfterCallAction(fn);
+    };
     switch (type) {
       case StreamType.Request:
-        this.vm.addAfterCallAction(() => s.continueDirection(s.dec));
+        queue(() => s.continueDirection(s.dec));
         break;
       case StreamType.Response:
-        this.vm.addAfterCallAction(() => s.continueDirection(s.enc));
+        queue(() => s.continueDirection(s.enc));
         break;
       case StreamType.Downstream:
         return WasmResult.Ok;
@@ -217,6 +246,7 @@ export class StreamContext extends Context {
 
   closeStream(type: number): number {
     if (type === StreamType.Request || type === StreamType.Response) {
+      if (this.destroyedAction(`close_stream(${type})`)) return WasmResult.Ok;
       this.stream.details ??= 'wasm_close_stream';
       this.vm.addAfterCallAction(() => this.stream.resetStream());
     }
@@ -227,6 +257,7 @@ export class StreamContext extends Context {
     // Envoy maps only well-known gRPC codes (0..16); SDKs pass -1 for "unset".
     const grpcStatus = grpc >= 0 && grpc <= 16 ? grpc : null;
     const d = details.replace(/[\t\n\v\f\r ]/g, '_');
+    if (this.destroyedAction(`send_local_response(${code})`)) return;
     this.vm.addAfterCallAction(() => this.stream.sendLocalReply(code, body, headers, grpcStatus, d));
   }
 
@@ -438,7 +469,11 @@ export class StreamContext extends Context {
       }
     }
     this.destroyed = true;
-    vm.contexts.delete(this.id);
+    // The Context object (and so its id in cpp-host's context map) lives on until the connection
+    // manager's deferred delete of the stream runs at the end of the dispatcher pass: work posted
+    // before that (e.g. a queue notification sent from this stream's own on_done) can still
+    // resolve the id with proxy_set_effective_context.
+    vm.host.post(() => vm.contexts.delete(this.id));
   }
 }
 
@@ -466,6 +501,7 @@ export interface StreamOwner {
   readonly plugin: PluginInfo;
   onStreamDone(s: HttpStream): void;
   warn(message: string): void;
+  violation(kind: ViolationRecord['kind'], contextId: number, message: string): void;
 }
 
 export class HttpStream {
@@ -765,12 +801,32 @@ export class HttpStream {
 
   /** continueDecoding()/continueEncoding() requested by the module. */
   continueDirection(dir: Direction): void {
+    // After the reply completed Envoy's canContinue() is false: nothing happens.
     if (this.done) return;
     if (dir.inCallback) {
       // Resuming from inside the same direction's callback is a misuse in Envoy
       // (debug builds assert); it takes effect once the callback has returned.
       this.owner.warn(`continue_stream(${dir.name}) called from inside the ${dir.name} callback; applied after it returns`);
+      this.owner.violation('continue-in-own-callback', this.contextId, `continue_stream(${dir.name}) from inside the ${dir.name} callback`);
       dir.pendingContinue = true;
+      return;
+    }
+    if (dir.iter === 'continue') {
+      // commonContinue() asserts !canIterate() (debug builds); a release build does nothing.
+      this.owner.violation('continue-after-continue', this.contextId, `continue_stream(${dir.name}) on a ${dir.name} that is not stopped (already continued)`);
+      return;
+    }
+    if (dir === this.dec && dir.closed && this.localReplyPending) {
+      // A local reply is being encoded (this action runs nested in the module's own response
+      // callbacks for it: after-call actions share one queue, proxy-wasm-cpp-host issue 326).
+      // Envoy's decoder canContinue() is only !local_complete_, so the request goes upstream now;
+      // the router is torn down, and the upstream request reset, when the reply completes.
+      this.owner.violation(
+        'continue-during-local-reply',
+        this.contextId,
+        'continue_stream(request) ran while this stream\'s local reply was being sent: the request goes upstream and is reset when the reply completes',
+      );
+      this.commonContinue(dir, true);
       return;
     }
     this.commonContinue(dir);
@@ -783,9 +839,10 @@ export class HttpStream {
     }
   }
 
-  /** ActiveStreamFilterBase::commonContinue. */
-  private commonContinue(dir: Direction): void {
-    if (dir.closed || this.done) return;
+  /** ActiveStreamFilterBase::commonContinue (`duringLocalReply`: see continueDirection). */
+  private commonContinue(dir: Direction, duringLocalReply = false): void {
+    const stopped = () => this.done || (dir.closed && !duringLocalReply);
+    if (stopped()) return;
     if (dir.iter === 'continue') return;
     // After StopAll* the buffered body (and trailers) go through this filter
     // first; after a single-iteration stop they go straight to the next hop.
@@ -794,7 +851,7 @@ export class HttpStream {
     if (!dir.headersContinued) {
       dir.headersContinued = true;
       this.forwardHeaders(dir, dir.headers!, dir.complete && !dir.buffered && !dir.pendingTrailers);
-      if (dir.closed || this.done) return;
+      if (stopped()) return;
     }
     const hadTrailers = dir.pendingTrailers !== null;
     if (dir.buffered) {
@@ -806,7 +863,7 @@ export class HttpStream {
         dir.buffered = null;
         this.forwardData(dir, buf, eos);
       }
-      if (dir.closed || this.done) return;
+      if (stopped()) return;
     }
     if (hadTrailers && dir.pendingTrailers) {
       if (dir.iterateFromCurrent) {
@@ -961,6 +1018,9 @@ export class HttpStream {
       ctx.accessLog(this.dec.headers, this.enc.headers, this.enc.pendingTrailers ?? this.mapOrNull(this.downstream.trailers));
       ctx.onDestroy();
     }
+    // destroyFilters() reaches the router after the Wasm filter: an upstream request that started
+    // while a local reply was being sent is reset now.
+    if (this.localReplyPending) this.abandonUpstream('local-reply');
     this.owner.onStreamDone(this);
   }
 

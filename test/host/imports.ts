@@ -341,6 +341,11 @@ export function buildImports(vm: WasmVm): Record<string, HostFn> {
     const data = vm.memory.copy(dp, ds);
     if (data === null) return WasmResult.InvalidMemoryAccess;
     if (!(buf instanceof BodyBuffer)) return WasmResult.BadArgument;
+    const ctx = vm.ctx();
+    if (ctx.staleBuffer(type)) {
+      const which = type === BufferType.HttpRequestBody ? 'request' : 'response';
+      host.recordViolation(vm, 'stale-body-write', ctx.id, `set_buffer_bytes(${which} body) on stream ${ctx.id} outside its body callback after the last one did not return StopIterationAndBuffer: the write lands in a buffer Envoy no longer forwards`);
+    }
     return buf.copyFrom(start, length, data);
   });
 

@@ -1,6 +1,6 @@
 // Public entry point of the proxy-wasm host emulation (see README.md).
 
-export { ProxyWasmHost, type HostOptions, type SharedDataView } from './host.ts';
+export { ProxyWasmHost, type HostOptions, type SharedDataView, type ViolationRecord } from './host.ts';
 export { Plugin, Worker, type PluginOptions, type StreamOptions } from './plugin.ts';
 export { HttpStream, Received, type LocalReply } from './http-stream.ts';
 export type { RequestOptions, RequestResult, UpstreamResult, LocalResult, UpstreamResponse } from './request.ts';

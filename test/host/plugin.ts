@@ -7,7 +7,7 @@ import { LogLevel, type LogLevelName } from './abi.ts';
 import { RootContext } from './context.ts';
 import type { ClusterDecl, HttpCallHandler } from './http-call.ts';
 import { HttpStream, type StreamEnvironment, type StreamMode, type StreamOwner } from './http-stream.ts';
-import type { ProxyWasmHost } from './host.ts';
+import type { ProxyWasmHost, ViolationRecord } from './host.ts';
 import type { LogEntry } from './logs.ts';
 import type { PropertyValue } from './properties.ts';
 import { runRequest, runRequestSync, type RequestOptions, type RequestResult } from './request.ts';
@@ -171,6 +171,10 @@ export class Worker implements StreamOwner {
 
   warn(message: string): void {
     this.vm.hostLog(3, message);
+  }
+
+  violation(kind: ViolationRecord['kind'], contextId: number, message: string): void {
+    this.plugin.host.recordViolation(this.vm, kind, contextId, message);
   }
 
   /** Send one request through the filter; waits for http calls / timers the filter waits on. */
