@@ -44,6 +44,28 @@
 //     the request failed (it is over on the decode pod either way).
 // Metrics seen by routers: PodMetrics.pd has the role's queue lengths, and page() renders SGLang's
 // /metrics (role-specific disaggregation gauges) for P/D clusters.
+//
+// Holding and rejecting (a router with its own queue, or one that sheds load):
+//   - route() may return `{ reject: status }`: the request is answered at once with that HTTP
+//     status (a 429, say) and never runs;
+//   - route() may return `{ hold: true }`: the router keeps the request and decides later, in
+//     virtual time. It decides by calling the HoldControl it got in attach() (from any hook:
+//     route, onScrape, onFinished, onPrefillDone, onTick) or by returning decisions from onTick:
+//     `{ id, pod }` sends a held request to a pod (`{ decode, prefill }` in P/D), `{ id, reject }`
+//     answers it. Decisions take effect when the hook returns, at the hook's virtual time;
+//   - while the router holds any request the driver calls onTick(now, view) every `tickMs` of
+//     virtual time (default 10 ms, at multiples of tickMs), also after the source is exhausted,
+//     until nothing is held; a router that holds needs onTick or attach();
+//   - a held request is in flight for the client (closed-loop concurrency counts it), and its TTFT
+//     and end-to-end latency count from when the client sent it, so the time held is included
+//     (RequestRecord.queuedMs says how long it was held);
+//   - a rejected request ends there: it is in ClusterResult.rejected (status, time held), the
+//     router hears nothing more of it, and the source hears of it through onRejected (or, lacking
+//     that, onFinished with no output tokens, so that a conversation goes on);
+//   - every request the client sent ends completed (requests), rejected, failed (P/D) or, when
+//     maxVirtualMs stops the run, unfinished (held requests included);
+//   - requests may carry a criticality (SimRequest.criticality); records keep it, and
+//     ClusterResult.sentByCriticality counts the requests sent per criticality.
 
 import { Engine, type EngineEvent, type EngineOptions, type PdRole, type PdSnapshot } from "./engine.ts";
 import { kvBytesPerToken, kvTransferDoneMs, RDMA_200G, type KvLink } from "./cost-model.ts";
@@ -97,12 +119,39 @@ export interface RouterView {
   readonly engines?: readonly Engine[];
 }
 
+/** route() keeps the request and decides later (see the top of this file). */
+export interface RouteHold {
+  hold: true;
+}
+
+/** route() answers the request at once with this HTTP status; it never runs. */
+export interface RouteReject {
+  reject: number;
+}
+
+export type RouteDecision = number | PdRoute | RouteHold | RouteReject;
+
+/** What becomes of a held request: sent to a pod, or answered with a status. */
+export type HeldDecision = { id: string; pod: number | PdRoute } | { id: string; reject: number };
+
+/** Given to a router in attach(): how it decides on the requests it holds. */
+export interface HoldControl {
+  dispatch(id: string, pod: number | PdRoute): void;
+  reject(id: string, status: number): void;
+}
+
 export interface Router {
   name: string;
   /** Wants direct engine access in its view (a precise oracle, not a realistic router). */
   oracle?: boolean;
-  /** A pod index; in a P/D cluster `{ decode, prefill }`. */
-  route(req: SimRequest, now: number, view: RouterView): number | PdRoute | Promise<number | PdRoute>;
+  /** A pod index; in a P/D cluster `{ decode, prefill }`; or hold or reject it (see the top of this file). */
+  route(req: SimRequest, now: number, view: RouterView): RouteDecision | Promise<RouteDecision>;
+  /** Called once before anything else: the router's way to decide on the requests it holds. */
+  attach?(control: HoldControl): void;
+  /** Period of onTick while the router holds requests (default 10 ms). */
+  tickMs?: number;
+  /** Called every tickMs of virtual time while the router holds requests; may return decisions. */
+  onTick?(now: number, view: RouterView): void | HeldDecision[] | Promise<void | HeldDecision[]>;
   onFinished?(req: SimRequest, pod: number, now: number): void;
   /** P/D clusters: the prefill pod's part of the request ended (see the top of this file). */
   onPrefillDone?(req: SimRequest, prefillPod: number, ok: boolean, now: number): void | Promise<void>;
@@ -173,6 +222,21 @@ export interface RequestRecord {
   kvArrivedMs?: number;
   /** P/D: from the first token on the prefill pod to the KV's arrival. */
   kvTransferMs?: number;
+  /** The request's criticality, when it had one. */
+  criticality?: SimRequest["criticality"];
+  /** How long the router held the request before sending it to a pod (only for held requests). */
+  queuedMs?: number;
+}
+
+/** A request the router answered itself (route() or a held request's decision): it never ran. */
+export interface RejectedRecord {
+  id: string;
+  status: number;
+  sentMs: number;
+  rejectedMs: number;
+  /** Time held before the answer (0: answered at once). */
+  queuedMs: number;
+  criticality?: SimRequest["criticality"];
 }
 
 /** P/D: a request that failed. */
@@ -219,6 +283,10 @@ export interface ClusterResult {
   samples: { tMs: number[]; kvUsage: number[][]; running: number[][]; waiting: number[][] };
   /** P/D clusters only: requests that failed. */
   failed?: FailedRecord[];
+  /** Requests the router answered itself; present when the router held or rejected any request, or requests had criticalities. */
+  rejected?: RejectedRecord[];
+  /** Requests sent per criticality; present when requests had criticalities. */
+  sentByCriticality?: Partial<Record<NonNullable<SimRequest["criticality"]>, number>>;
 }
 
 export interface SimulateOptions {
@@ -237,6 +305,7 @@ const enum Kind {
   Wake,
   Transfer, // P/D: a request's KV reached its decode pod
   Timeout, // P/D: a decode request's waiting timeout
+  Tick, // the router holds requests: onTick
 }
 
 interface Ev {
@@ -303,6 +372,8 @@ interface Flight {
   prefillCached?: number;
   prefillFirstTokenMs?: number;
   kvArrivedMs?: number;
+  /** Held requests: when the router sent it to its pod. */
+  dispatchedMs?: number;
 }
 
 /** Runs a workload through a router over a simulated pool until every request finished. */
@@ -451,7 +522,7 @@ export async function simulate(o: SimulateOptions): Promise<ClusterResult> {
     await issue();
   };
 
-  const sendPd = async (req: SimRequest, route: number | PdRoute) => {
+  const sendPd = (req: SimRequest, route: RouteDecision, sentMs: number, wasHeld: boolean) => {
     const r = route as PdRoute;
     const ok = (i: unknown, role: PdRole) => Number.isInteger(i) && (i as number) >= 0 && (i as number) < n && roles[i as number] === role;
     if (typeof route !== "object" || route === null || !ok(r.decode, "decode") || !ok(r.prefill, "prefill")) {
@@ -460,12 +531,14 @@ export async function simulate(o: SimulateOptions): Promise<ClusterResult> {
     const sub = { id: req.id, tokens: req.tokens, maxTokens: req.maxTokens, lora: req.lora ?? null };
     engines[r.decode].submit(sub, now);
     engines[r.prefill].submit({ ...sub, awaitBootstrap: true }, now);
-    flights.set(req.id, { req, pod: r.decode, sentMs: now, firstTokenMs: NaN, cachedTokens: 0, prefill: r.prefill, prefillDone: false });
+    const f: Flight = { req, pod: r.decode, sentMs, firstTokenMs: NaN, cachedTokens: 0, prefill: r.prefill, prefillDone: false };
+    if (wasHeld) f.dispatchedMs = now;
+    flights.set(req.id, f);
     outstanding[r.decode]++;
     outstanding[r.prefill]++;
     perPodRequests[r.decode]++;
     perPodRequests[r.prefill]++;
-    inFlight++;
+    if (!wasHeld) inFlight++;
     lastSendMs = now;
     schedule(now + waitingTimeoutMs, Kind.Timeout, r.decode, undefined, req.id);
     preallocOn(r.decode);
@@ -493,18 +566,94 @@ export async function simulate(o: SimulateOptions): Promise<ClusterResult> {
     kick(f.prefill!);
   };
 
-  const send = async (req: SimRequest) => {
-    if (flights.has(req.id)) throw new Error(`duplicate request id ${req.id}`);
-    if (pd) return sendPd(req, await o.router.route(req, now, view));
-    const pod = (await o.router.route(req, now, view)) as number;
-    if (!Number.isInteger(pod) || pod < 0 || pod >= n) throw new Error(`router ${o.router.name} returned pod ${pod} of ${n}`);
+  /** Sends a request to its pod(s): at once (sentMs = now), or when the router releases it. */
+  const submit = (req: SimRequest, route: RouteDecision, sentMs: number, wasHeld: boolean) => {
+    if (pd) return sendPd(req, route, sentMs, wasHeld);
+    const pod = route as number;
+    if (!Number.isInteger(pod) || pod < 0 || pod >= n) throw new Error(`router ${o.router.name} returned pod ${typeof pod === "object" ? JSON.stringify(pod) : pod} of ${n}`);
     engines[pod].submit({ id: req.id, tokens: req.tokens, maxTokens: req.maxTokens, lora: req.lora ?? null }, now);
-    flights.set(req.id, { req, pod, sentMs: now, firstTokenMs: NaN, cachedTokens: 0 });
+    const f: Flight = { req, pod, sentMs, firstTokenMs: NaN, cachedTokens: 0 };
+    if (wasHeld) f.dispatchedMs = now;
+    flights.set(req.id, f);
     outstanding[pod]++;
     perPodRequests[pod]++;
-    inFlight++;
+    if (!wasHeld) inFlight++;
     lastSendMs = now;
     kick(pod);
+  };
+
+  // ---- holds and rejections ----
+  const held = new Map<string, { req: SimRequest; sentMs: number }>();
+  const pending: HeldDecision[] = [];
+  const rejected: RejectedRecord[] = [];
+  const sentBy: NonNullable<ClusterResult["sentByCriticality"]> = {};
+  let tracked = false; // the result carries `rejected`
+  let tickPending = false;
+  const tickMs = o.router.tickMs ?? 10;
+  if (!(tickMs > 0)) throw new RangeError(`router ${o.router.name}: tickMs must be > 0, got ${tickMs}`);
+  o.router.attach?.({
+    dispatch: (id, pod) => void pending.push({ id, pod }),
+    reject: (id, status) => void pending.push({ id, reject: status }),
+  });
+
+  const armTick = () => {
+    if (tickPending || held.size === 0 || !o.router.onTick) return;
+    tickPending = true;
+    schedule((Math.floor(now / tickMs) + 1) * tickMs, Kind.Tick);
+  };
+
+  /** The router answered the request itself. */
+  const reject = (req: SimRequest, status: number, sentMs: number, wasHeld: boolean) => {
+    if (!Number.isInteger(status) || status < 100 || status > 599) throw new Error(`router ${o.router.name} rejected ${req.id} with status ${status}`);
+    if (wasHeld) inFlight--;
+    const r: RejectedRecord = { id: req.id, status, sentMs, rejectedMs: now, queuedMs: now - sentMs };
+    if (req.criticality !== undefined) r.criticality = req.criticality;
+    rejected.push(r);
+    if (o.source.onRejected) o.source.onRejected(req, status, now);
+    else o.source.onFinished?.(req, [], now);
+  };
+
+  const isHold = (d: RouteDecision): d is RouteHold => typeof d === "object" && d !== null && (d as RouteHold).hold === true;
+  const isReject = (d: RouteDecision): d is RouteReject => typeof d === "object" && d !== null && "reject" in d;
+
+  /** Applies the decisions the router made on held requests; true when any was a rejection. */
+  const applyPending = (): boolean => {
+    let any = false;
+    while (pending.length > 0) {
+      const d = pending.shift()!;
+      const h = held.get(d.id);
+      if (!h) throw new Error(`router ${o.router.name} decided on ${d.id}, a request it does not hold`);
+      held.delete(d.id);
+      if ("reject" in d) {
+        reject(h.req, d.reject, h.sentMs, true);
+        any = true;
+      } else {
+        submit(h.req, d.pod, h.sentMs, true);
+      }
+    }
+    return any;
+  };
+
+  const send = async (req: SimRequest) => {
+    if (flights.has(req.id) || held.has(req.id)) throw new Error(`duplicate request id ${req.id}`);
+    if (req.criticality !== undefined) {
+      sentBy[req.criticality] = (sentBy[req.criticality] ?? 0) + 1;
+      tracked = true;
+    }
+    const d = await o.router.route(req, now, view);
+    if (isHold(d)) {
+      if (!o.router.onTick && !o.router.attach) throw new Error(`router ${o.router.name} holds ${req.id} but has neither onTick nor attach`);
+      held.set(req.id, { req, sentMs: now });
+      inFlight++;
+      tracked = true;
+    } else if (isReject(d)) {
+      tracked = true;
+      reject(req, d.reject, now, false);
+    } else {
+      submit(req, d, now, false);
+    }
+    if (pending.length > 0) applyPending();
+    armTick();
   };
 
   const canSend = () => {
@@ -567,6 +716,8 @@ export async function simulate(o: SimulateOptions): Promise<ClusterResult> {
             cachedTokens: f.cachedTokens,
             preemptions: e.preemptions,
           });
+          if (f.req.criticality !== undefined) records[records.length - 1].criticality = f.req.criticality;
+          if (f.dispatchedMs !== undefined) records[records.length - 1].queuedMs = f.dispatchedMs - f.sentMs;
           if (f.prefill !== undefined) {
             Object.assign(records[records.length - 1], {
               prefillPod: f.prefill,
@@ -659,7 +810,17 @@ export async function simulate(o: SimulateOptions): Promise<ClusterResult> {
         if (wakeAt <= now) wakeAt = Infinity;
         await issue();
         break;
+      case Kind.Tick: {
+        tickPending = false;
+        if (held.size === 0) break;
+        const decided = await o.router.onTick!(now, view);
+        if (decided) pending.push(...decided);
+        break;
+      }
     }
+    // Decisions the router made on held requests during this event's hooks.
+    if (pending.length > 0 && applyPending()) await issue();
+    armTick();
   }
 
   const makespan = records.reduce((m, r) => Math.max(m, r.finishedMs), 0);
@@ -702,7 +863,7 @@ export async function simulate(o: SimulateOptions): Promise<ClusterResult> {
   const result: ClusterResult = {
     router: o.router.name,
     requests: records,
-    unfinished: flights.size,
+    unfinished: flights.size + held.size,
     makespanMs: makespan,
     wallMs: performance.now() - wall0,
     ttft: summarize(records.map((r) => r.ttftMs)),
@@ -717,6 +878,8 @@ export async function simulate(o: SimulateOptions): Promise<ClusterResult> {
     samples: { tMs: sampleT, kvUsage: sampleKv, running: sampleRun, waiting: sampleWait },
   };
   if (pd) result.failed = failed;
+  if (tracked) result.rejected = rejected;
+  if (Object.keys(sentBy).length > 0) result.sentByCriticality = sentBy;
   return result;
 }
 

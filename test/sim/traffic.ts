@@ -19,7 +19,7 @@
 import { arrivalTimes, lognormal, zipfSampler, type LengthDist, type RateProfile } from "./arrivals.ts";
 import { Rng, hashString } from "./rng.ts";
 import { fillerToken, REGULAR_VOCAB } from "./tokens.ts";
-import type { RequestSource, SimRequest } from "./workload.ts";
+import { mergeSources, type Criticality, type RequestSource, type SimRequest } from "./workload.ts";
 
 export type { LengthDist, RateProfile } from "./arrivals.ts";
 
@@ -228,4 +228,32 @@ export function traffic(o: TrafficOptions, opts: { closedLoop?: boolean } = {}):
     },
     exhausted: () => i >= plan.length && held.size === 0 && released.length === 0,
   };
+}
+
+export interface PriorityTrafficOptions {
+  /** Lengths, turns and rate shape shared by every band (its requests, ratePerSec and seed are the bands'). */
+  traffic: Omit<TrafficOptions, "requests" | "ratePerSec" | "seed">;
+  /** Each band's own stream: its criticality, mean rate and seed. A band at rate 0 sends nothing. */
+  bands: ReadonlyArray<{ criticality: Criticality; ratePerSec: number; seed: number }>;
+  /** How long each band sends: its request count is rate x duration. */
+  durationMs: number;
+}
+
+/**
+ * Traffic of several criticalities at once: one independent traffic() stream per band (its own
+ * seed, so its own system prompt, conversations and arrival times), all starting at 0, merged
+ * into one source whose requests carry their band's criticality (ids prefixed "critical-",
+ * "standard-", "sheddable-"). A band's stream is the same whatever the other bands send, so a
+ * run without one band sees exactly the same requests of the others.
+ */
+export function priorityTraffic(o: PriorityTrafficOptions): RequestSource {
+  return mergeSources(
+    o.bands
+      .filter((b) => b.ratePerSec > 0)
+      .map((b) => ({
+        tag: `${b.criticality.toLowerCase()}-`,
+        criticality: b.criticality,
+        source: traffic({ ...o.traffic, requests: Math.max(1, Math.round((b.ratePerSec * o.durationMs) / 1000)), ratePerSec: b.ratePerSec, seed: b.seed }),
+      })),
+  );
 }

@@ -20,7 +20,13 @@ export interface SimRequest {
   sessionId?: string;
   /** Turn number within its session, from 0. */
   turn?: number;
+  /** The request's criticality (its InferenceModel's); undefined: none declared. */
+  criticality?: Criticality;
 }
+
+/** InferenceModel criticalities, highest first. */
+export const CRITICALITIES = ["Critical", "Standard", "Sheddable"] as const;
+export type Criticality = (typeof CRITICALITIES)[number];
 
 export interface RequestSource {
   /** A request that may be sent at `now`, or null when none is ready. */
@@ -29,6 +35,11 @@ export interface RequestSource {
   nextReadyAt(now: number): number;
   /** A request finished, having generated `outputTokens`. */
   onFinished?(req: SimRequest, outputTokens: readonly number[], now: number): void;
+  /**
+   * The router rejected a request (it never ran). Without this hook the driver reports the
+   * rejection to onFinished with no output tokens, so that a conversation goes on.
+   */
+  onRejected?(req: SimRequest, status: number, now: number): void;
   /** No request will ever be ready again. */
   exhausted(): boolean;
 }
@@ -202,4 +213,54 @@ function randomTokens(rng: Rng, n: number): number[] {
   const out: number[] = [];
   for (let i = 0; i < n; i++) out.push(rng.int(0, REGULAR_VOCAB - 1));
   return out;
+}
+
+/** One part of a merged source (mergeSources). */
+export interface TaggedSource {
+  /** Prefixed to the ids (and session ids) of this part's requests, keeping them unique. */
+  tag: string;
+  source: RequestSource;
+  /** Set on every request of this part. */
+  criticality?: Criticality;
+}
+
+/**
+ * Several sources as one: each request is tagged (id and session id prefixed with its part's tag,
+ * its part's criticality set), and whichever part has a request ready hands it out, parts in
+ * order when several do. Completions and rejections go back to the part that made the request,
+ * with the request as that part made it.
+ */
+export function mergeSources(parts: readonly TaggedSource[]): RequestSource {
+  const origin = new Map<string, { part: TaggedSource; req: SimRequest }>();
+  const back = (req: SimRequest) => {
+    const o = origin.get(req.id);
+    if (o) origin.delete(req.id);
+    return o;
+  };
+  return {
+    next(now) {
+      for (const part of parts) {
+        const req = part.source.next(now);
+        if (!req) continue;
+        const out: SimRequest = { ...req, id: `${part.tag}${req.id}` };
+        if (req.sessionId !== undefined) out.sessionId = `${part.tag}${req.sessionId}`;
+        if (part.criticality !== undefined) out.criticality = part.criticality;
+        origin.set(out.id, { part, req });
+        return out;
+      }
+      return null;
+    },
+    nextReadyAt: (now) => parts.reduce((t, p) => Math.min(t, p.source.nextReadyAt(now)), Infinity),
+    onFinished(req, outputTokens, now) {
+      const o = back(req);
+      o?.part.source.onFinished?.(o.req, outputTokens, now);
+    },
+    onRejected(req, status, now) {
+      const o = back(req);
+      if (!o) return;
+      if (o.part.source.onRejected) o.part.source.onRejected(o.req, status, now);
+      else o.part.source.onFinished?.(o.req, [], now);
+    },
+    exhausted: () => parts.every((p) => p.source.exhausted()),
+  };
 }
