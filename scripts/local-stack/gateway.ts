@@ -8,9 +8,14 @@
 //
 // Request and response bodies stream through the filter's callbacks exactly as Envoy's filter
 // manager would feed them; the upstream request starts once the filter lets the whole request go
-// (also when a root context resumes it later). If the filter answers a stream itself after its
-// request went upstream (e.g. from an http call's answer), the upstream request is aborted and the
-// client gets the local reply, as Envoy's router is torn down by sendLocalReply.
+// (also when a root context resumes it later: a request held by priority queuing starts its
+// upstream request only when it is released). A local reply from a root context (e.g. a held
+// request whose time in the queue is up) is written to the client like any other. A client that
+// goes away (its connection closes before the response ended) resets the stream, as Envoy's
+// codec does, so the filter's on_log / on_done / on_delete run at once, held or not. If the
+// filter answers a stream itself after its request went upstream (e.g. from an http call's
+// answer), the upstream request is aborted and the client gets the local reply, as Envoy's router
+// is torn down by sendLocalReply.
 //
 // The module's proxy_http_call runs for real on the cluster wasm_epp_original_dst (Envoy's
 // ORIGINAL_DST with use_http_header, deploy/envoy/envoy.yaml): the call goes over HTTP to the
