@@ -1,8 +1,8 @@
 // deploy/grafana/wasm-epp.json: an importable dashboard (data source chosen through the
 // DS_PROMETHEUS variable, as the seeds' vLLM dashboard does) whose every query names only metrics
 // that exist: the sidecar's (read from its own registry), the filter's (read from
-// assembly/stats.ts, as Envoy exports them) and vLLM's (read from the fake V0/V1 /metrics pages
-// the sidecar tests use).
+// assembly/stats.ts, named as Envoy's /stats/prometheus prints them) and vLLM's (read from the
+// fake V0/V1 /metrics pages the sidecar tests use).
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -59,15 +59,30 @@ async function sidecarSeries(): Promise<Set<string>> {
   return out;
 }
 
-function filterSeries(): Set<string> {
+/** The filter's metric names as the module defines them (without the wasm_epp. prefix), by kind. */
+function filterMetrics(): { counters: string[]; gauges: string[]; histograms: string[] } {
   const src = readFileSync(repoPath("assembly/stats.ts"), "utf8");
-  const names = [...src.matchAll(/defineMetric\(METRIC_(?:COUNTER|GAUGE), "wasm_epp\.([a-z_]+)"\)/g)].map((m) => m[1]);
+  const out = { counters: [] as string[], gauges: [] as string[], histograms: [] as string[] };
+  for (const m of src.matchAll(/defineMetric\(METRIC_(COUNTER|GAUGE|HISTOGRAM), "wasm_epp\.([a-z_]+)"\)/g)) {
+    (m[1] === "COUNTER" ? out.counters : m[1] === "GAUGE" ? out.gauges : out.histograms).push(m[2]);
+  }
   const block = /const NAMES: StaticArray<string> = \[([\s\S]*?)\];/.exec(src);
   assert.ok(block, "assembly/stats.ts: the NAMES table");
-  for (const m of block[1].matchAll(/"([a-z_]+)"/g)) names.push(m[1]);
-  assert.ok(names.length >= 20, "the filter's metric names");
-  // Envoy exports wasm custom metrics as wasmcustom.<name>; in Prometheus: envoy_wasmcustom_<name with _>.
-  return new Set(names.map((n) => `envoy_wasmcustom_wasm_epp_${n}`));
+  for (const m of block[1].matchAll(/"([a-z_]+)"/g)) out.counters.push(m[1]);
+  assert.ok(out.counters.length >= 20, "the filter's counter names");
+  return out;
+}
+
+// Envoy keeps a module's metric as wasmcustom.<name> (here wasmcustom.wasm_epp.<x>) and registers
+// "wasmcustom" as a custom stat namespace: /stats/prometheus prints such a metric with that
+// namespace stripped, dots as underscores and no envoy_ prefix (wasm_epp_<x>); a histogram as
+// <name>_bucket, _sum and _count.
+function filterSeries(): Set<string> {
+  const m = filterMetrics();
+  const out = new Set<string>();
+  for (const n of [...m.counters, ...m.gauges]) out.add(`wasm_epp_${n}`);
+  for (const n of m.histograms) for (const sfx of ["_bucket", "_sum", "_count"]) out.add(`wasm_epp_${n}${sfx}`);
+  return out;
 }
 
 test("importable: datasource variable DS_PROMETHEUS, every panel and query uses it", () => {
@@ -112,7 +127,7 @@ test("every query names only metrics that wasm-epp or vLLM export", async () => 
 
 test("metricNames finds the selectors and nothing else", () => {
   assert.deepEqual(metricNames('histogram_quantile(0.99, sum by (le) (rate(vllm:time_to_first_token_seconds_bucket{model_name="$model_name"}[$__rate_interval])))'), ["vllm:time_to_first_token_seconds_bucket"]);
-  assert.deepEqual(metricNames("time() - envoy_wasmcustom_wasm_epp_state_generated_at_seconds"), ["envoy_wasmcustom_wasm_epp_state_generated_at_seconds"]);
+  assert.deepEqual(metricNames("time() - wasm_epp_state_generated_at_seconds"), ["wasm_epp_state_generated_at_seconds"]);
   assert.deepEqual(metricNames('vllm:kv_cache_usage_perc{a="x{y}"} or vllm:gpu_cache_usage_perc'), ["vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"]);
   assert.deepEqual(metricNames("sum by (code) (rate(nope_total[5m]))"), ["nope_total"]);
   assert.deepEqual(metricNames("label_values(inference_pool_ready_pods, name)"), ["inference_pool_ready_pods"]);
@@ -122,9 +137,37 @@ test("metricNames finds the selectors and nothing else", () => {
 test("coverage: the sidecar's pool gauges, the filter's routing counters, the seeds' vLLM panels", () => {
   const all = panels.flatMap((p) => p.targets.map((t: any) => t.expr)).join("\n");
   for (const n of ["inference_pool_average_kv_cache_utilization", "inference_pool_average_queue_size", "inference_pool_ready_pods", "wasm_epp_sidecar_scrape_errors_total", "wasm_epp_sidecar_last_push_age_seconds"]) assert.ok(all.includes(n), n);
-  for (const n of ["requests_routed", "prefix_hits", "requests_shed", "no_ready_endpoint", "no_routing_state", "push_accepted", "push_unauthorized", "state_generated_at_seconds"]) assert.ok(all.includes(`envoy_wasmcustom_wasm_epp_${n}`), n);
+  for (const n of ["requests_routed", "prefix_hits", "requests_shed", "no_ready_endpoint", "no_routing_state", "push_accepted", "push_unauthorized", "state_generated_at_seconds"]) assert.ok(all.includes(`wasm_epp_${n}`), n);
   const titles = panels.map((p) => p.title.toLowerCase());
   for (const t of ["request rate", "token throughput", "time to first token", "kv-cache utilization per pod", "scheduler state", "queue time"]) {
     assert.ok(titles.some((x) => x.includes(t)), `a panel on ${t}`);
+  }
+});
+
+test("filter metrics carry the names Envoy's /stats/prometheus prints (no envoy_wasmcustom_ prefix)", () => {
+  const exprs = panels.flatMap((p) => p.targets.map((t: any) => t.expr as string));
+  for (const e of exprs) assert.ok(!/envoy_wasmcustom|wasmcustom_/.test(e), `a name Envoy does not print: ${e}`);
+  const descriptions = panels.map((p) => p.description ?? "").join("\n");
+  assert.ok(!descriptions.includes("envoy_wasmcustom"));
+});
+
+test("coverage: priority queuing (size per band, time held, outcomes per band) and prefill/decode", () => {
+  const byTitle = (t: string) => panels.filter((p) => p.title.toLowerCase().includes(t)).flatMap((p) => p.targets.map((x: any) => x.expr as string)).join("\n");
+  const all = panels.flatMap((p) => p.targets.map((t: any) => t.expr)).join("\n");
+  const bands = ["critical", "standard", "sheddable"];
+  for (const b of bands) assert.ok(byTitle("held requests per band").includes(`wasm_epp_queue_size_${b}`), `queue size ${b}`);
+  const held = byTitle("time held");
+  for (const q of ["0.5", "0.9", "0.99"]) assert.ok(held.includes(`histogram_quantile(${q}, sum by (le) (rate(wasm_epp_queue_time_ms_bucket`), `queue time p${q}`);
+  for (const b of bands) {
+    const panel = byTitle(`queue outcomes: ${b}`);
+    for (const o of ["held", "admitted", "expired", "rejected", "cancelled"]) assert.ok(panel.includes(`wasm_epp_queue_${o}_${b}`), `${o} ${b}`);
+  }
+  for (const n of ["pd_prefill_ok", "pd_prefill_failed", "pd_prefill_timeout", "pd_prefill_rejected", "pd_decode_abort_sent", "pd_decode_abort_failed"]) {
+    assert.ok(all.includes(`wasm_epp_${n}`), n);
+  }
+  // Every queue and P/D metric the filter defines is on the dashboard.
+  const m = filterMetrics();
+  for (const n of [...m.counters, ...m.gauges, ...m.histograms].filter((x) => x.startsWith("queue_") || x.startsWith("pd_"))) {
+    assert.ok(all.includes(`wasm_epp_${n}`), `${n} has no panel`);
   }
 });
