@@ -98,10 +98,8 @@ export abstract class Context {
     }
   }
 
-  /** True when a write to this body buffer can no longer reach the stream (see StreamContext). */
-  staleBuffer(_type: number): boolean {
-    return false;
-  }
+  /** Records a read or write of a body Envoy no longer holds for the filter (see StreamContext). */
+  checkStaleBody(_type: number, _op: 'read' | 'write'): void {}
 
   /** Envoy Context::continueStream for contexts without HTTP callbacks. */
   continueStream(type: number): number {

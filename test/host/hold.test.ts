@@ -68,7 +68,7 @@ test('a second continue_stream on a released stream does nothing (a debug Envoy 
   assert.deepEqual(host.violations.map((v) => [v.kind, v.contextId]), [['continue-after-continue', s.contextId]]);
 });
 
-test('StopIterationNoBuffer on the final chunk: the root context reads an empty body; what went upstream is what the filter manager kept', async () => {
+test('StopIterationNoBuffer on the final chunk: the root context reads an empty body (a violation); what went upstream is what the filter manager kept', async () => {
   const { host, p, msgs } = await setup('tick=10;nobuffer=yes');
   const w = p.worker(0);
   // One chunk, consumed: the body is lost; the upstream gets the headers and an empty end of stream.
@@ -85,17 +85,18 @@ test('StopIterationNoBuffer on the final chunk: the root context reads an empty 
   assert.equal(one.upstream.bodyText, '');
   assert.equal(one.upstream.endStream, true);
   assert.equal(two.upstream.bodyText, 'hello world');
-  assert.deepEqual(host.violations, []);
+  // With HTTP/1 Envoy's pointer is to the codec's end-of-stream buffer, already destroyed.
+  assert.deepEqual(host.violations.map((v) => [v.kind, v.contextId]), [['stale-body', one.contextId], ['stale-body', two.contextId]]);
 });
 
-test('StopIterationNoBuffer, then a body write from the root context: lost, and recorded as a violation', async () => {
+test('StopIterationNoBuffer, then a body write from the root context: lost (one violation per stream)', async () => {
   const { host, p, msgs } = await setup('tick=10;nobuffer=yes;rewrite=yes');
   const s = post(p.worker(0).newHttpStream(), ['{"prompt":"x"}']);
   host.advance(10);
   assert.match(msgs('release')[0], / body_size=0 body= set=0 continue=0,- /, 'the write returns Ok');
   assert.equal(s.upstream.bodyText, '', 'and goes nowhere');
   assert.equal(s.upstream.header('content-length'), '6', 'the module set content-length for a body that never left');
-  assert.deepEqual(host.violations.map((v) => [v.kind, v.contextId]), [['stale-body-write', s.contextId]]);
+  assert.deepEqual(host.violations.map((v) => [v.kind, v.contextId]), [['stale-body', s.contextId]]);
 });
 
 test('a client that goes away while held: on_log, on_done, on_delete run at once; later passes get BadArgument and act on nothing', async () => {

@@ -80,7 +80,7 @@ export interface ViolationRecord {
     | 'continue-in-own-callback' // continue_stream for the direction whose callback is running (Envoy: ASSERT)
     | 'action-on-destroyed-stream' // continue / local reply / close on a stream whose on_delete ran
     | 'continue-during-local-reply' // the request resumed while the stream's local reply was being sent
-    | 'stale-body-write'; // set_buffer_bytes on a body Envoy no longer holds for the filter
+    | 'stale-body'; // a body read or written after Envoy stopped holding it for the filter
   message: string;
   worker: WorkerLabel;
   contextId: number;

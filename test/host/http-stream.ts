@@ -205,16 +205,30 @@ export class StreamContext extends Context {
     return true;
   }
 
+  private staleReported = false;
+
   /**
-   * A body buffer the module can still reach through a pointer Envoy keeps (request_body_buffer_)
-   * but that is no longer the body Envoy forwards: outside the body callback, when the last body
-   * callback did not return StopIterationAndBuffer (the chunk was consumed, or moved into the
-   * filter manager's buffer by StopIterationAndWatermark).
+   * Outside the body callback, when the last body callback did not return StopIterationAndBuffer
+   * (the chunk was consumed, or moved into the filter manager's buffer by
+   * StopIterationAndWatermark), Envoy's getBuffer still hands out the pointer it kept to the
+   * codec's chunk (request_body_buffer_): with HTTP/1 the final chunk is a buffer local to the
+   * codec's message-complete callback, gone by now; with HTTP/2 the stream's receive buffer,
+   * drained. Either way not the body Envoy forwards. The host reads it as empty and lets writes
+   * go nowhere, and records one violation per stream.
    */
-  staleBuffer(type: number): boolean {
-    if (type === BufferType.HttpRequestBody) return !this.bufferingRequestBody && this.requestBodyRef !== null && !this.stream.dec.inCallback;
-    if (type === BufferType.HttpResponseBody) return !this.bufferingResponseBody && this.responseBodyRef !== null && !this.stream.enc.inCallback;
-    return false;
+  checkStaleBody(type: number, op: 'read' | 'write'): void {
+    let stale = false;
+    if (type === BufferType.HttpRequestBody) stale = !this.bufferingRequestBody && this.requestBodyRef !== null && !this.stream.dec.inCallback;
+    else if (type === BufferType.HttpResponseBody) stale = !this.bufferingResponseBody && this.responseBodyRef !== null && !this.stream.enc.inCallback;
+    if (!stale || this.staleReported) return;
+    this.staleReported = true;
+    const which = type === BufferType.HttpRequestBody ? 'request' : 'response';
+    this.vm.host.recordViolation(
+      this.vm,
+      'stale-body',
+      this.id,
+      `${op} of the ${which} body of stream ${this.id} outside its body callback after the last one did not return StopIterationAndBuffer: Envoy's pointer is to the codec's chunk, not the body it forwards`,
+    );
   }
 
   continueStream(type: number): number {

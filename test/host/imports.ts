@@ -310,6 +310,7 @@ export function buildImports(vm: WasmVm): Record<string, HostFn> {
     if (type > BufferType.MAX) return WasmResult.BadArgument;
     const buf = vm.ctx().getBuffer(type);
     if (buf === null) return WasmResult.NotFound;
+    vm.ctx().checkStaleBody(type, 'read');
     const size = buf.length;
     let len = length;
     if (start > size) len = 0;
@@ -330,6 +331,7 @@ export function buildImports(vm: WasmVm): Record<string, HostFn> {
     if (type > BufferType.MAX) return WasmResult.BadArgument;
     const buf = vm.ctx().getBuffer(type);
     if (buf === null) return WasmResult.NotFound;
+    vm.ctx().checkStaleBody(type, 'read');
     if (!vm.memory.setU32(lp, buf.length)) return WasmResult.InvalidMemoryAccess;
     return vm.memory.setU32(fp, 0) ? WasmResult.Ok : WasmResult.InvalidMemoryAccess;
   });
@@ -341,11 +343,7 @@ export function buildImports(vm: WasmVm): Record<string, HostFn> {
     const data = vm.memory.copy(dp, ds);
     if (data === null) return WasmResult.InvalidMemoryAccess;
     if (!(buf instanceof BodyBuffer)) return WasmResult.BadArgument;
-    const ctx = vm.ctx();
-    if (ctx.staleBuffer(type)) {
-      const which = type === BufferType.HttpRequestBody ? 'request' : 'response';
-      host.recordViolation(vm, 'stale-body-write', ctx.id, `set_buffer_bytes(${which} body) on stream ${ctx.id} outside its body callback after the last one did not return StopIterationAndBuffer: the write lands in a buffer Envoy no longer forwards`);
-    }
+    vm.ctx().checkStaleBody(type, 'write');
     return buf.copyFrom(start, length, data);
   });
 
