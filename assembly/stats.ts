@@ -1,5 +1,6 @@
 // The filter's counters, declared once. Envoy exposes them as wasmcustom.wasm_epp.<name>
-// (Prometheus: envoy_wasmcustom_wasm_epp_<name>). Every degraded path increments one and logs
+// (Prometheus, /stats/prometheus: wasm_epp_<name>: Envoy prints its wasmcustom namespace without
+// the envoy_ prefix). Every degraded path increments one and logs
 // a warning.
 
 import { defineMetric, incrementMetric, recordMetric, METRIC_COUNTER, METRIC_GAUGE, METRIC_HISTOGRAM } from "./host";
