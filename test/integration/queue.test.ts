@@ -207,3 +207,39 @@ test('with queuing off, a saturated pool forwards Critical requests at once', ()
   push(g, 10);
   assert.ok(released(send(g, 'critical')));
 });
+
+test('a held request for a prefill/decode pool gets its pair, its bootstrap fields and its prefill call when released', async () => {
+  const calls: string[] = [];
+  const g = new Gateway({ httpCallHandler: (req) => { calls.push(req.bodyText); return { status: 200 }; } });
+  const pdPush = (waiting: number) => {
+    const eps = [
+      ...endpoints(2, 20).map((e, i) => ({ ...e, pod: `prefill-${i}`, role: 'prefill', waiting })),
+      ...endpoints(2, 30).map((e, i) => ({ ...e, pod: `decode-${i}`, role: 'decode', waiting })),
+    ];
+    const doc = {
+      version: Math.floor(g.now), generated_at_ms: g.now,
+      pools: [{ name: 'default/vllm-qwen-pool', runtime: 'sglang', endpoints: eps, pd: { bootstrap_port: 34000 } }],
+      models: MODELS.map((m) => ({ ...m, pool: 'default/vllm-qwen-pool' })),
+    };
+    const r = g.pushRaw(JSON.stringify(doc));
+    assert.equal(r.status, 204, r.kind === 'local' ? r.bodyText : '');
+  };
+  pdPush(10);
+  const s = send(g, 'critical');
+  assert.ok(held(s));
+  assert.equal(calls.length, 0, 'no prefill call while held');
+  g.host.advance(100);
+  pdPush(0);
+  await settle(g);
+  assert.ok(released(s));
+  assert.match(s.upstream.header(DEST)!, /^10\.30\./, 'to a decode pod');
+  const sent = JSON.parse(s.upstream.bodyText);
+  assert.match(sent.bootstrap_host, /^10\.20\./);
+  await g.host.settle();
+  assert.equal(calls.length, 1);
+  assert.equal(calls[0], s.upstream.bodyText, 'the prefill copy is the released body');
+  const line = g.handled().at(-1)!;
+  assert.match(line.prefill, /^prefill-/);
+  assert.ok(Number(line.queued_ms) >= 100);
+  assert.deepEqual(g.host.violations, []);
+});
