@@ -12,18 +12,21 @@
 // the engine batches better, for LoRA adapters especially, than an open loop can sustain.)
 //
 // On a prefill/decode workload the router is least-request on each role (pd-least-request).
+// On priority-overload the traffic is its three bands in their proportions (Standard 1, Critical
+// 0.1, Sheddable 0.2), and the capacity is their total rate; least-request ignores criticality.
 //
-//   npx tsx scripts/bench/calibrate.ts [chat|long-tail|lora-mix|trace-conversations|pd-chat ...]
+//   npx tsx scripts/bench/calibrate.ts [chat|long-tail|lora-mix|trace-conversations|pd-chat|priority-overload ...]
 
 import { simulate } from '../../test/sim/cluster.ts';
 import { leastRequest, pdLeastRequest } from '../../test/sim/routers.ts';
 import { summarize } from '../../test/sim/stats.ts';
 import { parseTrace, planTrace, traceSource } from '../../test/sim/trace.ts';
-import { traffic, type TrafficOptions } from '../../test/sim/traffic.ts';
+import { priorityTraffic, traffic, type TrafficOptions } from '../../test/sim/traffic.ts';
 import type { RequestSource } from '../../test/sim/workload.ts';
 import { CHAT, CONVERSATIONS_TRACE_BLOCK_TOKENS, LONG_TAIL, LORA_MIX, PD_CHAT, PD_CHAT_PREFILL } from './real-workloads.ts';
 import { SEEDS_ENGINE } from './trace-workload.ts';
 import { CONVERSATIONS, conversationsTrace } from './traces/generate.ts';
+import { CRITICAL_SHARE, PRIORITY_PODS, PRIORITY_TRAFFIC, priorityBands, SHEDDABLE_SHARE } from './priority-workloads.ts';
 
 const REQUESTS = 6000;
 
@@ -70,6 +73,8 @@ const targets: Array<[string, number, (rate: number) => RequestSource, number?]>
   ['lora-mix', 5, (r) => traffic({ ...steady(LORA_MIX, r), loras: undefined })],
   ['trace-conversations', 8, traceAt],
   ['pd-chat', 8, (r) => traffic(steady(PD_CHAT, r)), PD_CHAT_PREFILL],
+  // REQUESTS in all, at a total rate r.
+  ['priority-overload', PRIORITY_PODS, (r) => priorityTraffic({ traffic: PRIORITY_TRAFFIC, bands: priorityBands(r / (1 + CRITICAL_SHARE + SHEDDABLE_SHARE)), durationMs: (REQUESTS / r) * 1000 })],
 ];
 const only = process.argv.slice(2);
 for (const [name, pods, at, prefill] of targets) {

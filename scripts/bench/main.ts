@@ -20,8 +20,8 @@ import type { ClusterResult } from '../../test/sim/cluster.ts';
 import { summarize } from '../../test/sim/stats.ts';
 import type { Workload } from './workloads.ts';
 import { writeReport, type Row } from './report.ts';
-import { coefficientOfVariation, podShares, prefillModel, queueDelays } from './metrics.ts';
-import { verdicts } from './verdict.ts';
+import { byCriticality, coefficientOfVariation, podShares, prefillModel, queueDelays, rejectionsOtherThan429 } from './metrics.ts';
+import { priorityVerdicts, verdicts, type PriorityVerdict, type WorkloadVerdict } from './verdict.ts';
 import { runsOn, setup } from './setup.ts';
 import { runJobs, type Job } from './runner.ts';
 
@@ -65,6 +65,8 @@ function row(w: Workload, name: string, runs: ClusterResult[]): Row {
     wall_ms: runs.reduce((a, r) => a + r.wallMs, 0),
     seed_p90_ms: runs.map((r) => r.ttft.p90),
     result: runs[0],
+    // Workloads with criticalities: each band's requests, and the priority checks' inputs.
+    ...(w.criticalities ? { by_criticality: byCriticality(runs), rejected_not_429: rejectionsOtherThan429(runs), ...(w.baseline ? { baseline: w.baseline } : {}) } : {}),
   };
 }
 
@@ -90,7 +92,8 @@ const rows: Row[] = workloads.flatMap((w, wi) => strategies.filter((s) => runsOn
 
 const round = (v: number, d = 1) => (Number.isFinite(v) ? Math.round(v * 10 ** d) / 10 ** d : null);
 type Metrics = Record<string, number | null | Array<number | null>>;
-const out: { workloads: Record<string, { strategies: Record<string, Metrics> }>; verdicts: ReturnType<typeof verdicts> } = { workloads: {}, verdicts: verdicts(rows) };
+// Workloads without criticalities get the bar's checks, those with criticalities the priority checks.
+const out: { workloads: Record<string, { strategies: Record<string, Metrics> }>; verdicts: Record<string, WorkloadVerdict | PriorityVerdict> } = { workloads: {}, verdicts: { ...verdicts(rows), ...priorityVerdicts(rows) } };
 for (const r of rows) {
   (out.workloads[r.workload] ??= { strategies: {} }).strategies[r.strategy] = {
     ttft_p50_ms: round(r.ttft_p50_ms),
@@ -107,6 +110,11 @@ for (const r of rows) {
     pod_share: r.pod_share.map((x) => round(x, 4)),
     pod_share_cv: round(r.pod_share_cv, 4),
   };
+  if (r.by_criticality) {
+    const bands: Record<string, Metrics> = {};
+    for (const [c, b] of Object.entries(r.by_criticality)) bands[c] = { sent: b.sent, completed: b.completed, rejected: b.rejected, ttft_p50_ms: round(b.ttft_p50_ms), ttft_p90_ms: round(b.ttft_p90_ms) };
+    (out.workloads[r.workload].strategies[r.strategy] as Record<string, unknown>).by_criticality = bands;
+  }
 }
 
 if (json) {

@@ -4,6 +4,8 @@
 import type { ClusterResult, RequestRecord } from '../../test/sim/cluster.ts';
 import { a10Qwen7B, StepTimer, type CostModel } from '../../test/sim/cost-model.ts';
 import type { EngineOptions } from '../../test/sim/engine.ts';
+import { summarize } from '../../test/sim/stats.ts';
+import { CRITICALITIES, type Criticality } from '../../test/sim/workload.ts';
 
 /**
  * Time from sending a request to its first token on an otherwise idle pod: its uncached prompt
@@ -50,4 +52,38 @@ export function coefficientOfVariation(xs: readonly number[]): number {
   if (mean === 0) return 0;
   const variance = xs.reduce((a, x) => a + (x - mean) ** 2, 0) / xs.length;
   return Math.sqrt(variance) / mean;
+}
+
+/** One criticality's requests over a strategy's runs. TTFT over the completed ones (from when the client sent them). */
+export interface BandStats {
+  sent: number;
+  completed: number;
+  rejected: number;
+  ttft_p50_ms: number;
+  ttft_p90_ms: number;
+}
+
+/**
+ * Per criticality (all three, highest first, whether sent or not): requests sent, completed and
+ * rejected over all the runs, and the completed ones' TTFT p50 and p90 (NaN when none completed).
+ */
+export function byCriticality(runs: readonly ClusterResult[]): Record<Criticality, BandStats> {
+  const out = {} as Record<Criticality, BandStats>;
+  for (const c of CRITICALITIES) {
+    const done = runs.flatMap((r) => r.requests.filter((q) => q.criticality === c));
+    const ttft = summarize(done.map((q) => q.ttftMs));
+    out[c] = {
+      sent: runs.reduce((a, r) => a + (r.sentByCriticality?.[c] ?? 0), 0),
+      completed: done.length,
+      rejected: runs.reduce((a, r) => a + (r.rejected ?? []).filter((x) => x.criticality === c).length, 0),
+      ttft_p50_ms: ttft.p50,
+      ttft_p90_ms: ttft.p90,
+    };
+  }
+  return out;
+}
+
+/** Rejections whose status is not 429, over all the runs. */
+export function rejectionsOtherThan429(runs: readonly ClusterResult[]): number {
+  return runs.reduce((a, r) => a + (r.rejected ?? []).filter((x) => x.status !== 429).length, 0);
 }

@@ -5,7 +5,9 @@ import { join } from 'node:path';
 import type { ClusterResult } from '../../test/sim/cluster.ts';
 import type { Workload } from './workloads.ts';
 import { cdf, lineChart } from './svg.ts';
-import { passText, PEERS, verdicts } from './verdict.ts';
+import { CRITICAL_LATENCY_BAR, passText, PEERS, priorityVerdicts, verdicts } from './verdict.ts';
+import type { BandStats } from './metrics.ts';
+import { CRITICALITIES, type Criticality } from '../../test/sim/workload.ts';
 
 export interface Row {
   workload: string;
@@ -33,6 +35,12 @@ export interface Row {
   seed_p90_ms: number[];
   /** The first seed's run (time series for the charts). */
   result: ClusterResult;
+  /** Workloads with criticalities: each band's requests (metrics.ts byCriticality). */
+  by_criticality?: Record<Criticality, BandStats>;
+  /** Rejections with a status other than 429. */
+  rejected_not_429?: number;
+  /** The workload's baseline (the same without its overload). */
+  baseline?: string;
 }
 
 const s = (ms: number) => (Number.isFinite(ms) ? (ms / 1000).toFixed(ms < 10_000 ? 2 : 1) : '-');
@@ -58,6 +66,26 @@ export function writeReport(dir: string, workloads: Workload[], rows: Row[], met
       summary.push(line);
     }
     lines.push('', `Requests per pod (share): ${wr.map((r) => `${r.strategy} ${r.pod_share.map((x) => (x * 100).toFixed(0)).join('/')}`).join('; ')} (%).`, '');
+    if (w.criticalities) {
+      // Per band: what each strategy did with each criticality's requests.
+      const base = w.baseline ? rows.filter((r) => r.workload === w.baseline) : [];
+      const header = `| strategy | band | sent | completed | rejected | TTFT p50 (s) | TTFT p90 (s) |${w.baseline ? ` TTFT p90 ÷ ${w.baseline} |` : ''}`;
+      const rule = `|---|---|---|---|---|---|---|${w.baseline ? '---|' : ''}`;
+      lines.push(`Per criticality (the table above is over completed requests of all bands; TTFT counts from when the client sent the request, time held in a queue included):`, '', header, rule);
+      summary.push(`\n${w.name} per criticality\n${header}\n${rule}`);
+      for (const r of wr) {
+        for (const c of CRITICALITIES) {
+          const b = r.by_criticality?.[c];
+          if (!b || b.sent === 0) continue;
+          const ref = base.find((x) => x.strategy === r.strategy)?.by_criticality?.[c]?.ttft_p90_ms;
+          const ratio = ref !== undefined && Number.isFinite(ref) && ref > 0 && Number.isFinite(b.ttft_p90_ms) ? (b.ttft_p90_ms / ref).toFixed(2) : '-';
+          const line = `| ${r.strategy} | ${c} | ${b.sent} | ${b.completed} | ${b.rejected} | ${s(b.ttft_p50_ms)} | ${s(b.ttft_p90_ms)} |${w.baseline ? ` ${ratio} |` : ''}`;
+          lines.push(line);
+          summary.push(line);
+        }
+      }
+      lines.push('');
+    }
     const file = `ttft-cdf-${w.name}.svg`;
     writeFileSync(join(dir, file), lineChart(
       wr.map((r) => ({ label: r.strategy, ...cdf(r.result.requests.map((q) => q.ttftMs / 1000)) })),
@@ -80,6 +108,7 @@ export function writeReport(dir: string, workloads: Workload[], rows: Row[], met
     lines.push('');
   }
   const v = Object.entries(verdicts(rows));
+  const pv = Object.entries(priorityVerdicts(rows));
   if (v.length) {
     lines.push('## wasm-epp against the bar', '');
     lines.push(`The bar, on TTFT p90 for every workload: wasm-epp at or below every peer (${PEERS.join(', ')}; ties within 3%); wasm-epp within 1.1x of precise; wasm-epp-default at or below least-request (ties within 3%). n/a: a strategy the check needs was not run.`, '');
@@ -98,6 +127,27 @@ export function writeReport(dir: string, workloads: Workload[], rows: Row[], met
     const passed = all.filter((c) => c.pass).length;
     lines.push('', `${passed} of ${all.length} checks pass. "× of precise": wasm-epp's TTFT p90 divided by the precise oracle's (1.00 would match a router that reads every pod's exact cache and queue at the moment of the decision).`, '');
     summary.push(`${passed} of ${all.length} checks pass`);
+  }
+  if (pv.length) {
+    lines.push('## Priority under overload', '');
+    lines.push(`On the workloads with criticalities: nothing lost (for every strategy and band, sent = completed + rejected, every rejection a 429); wasm-epp never rejects a Critical request; under the overload wasm-epp's Critical TTFT p90 stays within ${CRITICAL_LATENCY_BAR}× of its value on the baseline (the same Critical requests without the Standard overload), while gie's grows. n/a: a strategy or workload the check needs was not run.`, '');
+    const header = '| workload | nothing lost | wasm-epp Critical rejected | wasm-epp Critical TTFT p90 (s) | baseline (s) | × baseline | within 2× | gie Critical × baseline | gie\'s grows |';
+    const rule = '|---|---|---|---|---|---|---|---|---|';
+    lines.push(header, rule);
+    summary.push('\npriority checks', header, rule);
+    const x = (r: number | null) => (r === null ? '-' : r.toFixed(2));
+    const t = (ms: number | null) => (ms === null ? '-' : s(ms));
+    for (const [w, c] of pv) {
+      const line = `| ${w} | ${c.nothing_lost.pass ? 'pass' : 'FAIL'} | ${c.critical_never_rejected.rejected ?? '-'} (${passText(c.critical_never_rejected)}) | ${t(c.critical_latency_holds.wasm_epp_p90_ms)} | ${t(c.critical_latency_holds.baseline_p90_ms)} | ${x(c.critical_latency_holds.ratio)} | ${passText(c.critical_latency_holds)} | ${x(c.gie_critical_grows.ratio)} | ${passText(c.gie_critical_grows)} |`;
+      lines.push(line);
+      summary.push(line);
+    }
+    const problems = pv.flatMap(([w, c]) => c.nothing_lost.problems.map((p) => `${w}: ${p}`));
+    if (problems.length) lines.push('', `Lost or not answered 429: ${problems.join('; ')}.`);
+    const checks = pv.flatMap(([, c]) => [c.nothing_lost, c.critical_never_rejected, c.critical_latency_holds, c.gie_critical_grows]).filter((c) => c.pass !== null);
+    const passed = checks.filter((c) => c.pass).length;
+    lines.push('', `${passed} of ${checks.length} priority checks pass.`, '');
+    summary.push(`${passed} of ${checks.length} priority checks pass`);
   }
   writeFileSync(join(dir, 'report.md'), lines.join('\n') + '\n');
   return { summary: summary.join('\n') + '\n', charts };

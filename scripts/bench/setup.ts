@@ -8,6 +8,7 @@ import type { Router } from '../../test/sim/cluster.ts';
 import { leastRequest, pdLeastRequest, pdRoundRobin, random, roundRobin } from '../../test/sim/routers.ts';
 import { builtinWorkloads, loadWorkloadFile, type Workload } from './workloads.ts';
 import { gie } from './strategies/gie.ts';
+import { gieFlowControl } from './strategies/gie-flow-control.ts';
 import { sglangCacheAware } from './strategies/sglang.ts';
 import { precise } from './strategies/precise.ts';
 import { wasmEpp } from './strategies/wasm-epp.ts';
@@ -16,7 +17,13 @@ import { sglangPd } from './strategies/sglang-pd.ts';
 // Strategies that route prefill/decode clusters (a decode and a prefill pod per request): only
 // these run on a P/D workload, and only the others on the rest. wasm-epp serves both.
 export const PD_ONLY = new Set(['pd-round-robin', 'pd-least-request', 'sglang-pd-random', 'sglang-pd-cache-aware']);
+// Workloads with criticalities compare how strategies treat the bands under overload: GIE as it
+// was (shedding Sheddable only), GIE's flow control, and wasm-epp (and its variants). Flow control
+// runs only there.
+export const PRIORITY_STRATEGIES = new Set(['gie', 'gie-flow-control', 'wasm-epp']);
 export function runsOn(strategy: string, w: Workload): boolean {
+  if (w.criticalities) return PRIORITY_STRATEGIES.has(strategy) || strategy.startsWith('wasm-epp:');
+  if (strategy === 'gie-flow-control') return false;
   const both = strategy === 'wasm-epp' || strategy === 'wasm-epp-default' || strategy.startsWith('wasm-epp:') || strategy.startsWith('wasm-epp-default:');
   return both || (w.pd ? PD_ONLY.has(strategy) : !PD_ONLY.has(strategy));
 }
@@ -76,6 +83,7 @@ export function setup(args: string[]): Setup {
     random: (seed) => random(seed),
     'least-request': (seed) => leastRequest({ seed }),
     gie: (seed) => gie(seed),
+    'gie-flow-control': (seed) => gieFlowControl(seed),
     'sglang-cache-aware': () => sglangCacheAware(),
     'wasm-epp': (seed) => wasmEpp({ wasm: wasm(), seed }),
     'wasm-epp-default': (seed) => Object.assign(wasmEpp({ wasm: wasm(), seed, strategy: 'DEFAULT', pd: { prefillPrefix: false, decodePrefix: false } }), { name: 'wasm-epp-default' }),

@@ -7,6 +7,7 @@ import { fromList, multiTurn, randomDataset, sharedPrefix, type RequestSource, t
 import { tokenize } from '../../test/sim/tokens.ts';
 import { traffic as trafficSource, type TrafficOptions } from '../../test/sim/traffic.ts';
 import { pdWorkloads, realWorkloads } from './real-workloads.ts';
+import { priorityWorkloads } from './priority-workloads.ts';
 import { SEEDS_ENGINE, traceWorkload, type TraceWorkloadOptions } from './trace-workload.ts';
 
 export interface Workload {
@@ -24,10 +25,17 @@ export interface Workload {
   truncated?: number;
   /** A prefill/decode cluster: the first `pd.prefill` pods prefill, the others decode. Only P/D strategies run on it. */
   pd?: PdClusterOptions;
+  /**
+   * Requests carry criticalities (priority-workloads.ts): results are reported per criticality
+   * (by_criticality), and only the strategies compared on priority run on it (setup.ts).
+   */
+  criticalities?: boolean;
+  /** The workload that is this one without its overload: the reference of the priority checks (verdict.ts). */
+  baseline?: string;
 }
 
 export function builtinWorkloads(quick: boolean): Workload[] {
-  return [...classicWorkloads(quick), ...realWorkloads(quick), ...pdWorkloads(quick)];
+  return [...classicWorkloads(quick), ...realWorkloads(quick), ...pdWorkloads(quick), ...priorityWorkloads(quick)];
 }
 
 function classicWorkloads(quick: boolean): Workload[] {

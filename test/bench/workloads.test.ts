@@ -59,18 +59,20 @@ test("the committed trace has real traffic's properties", () => {
   assert.ok(Math.max(...full) / mean > 1.1 && Math.min(...full) / mean < 0.9, `per minute ${full.join(" ")}`);
 });
 
-test("built-in workloads: the three classic ones unchanged, then the real-traffic ones, then prefill/decode, --quick smaller", () => {
+test("built-in workloads: the three classic ones unchanged, then the real-traffic ones, then prefill/decode, then priority, --quick smaller", () => {
   const full = builtinWorkloads(false);
   const quick = builtinWorkloads(true);
-  assert.deepEqual(full.map((w) => w.name), ["seeds-random", "multi-turn", "shared-prefix", "chat", "long-tail", "lora-mix", "trace-conversations", "pd-chat"]);
-  assert.deepEqual(full.map((w) => w.pd?.prefill), [undefined, undefined, undefined, undefined, undefined, undefined, undefined, 3]);
+  assert.deepEqual(full.map((w) => w.name), ["seeds-random", "multi-turn", "shared-prefix", "chat", "long-tail", "lora-mix", "trace-conversations", "pd-chat", "priority-overload", "priority-baseline"]);
+  assert.deepEqual(full.map((w) => w.pd?.prefill), [undefined, undefined, undefined, undefined, undefined, undefined, undefined, 3, undefined, undefined]);
+  assert.deepEqual(full.map((w) => w.criticalities ?? false), [false, false, false, false, false, false, false, false, true, true]);
+  assert.deepEqual(full.map((w) => w.baseline), [undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, "priority-baseline", undefined]);
   assert.deepEqual(full.slice(0, 3).map((w) => [w.pods, w.arrival]), [
     [5, { kind: "closed", concurrency: 200 }],
     [5, { kind: "closed", concurrency: 10_000 }],
     [8, { kind: "poisson", ratePerSec: 5 }],
   ]);
   for (const w of full.slice(3)) assert.deepEqual(w.arrival, { kind: "open" }, w.name);
-  assert.deepEqual(full.slice(3).map((w) => w.pods), [8, 8, 5, 8, 8]);
+  assert.deepEqual(full.slice(3).map((w) => w.pods), [8, 8, 5, 8, 8, 4, 4]);
   for (let i = 3; i < full.length; i++) {
     const n = Number(/(\d+) requests/.exec(full[i].description)![1]);
     const q = Number(/(\d+) requests/.exec(quick[i].description)![1]);

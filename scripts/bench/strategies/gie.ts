@@ -5,8 +5,14 @@
 // greedy match from the first block until a block no pod has; after each pick the chosen pod's
 // LRU (capacity: its num_gpu_blocks, the default autoTune) records every block. Metrics come
 // from the same periodic scrapes every strategy gets.
+//
+// Admission without flow control (the legacy admission controller, the v1-era behaviour): a
+// Sheddable request (priority < 0) is answered 429 when the saturation detector says the pool is
+// saturated (saturation >= 1.0); every other request is forwarded, however loaded the pool.
+// Saturation is the utilization detector's: the mean over pods of max(waiting / 5, KV usage /
+// 0.8), a pod whose metrics are older than 200 ms (or missing) counting 1.0.
 
-import type { Router, SimRequest } from '../../../test/sim/cluster.ts';
+import type { PodView, Router, RouterView, SimRequest } from '../../../test/sim/cluster.ts';
 import { Rng } from '../../../test/sim/rng.ts';
 import { blockHashes, PodLru, promptText } from './prefix-blocks.ts';
 
@@ -65,23 +71,49 @@ export function maxScorePick(scores: number[], rng: Rng): number {
   return pick;
 }
 
-export function gie(seed = 11, model = '/model/qwen'): Router {
+// The utilization saturation detector's defaults.
+export const QUEUE_DEPTH_THRESHOLD = 5;
+export const KV_CACHE_UTIL_THRESHOLD = 0.8;
+export const METRICS_STALENESS_MS = 200;
+
+/** The pool's saturation as GIE's utilization detector computes it (1.0 with no pods). */
+export function poolSaturation(pods: readonly PodView[], now: number): number {
+  if (pods.length === 0) return 1;
+  let total = 0;
+  for (const p of pods) {
+    const m = p.metrics;
+    if (!m || now - m.scrapedAtMs > METRICS_STALENESS_MS) total += 1;
+    else total += Math.max(m.waiting / QUEUE_DEPTH_THRESHOLD, m.kvUsage / KV_CACHE_UTIL_THRESHOLD);
+  }
+  return total / pods.length;
+}
+
+/** GIE's scheduling with its default profile: the pod for a request, recorded in the prefix index. */
+export function giePicker(seed = 11, model = '/model/qwen'): (req: SimRequest, view: RouterView) => number {
   const rng = new Rng(seed);
   const index = new ApproxPrefixIndex();
+  return (req, view) => {
+    const pods = view.pods;
+    const n = pods.length;
+    const { hashes, matched } = index.match(req, n, model);
+    const queue = queueScores(pods.map((p) => p.metrics?.waiting ?? 0));
+    const scores = pods.map((p, i) => {
+      const prefix = hashes.length > 0 ? matched[i] / hashes.length : 0;
+      return 2 * queue[i] + 2 * (1 - (p.metrics?.kvUsage ?? 0)) + 3 * prefix;
+    });
+    const pick = maxScorePick(scores, rng);
+    index.record(pick, hashes, pods[pick].metrics?.kvBlocksTotal);
+    return pick;
+  };
+}
+
+export function gie(seed = 11, model = '/model/qwen'): Router {
+  const pick = giePicker(seed, model);
   return {
     name: 'gie',
-    route(req, _now, view) {
-      const pods = view.pods;
-      const n = pods.length;
-      const { hashes, matched } = index.match(req, n, model);
-      const queue = queueScores(pods.map((p) => p.metrics?.waiting ?? 0));
-      const scores = pods.map((p, i) => {
-        const prefix = hashes.length > 0 ? matched[i] / hashes.length : 0;
-        return 2 * queue[i] + 2 * (1 - (p.metrics?.kvUsage ?? 0)) + 3 * prefix;
-      });
-      const pick = maxScorePick(scores, rng);
-      index.record(pick, hashes, pods[pick].metrics?.kvBlocksTotal);
-      return pick;
+    route(req, now, view) {
+      if (req.criticality === 'Sheddable' && poolSaturation(view.pods, now) >= 1) return { reject: 429 };
+      return pick(req, view);
     },
   };
 }

@@ -14,8 +14,18 @@
 // and pages are SGLang's, read per role. The request goes to the decode pod the filter chose; its
 // prefill copy is the filter's own proxy_http_call, whose x-gateway-destination-endpoint names
 // the prefill pod, and whose answer is delivered when the simulated prefill pod's part ends.
+//
+// Criticalities: a request with one is sent with the model name of its band (CRITICALITY_MODELS),
+// each declared by an InferenceModel of that criticality whose target is the base model, so the
+// filter knows each request's band. The filter may then answer a request itself (a local reply:
+// its status is the rejection's) or hold it (neither a reply nor the whole request upstream yet);
+// a held stream is watched: when its request has gone upstream (upstream.endStream) it was released
+// to the pod its x-gateway-destination-endpoint names, and a local reply rejects it. The clock
+// is advanced on every hook, and every tickMs (the filter's queue.tick_ms, 10 ms by default)
+// while streams are held, so the filter's proxy_on_tick runs and releases them.
 
-import type { PdRoute, Router } from '../../../test/sim/cluster.ts';
+import type { HoldControl, PdRoute, Router, RouteDecision } from '../../../test/sim/cluster.ts';
+import type { Criticality } from '../../../test/sim/workload.ts';
 import { ProxyWasmHost, type HttpCallReply, type HttpStream, type Plugin } from '../../../test/host/index.ts';
 import { buildDocument, renderDocument, type EndpointInput } from '../../../sidecar/state/document.ts';
 import { parsePool } from '../../../sidecar/k8s/pool-spec.ts';
@@ -45,6 +55,9 @@ export interface WasmEppOptions {
 const ROLE_LABEL = 'rolebasedgroup.workloads.x-k8s.io/role';
 
 const TOKEN = 'simulation-push-token-0123456789';
+
+/** The model name a request of each criticality is sent with (each an InferenceModel targeting the base model). */
+export const CRITICALITY_MODELS: Record<Criticality, string> = { Critical: 'qwen-critical', Standard: 'qwen-standard', Sheddable: 'qwen-sheddable' };
 const T0 = 1_763_600_000_000;
 
 export function wasmEpp(o: WasmEppOptions): Router {
@@ -91,10 +104,10 @@ export function wasmEpp(o: WasmEppOptions): Router {
   let spec = parsePool(pool, 'default').spec;
   // Set on the first request of a P/D cluster: each pod's role.
   let roles: Array<'prefill' | 'decode' | undefined> = [];
-  const inferenceModel = (name: string): InferenceModel => ({
+  const inferenceModel = (name: string, criticality: Criticality = 'Critical', target = name): InferenceModel => ({
     apiVersion: 'inference.networking.x-k8s.io/v1alpha2', kind: 'InferenceModel',
     metadata: { name: `sim-model-${name.replace(/[^a-z0-9-]/g, '-')}`.slice(0, 63), namespace: 'default', creationTimestamp: '2026-01-01T00:00:00Z' },
-    spec: { modelName: name, criticality: 'Critical', poolRef: { name: 'sim-pool' }, targetModels: [{ name, weight: 100 }] },
+    spec: { modelName: name, criticality, poolRef: { name: 'sim-pool' }, targetModels: [{ name: target, weight: 100 }] },
   } as InferenceModel);
   const models: InferenceModel[] = [inferenceModel(model)];
 
@@ -108,6 +121,37 @@ export function wasmEpp(o: WasmEppOptions): Router {
   const deliveries: Array<{ at: number; body: string }> = [];
   const open = new Map<string, HttpStream>();
   let nextWorker = 0;
+  // Streams the filter holds, and what became of them since the last look.
+  const held = new Map<string, HttpStream>();
+  let control: HoldControl | undefined;
+  const podOf = (s: HttpStream): number => {
+    const dest = s.upstream.header('x-gateway-destination-endpoint');
+    const pod = dest ? addresses.indexOf(dest) : -1;
+    if (pod < 0) throw new Error(`the filter picked ${dest}, not a pod of the pool`);
+    return pod;
+  };
+  // A held stream's outcome: released upstream (to its pod) or answered by the filter.
+  const settled = (id: string, s: HttpStream) => {
+    if (s.localReply) {
+      held.delete(id);
+      if (s.localReply.status !== 429) throw new Error(`the filter answered ${s.localReply.status} to a held request: ${s.localReply.bodyText}`);
+      control!.reject(id, s.localReply.status);
+    } else if (s.upstream.endStream) {
+      held.delete(id);
+      open.set(id, s);
+      control!.dispatch(id, podOf(s));
+    } else if (s.done) {
+      throw new Error(`a held stream ended without a reply (${s.state})`);
+    }
+  };
+  const changed: Array<[string, HttpStream]> = [];
+  const checkHeld = () => {
+    while (changed.length > 0) {
+      const [id, s] = changed.shift()!;
+      if (held.get(id) === s) settled(id, s);
+    }
+    if (host.traps.length > 0) throw new Error(`the filter trapped: ${host.traps[0].message}`);
+  };
 
   const clockTo = (now: number) => {
     const target = T0 + now;
@@ -155,10 +199,20 @@ export function wasmEpp(o: WasmEppOptions): Router {
     clockTo(now);
   };
 
+  const tickMs = Number((o.config?.queue as { tick_ms?: unknown } | undefined)?.tick_ms ?? 10);
   return {
     name: 'wasm-epp',
+    tickMs: Number.isFinite(tickMs) && tickMs > 0 ? tickMs : 10,
+    attach(c) {
+      control = c;
+    },
+    onTick(now) {
+      catchUp(now);
+      checkHeld();
+    },
     onScrape(pod, _metrics, now, page) {
       catchUp(now);
+      checkHeld();
       const role = roles[pod];
       const runtime = spec.pd ? 'sglang' : 'vllm';
       const x = extract(runtime, selectorFor(runtime, role).select(Buffer.from(page())).samples, role);
@@ -172,6 +226,7 @@ export function wasmEpp(o: WasmEppOptions): Router {
         // Leading edge in a quiet period; otherwise the end of the window since the last one.
         pushDue = Math.max(now, lastBuildAt + coalesce);
         catchUp(now);
+        checkHeld();
       }
     },
     route(req, now, view) {
@@ -184,6 +239,7 @@ export function wasmEpp(o: WasmEppOptions): Router {
         }
       }
       catchUp(now);
+      checkHeld();
       if (delivered === 0) {
         // The stack ran before the load started: the sidecar's first document is in place.
         pushDue = Infinity;
@@ -192,10 +248,15 @@ export function wasmEpp(o: WasmEppOptions): Router {
         deliver(deliveries.shift()!.body);
       }
       // A request for a LoRA adapter names the adapter as its model, as OpenAI clients of vLLM do;
-      // the operator declared an InferenceModel for it before the load started.
-      const name = req.lora ?? model;
+      // the operator declared an InferenceModel for it before the load started. A request with a
+      // criticality names its band's model; the three were declared before the load started.
+      const name = req.lora ?? (req.criticality ? CRITICALITY_MODELS[req.criticality] : model);
       if (!models.some((m) => m.spec?.modelName === name)) {
-        models.push(inferenceModel(name));
+        if (req.criticality && !req.lora) {
+          for (const c of ['Critical', 'Standard', 'Sheddable'] as const) models.push(inferenceModel(CRITICALITY_MODELS[c], c, model));
+        } else {
+          models.push(inferenceModel(name));
+        }
         pushDue = Infinity;
         build(now);
         const latest = deliveries.pop()!;
@@ -206,10 +267,21 @@ export function wasmEpp(o: WasmEppOptions): Router {
       const s = routing.worker(nextWorker++ % 2).newHttpStream();
       s.requestHeaders({ ':method': 'POST', ':path': '/v1/completions', ':authority': 'sim', ':scheme': 'http', 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) }, false);
       s.requestBody(body, true);
-      if (s.localReply) throw new Error(`the filter answered ${s.localReply.status}: ${s.localReply.bodyText}`);
-      const dest = s.upstream.header('x-gateway-destination-endpoint');
-      const pod = dest ? addresses.indexOf(dest) : -1;
-      if (pod < 0) throw new Error(`the filter picked ${dest}, not a pod of the pool`);
+      checkHeld();
+      if (s.localReply) {
+        // A rejection (429: a full band, or a Sheddable request shed) is an answer; anything else a fault.
+        if (s.localReply.status === 429) return { reject: 429 } satisfies RouteDecision;
+        throw new Error(`the filter answered ${s.localReply.status}: ${s.localReply.bodyText}`);
+      }
+      if (!s.upstream.endStream) {
+        // Held by the filter's queue: released later from its root context.
+        if (spec.pd) throw new Error('the filter held a prefill/decode request; the benchmark does not release those');
+        if (!control) throw new Error('the filter held a request before attach()');
+        held.set(req.id, s);
+        s.observer = { upstreamRequestComplete: () => changed.push([req.id, s]), downstream: () => changed.push([req.id, s]) };
+        return { hold: true };
+      }
+      const pod = podOf(s);
       open.set(req.id, s);
       if (!spec.pd) return pod;
       // The prefill call was made during the request: the host runs its handler now.
@@ -237,11 +309,14 @@ export function wasmEpp(o: WasmEppOptions): Router {
     },
     onFinished(req, _pod, now) {
       catchUp(now);
+      checkHeld();
       const s = open.get(req.id);
       if (!s) return;
       open.delete(req.id);
       s.responseHeaders({ ':status': '200', 'content-type': 'text/event-stream' }, true);
-      if (host.traps.length > 0) throw new Error(`the filter trapped: ${host.traps[0].message}`);
+      // A finished request may wake the filter's queue: what it released or answered.
+      host.drain();
+      checkHeld();
     },
   };
 }
