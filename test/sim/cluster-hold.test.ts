@@ -27,7 +27,8 @@ function conserved(r: ClusterResult, sent: number): void {
   assert.equal(r.unfinished, 0);
   const ids = new Set([...r.requests.map((q) => q.id), ...rejected.map((q) => q.id)]);
   assert.equal(ids.size, sent);
-  assert.equal(r.pods.reduce((a, p) => a + p.requests, 0), r.requests.length, "a rejected request never reached a pod");
+  // (On a P/D cluster each request counts on its decode pod and its prefill pod.)
+  assert.equal(r.pods.filter((p) => p.role !== "prefill").reduce((a, p) => a + p.requests, 0), r.requests.length, "a rejected request never reached a pod");
 }
 
 test("route() may reject: the request is recorded with its status, never runs, and the source hears of it", async () => {
@@ -242,4 +243,29 @@ test("priorityTraffic: each band at its rate for the duration, tagged; a band's 
   const alone = drain(priorityTraffic({ traffic, bands: bands.map((b) => (b.criticality === "Standard" ? { ...b, ratePerSec: 0 } : b)), durationMs: 120_000 }));
   const strip = (qs: typeof all) => qs.filter((q) => q.criticality !== "Standard").map((q) => [q.id, q.at, q.tokens.length, q.maxTokens]);
   assert.deepEqual(strip(alone), strip(all), "Critical and Sheddable requests identical without Standard");
+});
+
+test("P/D: a held request is released to a decode and a prefill pod; its TTFT counts from the client's send", async () => {
+  const list = reqs(8);
+  const waiting: string[] = [];
+  const router: Router = {
+    name: "pd-hold",
+    route(req) {
+      waiting.push(req.id);
+      return { hold: true };
+    },
+    onTick(now) {
+      // Releases one request every 100 ms.
+      return now % 100 === 0 && waiting.length > 0 ? [{ id: waiting.shift()!, pod: { prefill: 0, decode: 1 } }] : [];
+    },
+  };
+  const r = await simulate({ cluster: { pods: 2, pd: { prefill: 1 } }, source: fromList(list), router, arrival: { kind: "open" } });
+  conserved(r, 8);
+  assert.deepEqual(r.failed, []);
+  assert.deepEqual(r.requests.map((q) => q.queuedMs).sort((a, b) => a! - b!), [100, 200, 300, 400, 500, 600, 700, 800]);
+  for (const q of r.requests) {
+    assert.equal(q.prefillPod, 0);
+    assert.equal(q.pod, 1);
+    assert.ok(q.sentMs === 0 && q.prefillFirstTokenMs! > q.queuedMs! && q.ttftMs > q.queuedMs!);
+  }
 });
