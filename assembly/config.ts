@@ -93,6 +93,11 @@ export class Config {
   queueSheddableTtlMs: f64 = 5000;
   queueMaxRequests: i32 = 1000;
   queueMaxBytes: f64 = 64 * 1024 * 1024;
+  // While Critical requests keep arriving (one within queueCriticalWindowMs), the lower bands are
+  // held and released at queueSaturationLimit - queueCriticalHeadroom: the pool keeps room for a
+  // Critical request to start at once instead of waiting for a running one to finish.
+  queueCriticalHeadroom: f64 = 0.3;
+  queueCriticalWindowMs: f64 = 60000;
 }
 
 export class ConfigResult {
@@ -254,6 +259,8 @@ export function parseConfig(text: string): ConfigResult {
     c.queueSheddableTtlMs = r.num(qu, "sheddable_ttl_ms", c.queueSheddableTtlMs, 1, 3600000, "queue.");
     c.queueMaxRequests = r.int(qu, "max_requests", c.queueMaxRequests, 1, 1000000, "queue.");
     c.queueMaxBytes = r.num(qu, "max_bytes", c.queueMaxBytes, 1024, 16 * 1024 * 1024 * 1024, "queue.");
+    c.queueCriticalHeadroom = r.num(qu, "critical_headroom", c.queueCriticalHeadroom, 0, 100, "queue.");
+    c.queueCriticalWindowMs = r.num(qu, "critical_window_ms", c.queueCriticalWindowMs, 0, 86400000, "queue.");
   }
   const w = r.section(root, "weights");
   if (w !== null) {

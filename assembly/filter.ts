@@ -7,7 +7,7 @@ import * as host from "./host";
 import { Config, parseConfig, UNKNOWN_MODEL_REJECT } from "./config";
 import { HostStore } from "./shared";
 import { StateCache } from "./state/store";
-import { Pool, PdSpec, State, STANDARD, SHEDDABLE, STRATEGY_PREFIX_CACHE, ROLE_DECODE, ROLE_PREFILL, criticalityName } from "./state/document";
+import { Pool, PdSpec, State, CRITICAL, STANDARD, SHEDDABLE, STRATEGY_PREFIX_CACHE, ROLE_DECODE, ROLE_PREFILL, criticalityName } from "./state/document";
 import { parseOpenAIBody } from "./request/openai";
 import { chainSeed } from "./prefix/prompt";
 import { PrefixIndex, PrefixMatch } from "./prefix/index";
@@ -52,6 +52,8 @@ export class EppRoot extends RootContext {
   private published: StaticArray<i32> = new StaticArray<i32>(BANDS);
   private publishedMs: f64 = 0;
   private wakeTokens: Map<u32, u32> = new Map<u32, u32>();
+  // When this worker last saw a Critical request (the lower bands leave room for more).
+  lastCriticalMs: f64 = -Infinity;
   private wakeToken: u32 = 0;
   private vmId: string = "";
   private lastWarnMs: Map<string, f64> = new Map<string, f64>();
@@ -545,7 +547,8 @@ export class EppHttp extends Context {
     const now = host.nowMs();
     const band = res.criticality;
     const poolId = fnv1a32(pool.name);
-    const saturated = this.saturation(pool, state, now, false) >= cfg.queueSaturationLimit;
+    if (band == CRITICAL) root.lastCriticalMs = now;
+    const saturated = this.saturation(pool, state, now, false) >= this.limitFor(band, now);
     const waiting = heldEverywhere(root.store, poolId, now);
     if (band == SHEDDABLE && cfg.queueShedSheddable) {
       if (!saturated) return false;
@@ -574,6 +577,14 @@ export class EppHttp extends Context {
     return true;
   }
 
+  // The saturation at which requests of `band` are held: lower for the bands below Critical while
+  // Critical requests keep coming, so that they find room.
+  private limitFor(band: i32, now: f64): f64 {
+    const cfg = this.root.config;
+    if (band == CRITICAL || now - this.root.lastCriticalMs > cfg.queueCriticalWindowMs) return cfg.queueSaturationLimit;
+    return cfg.queueSaturationLimit - cfg.queueCriticalHeadroom;
+  }
+
   private saturation(pool: Pool, state: State, now: f64, credits: bool): f64 {
     return poolSaturation(this.pickInput(pool, state, now), credits);
   }
@@ -581,7 +592,7 @@ export class EppHttp extends Context {
   // Whether the pool has room for this held request now.
   gateOpen(pool: Pool, state: State, now: f64): bool {
     if (this.heldBand == SHEDDABLE && this.root.config.queueShedSheddable) return true;
-    return this.saturation(pool, state, now, true) < this.root.config.queueSaturationLimit;
+    return this.saturation(pool, state, now, true) < this.limitFor(this.heldBand, now);
   }
 
   // Whether releasing this request would route it (a ready endpoint of each role it needs).

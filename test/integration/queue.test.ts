@@ -73,7 +73,8 @@ test('requests that find the pool with room go straight on and say queued_ms=0',
 });
 
 test('Critical is released before Standard, and in-flight credits stop releases from overshooting', async () => {
-  const g = new Gateway({ workers: 1 });
+  // No headroom kept for Critical here: every band is released up to the same limit.
+  const g = new Gateway({ workers: 1, config: { queue: { critical_headroom: 0 } } });
   push(g, 10);
   const s1 = send(g, 'standard', 0, 'one');
   const c1 = send(g, 'critical', 0, 'two');
@@ -242,4 +243,21 @@ test('a held request for a prefill/decode pool gets its pair, its bootstrap fiel
   assert.match(line.prefill, /^prefill-/);
   assert.ok(Number(line.queued_ms) >= 100);
   assert.deepEqual(g.host.violations, []);
+});
+
+test('while Critical requests keep coming, the lower bands leave headroom for them', async () => {
+  const g = new Gateway({ config: { queue: { critical_headroom: 0.3, critical_window_ms: 60000 } } });
+  push(g, 4); // saturation 0.8: room by the detector
+  assert.ok(released(send(g, 'standard', 0, 'before')), 'no Critical seen yet: Standard goes on at 0.8');
+  assert.ok(released(send(g, 'critical', 0, 'critical')), 'Critical goes on below the limit');
+  g.host.advance(100);
+  push(g, 4);
+  const std = send(g, 'standard', 0, 'after');
+  assert.ok(held(std), 'Standard is held at 0.8 now: it leaves 0.3 of headroom to Critical');
+  assert.ok(released(send(g, 'critical', 0, 'critical 2')), 'Critical still goes straight on');
+  // A minute without Critical requests: the headroom is given back.
+  g.host.advance(61000);
+  push(g, 4);
+  await settle(g);
+  assert.ok(released(std));
 });
