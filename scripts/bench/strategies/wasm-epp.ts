@@ -130,6 +130,29 @@ export function wasmEpp(o: WasmEppOptions): Router {
     if (pod < 0) throw new Error(`the filter picked ${dest}, not a pod of the pool`);
     return pod;
   };
+  // Where a routed stream went: its pod, or on a P/D cluster its decode pod and the prefill pod
+  // its prefill call (made as it was routed, with the same room) went to.
+  const routeOf = (id: string, s: HttpStream): number | PdRoute => {
+    const pod = podOf(s);
+    if (!spec.pd) return pod;
+    const room = /"bootstrap_room":(\d+)/.exec(s.upstream.bodyText)?.[1];
+    if (!room) throw new Error('the filter sent a P/D request without bootstrap_room');
+    // The host runs the call's handler now.
+    host.drain();
+    const made = host.httpCalls.made;
+    let call = undefined;
+    for (let k = made.length - 1; k >= 0 && k >= made.length - 512; k--) {
+      if (made[k].bodyText.includes(`"bootstrap_room":${room}`)) {
+        call = made[k];
+        break;
+      }
+    }
+    const prefill = call?.target ? addresses.indexOf(call.target) : -1;
+    if (!call || prefill < 0) throw new Error(`no prefill call for room ${room}`);
+    if (!prefills.has(room)) throw new Error(`the prefill call for room ${room} did not reach its upstream`);
+    rooms.set(id, room);
+    return { decode: pod, prefill } satisfies PdRoute;
+  };
   // A held stream's outcome: released upstream (to its pod) or answered by the filter.
   const settled = (id: string, s: HttpStream) => {
     if (s.localReply) {
@@ -139,7 +162,7 @@ export function wasmEpp(o: WasmEppOptions): Router {
     } else if (s.upstream.endStream) {
       held.delete(id);
       open.set(id, s);
-      control!.dispatch(id, podOf(s));
+      control!.dispatch(id, routeOf(id, s));
     } else if (s.done) {
       throw new Error(`a held stream ended without a reply (${s.state})`);
     }
@@ -275,25 +298,13 @@ export function wasmEpp(o: WasmEppOptions): Router {
       }
       if (!s.upstream.endStream) {
         // Held by the filter's queue: released later from its root context.
-        if (spec.pd) throw new Error('the filter held a prefill/decode request; the benchmark does not release those');
         if (!control) throw new Error('the filter held a request before attach()');
         held.set(req.id, s);
         s.observer = { upstreamRequestComplete: () => changed.push([req.id, s]), downstream: () => changed.push([req.id, s]) };
         return { hold: true };
       }
-      const pod = podOf(s);
       open.set(req.id, s);
-      if (!spec.pd) return pod;
-      // The prefill call was made during the request: the host runs its handler now.
-      const room = /"bootstrap_room":(\d+)/.exec(s.upstream.bodyText)?.[1];
-      if (!room) throw new Error('the filter sent a P/D request without bootstrap_room');
-      host.drain();
-      const call = host.httpCalls.made.at(-1);
-      const prefill = call?.target ? addresses.indexOf(call.target) : -1;
-      if (!call || !call.bodyText.includes(`"bootstrap_room":${room}`) || prefill < 0) throw new Error(`no prefill call for room ${room}`);
-      if (!prefills.has(room)) throw new Error(`the prefill call for room ${room} did not reach its upstream`);
-      rooms.set(req.id, room);
-      return { decode: pod, prefill } satisfies PdRoute;
+      return routeOf(req.id, s);
     },
     async onPrefillDone(req, _pod, ok, now) {
       catchUp(now);
