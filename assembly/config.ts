@@ -93,11 +93,12 @@ export class Config {
   queueSheddableTtlMs: f64 = 5000;
   queueMaxRequests: i32 = 1000;
   queueMaxBytes: f64 = 64 * 1024 * 1024;
-  // While Critical requests keep arriving (one within queueCriticalWindowMs), the lower bands are
-  // held and released at queueSaturationLimit - queueCriticalHeadroom: the pool keeps room for a
-  // Critical request to start at once instead of waiting for a running one to finish.
-  queueCriticalHeadroom: f64 = 0.3;
-  queueCriticalWindowMs: f64 = 60000;
+  // Priority needs more than one band: the highest band that arrived within queueWindowMs is
+  // never held (holding the only traffic there is would only cost throughput), and the bands
+  // below it are held and released at queueSaturationLimit - queueHeadroom, so that the pool keeps
+  // room for the top band's requests to start at once.
+  queueHeadroom: f64 = 0.3;
+  queueWindowMs: f64 = 60000;
 }
 
 export class ConfigResult {
@@ -259,8 +260,8 @@ export function parseConfig(text: string): ConfigResult {
     c.queueSheddableTtlMs = r.num(qu, "sheddable_ttl_ms", c.queueSheddableTtlMs, 1, 3600000, "queue.");
     c.queueMaxRequests = r.int(qu, "max_requests", c.queueMaxRequests, 1, 1000000, "queue.");
     c.queueMaxBytes = r.num(qu, "max_bytes", c.queueMaxBytes, 1024, 16 * 1024 * 1024 * 1024, "queue.");
-    c.queueCriticalHeadroom = r.num(qu, "critical_headroom", c.queueCriticalHeadroom, 0, 100, "queue.");
-    c.queueCriticalWindowMs = r.num(qu, "critical_window_ms", c.queueCriticalWindowMs, 0, 86400000, "queue.");
+    c.queueHeadroom = r.num(qu, "headroom", c.queueHeadroom, 0, 100, "queue.");
+    c.queueWindowMs = r.num(qu, "window_ms", c.queueWindowMs, 0, 86400000, "queue.");
   }
   const w = r.section(root, "weights");
   if (w !== null) {

@@ -52,8 +52,8 @@ export class EppRoot extends RootContext {
   private published: StaticArray<i32> = new StaticArray<i32>(BANDS);
   private publishedMs: f64 = 0;
   private wakeTokens: Map<u32, u32> = new Map<u32, u32>();
-  // When this worker last saw a Critical request (the lower bands leave room for more).
-  lastCriticalMs: f64 = -Infinity;
+  // When this worker last saw a request of each band (priority queuing).
+  lastSeenMs: StaticArray<f64> = [-Infinity, -Infinity, -Infinity];
   private wakeToken: u32 = 0;
   private vmId: string = "";
   private lastWarnMs: Map<string, f64> = new Map<string, f64>();
@@ -547,15 +547,17 @@ export class EppHttp extends Context {
     const now = host.nowMs();
     const band = res.criticality;
     const poolId = fnv1a32(pool.name);
-    if (band == CRITICAL) root.lastCriticalMs = now;
-    const saturated = this.saturation(pool, state, now, false) >= this.limitFor(band, now);
-    const waiting = heldEverywhere(root.store, poolId, now);
+    root.lastSeenMs[band] = now;
     if (band == SHEDDABLE && cfg.queueShedSheddable) {
-      if (!saturated) return false;
+      if (this.saturation(pool, state, now, false) < cfg.queueSaturationLimit) return false;
       root.count(stats.SHED);
       this.reply(errors.shed(pool.name));
       return true;
     }
+    // The highest band present is never held: it goes on into the servers as without queuing.
+    if (band <= topBand(root.lastSeenMs, now, cfg.queueWindowMs)) return false;
+    const saturated = this.saturation(pool, state, now, false) >= this.limitFor(band, now);
+    const waiting = heldEverywhere(root.store, poolId, now);
     if (!saturated && !sameOrHigherWaiting(waiting, band)) return false;
     if (!root.queue.fits(band, body.byteLength, cfg.queueMaxRequests, <i64>cfg.queueMaxBytes)) {
       root.count(stats.QUEUE_REJECTED + band);
@@ -577,12 +579,12 @@ export class EppHttp extends Context {
     return true;
   }
 
-  // The saturation at which requests of `band` are held: lower for the bands below Critical while
-  // Critical requests keep coming, so that they find room.
+  // The saturation at which requests of `band` are held: below the limit by the headroom for the
+  // bands under the highest one present, so that its requests find room.
   private limitFor(band: i32, now: f64): f64 {
     const cfg = this.root.config;
-    if (band == CRITICAL || now - this.root.lastCriticalMs > cfg.queueCriticalWindowMs) return cfg.queueSaturationLimit;
-    return cfg.queueSaturationLimit - cfg.queueCriticalHeadroom;
+    if (band <= topBand(this.root.lastSeenMs, now, cfg.queueWindowMs)) return cfg.queueSaturationLimit;
+    return cfg.queueSaturationLimit - cfg.queueHeadroom;
   }
 
   private saturation(pool: Pool, state: State, now: f64, credits: bool): f64 {
@@ -592,6 +594,8 @@ export class EppHttp extends Context {
   // Whether the pool has room for this held request now.
   gateOpen(pool: Pool, state: State, now: f64): bool {
     if (this.heldBand == SHEDDABLE && this.root.config.queueShedSheddable) return true;
+    // Its band is now the highest present: it would not be held if it arrived now.
+    if (this.heldBand <= topBand(this.root.lastSeenMs, now, this.root.config.queueWindowMs)) return true;
     return this.saturation(pool, state, now, true) < this.limitFor(this.heldBand, now);
   }
 
@@ -849,6 +853,12 @@ export class EppHttp extends Context {
 // The `Request Handled` line's prefill/decode part: the prefill pod and the room pairing them.
 function pdSuffix(pod: string, address: string, prefixBlocks: i32, room: u64): string {
   return " prefill=" + pod + " prefill_endpoint=" + address + " prefill_prefix_blocks=" + prefixBlocks.toString() + " room=" + room.toString();
+}
+
+// The highest band (lowest index) that arrived within `windowMs`.
+function topBand(lastSeenMs: StaticArray<f64>, now: f64, windowMs: f64): i32 {
+  for (let b = 0; b < BANDS; b++) if (now - lastSeenMs[b] <= windowMs) return b;
+  return BANDS;
 }
 
 // The shared queue that wakes worker `id` up.

@@ -16,7 +16,11 @@ import { stateDocument } from '../fuzz/generators.ts';
 const TOKEN = 'gateway-hold-token-0123456789';
 const POOL = 'default/vllm-qwen-pool';
 const TTL_MS = 600;
-const MODELS = [{ name: 'standard', criticality: 'Standard', targets: [{ name: '/model/qwen', weight: 100 }] }];
+// Critical traffic makes Standard a band below the top one: the band that is held.
+const MODELS = [
+  { name: 'standard', criticality: 'Standard', targets: [{ name: '/model/qwen', weight: 100 }] },
+  { name: 'critical', criticality: 'Critical', targets: [{ name: '/model/qwen', weight: 100 }] },
+];
 
 let gw: Gateway;
 let backend: http.Server;
@@ -41,6 +45,10 @@ before(async () => {
     backends: [address], token: TOKEN, pool: POOL, plainPort: 0, inferencePort: 0, pushPort: 0, workers: 2,
     config: { queue: { ttl_ms: TTL_MS } },
   });
+  // A Critical request on each of the gateway's two workers (it takes them in turn); never held.
+  await push(10);
+  for (let i = 0; i < 2; i++) assert.equal((await chat(`critical ${i}`, 'critical').answer).status, 200);
+  seen.length = 0;
 });
 
 after(async () => {
@@ -61,9 +69,9 @@ async function push(waiting: number): Promise<void> {
 interface Answer { status: number; headers: http.IncomingHttpHeaders; body: string }
 
 // A chat completion on its own connection; `req` can be destroyed to drop the connection.
-function chat(content: string): { req: http.ClientRequest; answer: Promise<Answer> } {
+function chat(content: string, model = 'standard'): { req: http.ClientRequest; answer: Promise<Answer> } {
   const url = new URL(`${gw.inferenceUrl}/v1/chat/completions`);
-  const body = JSON.stringify({ model: 'standard', messages: [{ role: 'user', content }] });
+  const body = JSON.stringify({ model, messages: [{ role: 'user', content }] });
   const req = http.request({ host: url.hostname, port: url.port, path: url.pathname, method: 'POST', agent: false, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } });
   const answer = new Promise<Answer>((resolve, reject) => {
     req.on('response', (res) => {
@@ -78,6 +86,7 @@ function chat(content: string): { req: http.ClientRequest; answer: Promise<Answe
 }
 
 const metric = (name: string) => gw.host.metric(`wasm_epp.${name}`) ?? 0;
+
 
 async function until(cond: () => boolean, what: string, ms = 5000): Promise<void> {
   const end = Date.now() + ms;

@@ -140,8 +140,8 @@ describe("queue configuration", () => {
     expect(d.queueEnabled).toBe(true);
     expect(d.queueTtlMs).toBe(30000);
     expect(d.queueShedSheddable).toBe(true);
-    expect(d.queueCriticalHeadroom).toBe(0.3);
-    expect(d.queueCriticalWindowMs).toBe(60000);
+    expect(d.queueHeadroom).toBe(0.3);
+    expect(d.queueWindowMs).toBe(60000);
     const c = parseConfig("{\"queue\":{\"enabled\":false,\"ttl_ms\":500,\"sheddable\":\"queue\",\"max_requests\":3}}").config as Config;
     expect(c.queueEnabled).toBe(false);
     expect(c.queueTtlMs).toBe(500);
