@@ -87,7 +87,8 @@ export class EppRoot extends RootContext {
     this.rng = new Rng(host.randomU64() ^ (<u64>host.nowMs() * 0x9e3779b97f4a7c15));
     this.vmId = host.getStringProperty("plugin_vm_id");
     if (!c.acceptPush && c.queueEnabled) {
-      if (this.workerId == 0) this.workerId = <u32>(this.rng.next() >> 32) | 1;
+      // From the host's random source: the routing generator's sequence stays as it was.
+      if (this.workerId == 0) this.workerId = <u32>(host.randomU64() >> 32) | 1;
       this.wakeToken = host.registerQueue(wakeQueueName(this.workerId));
       host.setTickPeriod(<u32>c.queueTickMs);
     }
@@ -549,7 +550,10 @@ export class EppHttp extends Context {
     const poolId = fnv1a32(pool.name);
     root.lastSeenMs[band] = now;
     if (band == SHEDDABLE && cfg.queueShedSheddable) {
-      if (this.saturation(pool, state, now, false) < cfg.queueSaturationLimit) return false;
+      // Shed rather than held: when the pool is saturated for it, or when a higher band waits
+      // (it never overtakes them).
+      const over = this.saturation(pool, state, now, false) >= this.limitFor(band, now);
+      if (!over && !higherWaiting(heldEverywhere(root.store, poolId, now), band)) return false;
       root.count(stats.SHED);
       this.reply(errors.shed(pool.name));
       return true;

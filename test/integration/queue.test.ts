@@ -278,3 +278,16 @@ test('the lower bands leave headroom for the top band, and get it back when it i
   assert.ok(released(std));
   assert.ok(released(send(g, 'standard', 0, 'later')));
 });
+
+test('a Sheddable request never overtakes held ones: with Standard waiting it is shed', () => {
+  const g = new Gateway();
+  push(g, 10);
+  critical(g);
+  const std = send(g, 'standard');
+  assert.ok(held(std));
+  g.host.advance(100);
+  push(g, 4); // 0.8: below the limit, but above it less the headroom, and Standard waits
+  const shed = send(g, 'batch');
+  assert.equal(shed.localReply?.status, 429);
+  assert.equal(why(shed), 'pool_saturated');
+});
