@@ -84,11 +84,13 @@ export class EppRoot extends RootContext {
     if (this.stats === null) this.stats = new Stats();
     this.cache = new StateCache(this.store, c.maxEndpoints);
     this.prefix = new PrefixIndex(this.store, c.prefixIndexSets, c.prefixTtlMs);
-    this.rng = new Rng(host.randomU64() ^ (<u64>host.nowMs() * 0x9e3779b97f4a7c15));
+    const seed = host.randomU64() ^ (<u64>host.nowMs() * 0x9e3779b97f4a7c15);
+    this.rng = new Rng(seed);
     this.vmId = host.getStringProperty("plugin_vm_id");
     if (!c.acceptPush && c.queueEnabled) {
-      // From the host's random source: the routing generator's sequence stays as it was.
-      if (this.workerId == 0) this.workerId = <u32>(host.randomU64() >> 32) | 1;
+      // Mixed from the worker's seed: unique per worker, and no draw from the generator or the
+      // host's random source, whose sequences routing uses.
+      if (this.workerId == 0) this.workerId = <u32>(mixSeed(seed) >> 32) | 1;
       this.wakeToken = host.registerQueue(wakeQueueName(this.workerId));
       host.setTickPeriod(<u32>c.queueTickMs);
     }
@@ -857,6 +859,13 @@ export class EppHttp extends Context {
 // The `Request Handled` line's prefill/decode part: the prefill pod and the room pairing them.
 function pdSuffix(pod: string, address: string, prefixBlocks: i32, room: u64): string {
   return " prefill=" + pod + " prefill_endpoint=" + address + " prefill_prefix_blocks=" + prefixBlocks.toString() + " room=" + room.toString();
+}
+
+// A 64-bit finalizer (splitmix64's), to derive an id from a seed.
+function mixSeed(x: u64): u64 {
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111eb;
+  return x ^ (x >> 31);
 }
 
 // The highest band (lowest index) that arrived within `windowMs`.
