@@ -126,5 +126,7 @@ test("the filter accepts the sidecar's documents and routes by the pods' load", 
     await new Promise<void>((r) => bridge.close(() => r()));
     await Promise.all(servers.map((s) => s.close()));
     await rm(dir, { recursive: true, force: true });
+    // The filter's queue ticks on the real clock: shut the host down as Envoy would.
+    gw.host.close();
   }
 });
