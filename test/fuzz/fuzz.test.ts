@@ -92,7 +92,9 @@ test(`fuzz: request bodies (seed ${SEED})`, () => {
 
 test(`fuzz: state documents (seed ${SEED})`, () => {
   const r = new Prng(SEED ^ 0x5bd1e995);
-  const g = new Gateway({ workers: 2 });
+  // Every request gets its answer at once: priority queuing (which may hold one under a random
+  // saturated state until a later release) is off here and tested in queue.test.ts.
+  const g = new Gateway({ workers: 2, config: { queue: { enabled: false } } });
   const deadline = Date.now() + BUDGET_MS / 3;
   let cases = 0;
   const statuses = new Map<number, number>();
