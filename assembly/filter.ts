@@ -17,17 +17,18 @@ import { resolveModel, rewriteModel, looksLikeJson, handledLine } from "./route"
 import { Rng } from "./util/rng";
 import * as errors from "./errors";
 import { ErrorReply } from "./errors";
-import { quote } from "./json/writer";
 import * as stats from "./stats";
 import { Stats } from "./stats";
 import { PushHandler } from "./push";
 import { pdBody, PdFields, roomOf, ridOf } from "./pd/body";
-import { PdCalls, PendingPrefill, classify, outcomeName, OUTCOME_OK, OUTCOME_REJECTED, OUTCOME_TIMEOUT } from "./pd/calls";
-import { downSet, markDown } from "./pd/down";
+import { PdCalls, PendingPrefill } from "./pd/calls";
+import { downSet } from "./pd/down";
 import { ParsedRequest } from "./request/openai";
 import { Resolution } from "./route";
+import { prefillAnswered } from "./pd/answer";
+import { drainHeld, publishHeld, wakeHolders, wakeQueueName } from "./queue/release";
 import { Held, WorkerQueue, BANDS } from "./queue/band";
-import { heldEverywhere, holders, publishCounts, higherWaiting, sameOrHigherWaiting, REFRESH_MS } from "./queue/counts";
+import { heldEverywhere, higherWaiting, sameOrHigherWaiting } from "./queue/counts";
 import { poolSaturation } from "./queue/gate";
 import { fnv1a32 } from "./util/hash";
 
@@ -49,13 +50,13 @@ export class EppRoot extends RootContext {
   queue: WorkerQueue<EppHttp> = new WorkerQueue<EppHttp>();
   workerId: u32 = 0;
   heldPool: u32 = 0;
-  private published: StaticArray<i32> = new StaticArray<i32>(BANDS);
-  private publishedMs: f64 = 0;
-  private wakeTokens: Map<u32, u32> = new Map<u32, u32>();
+  published: StaticArray<i32> = new StaticArray<i32>(BANDS);
+  publishedMs: f64 = 0;
+  wakeTokens: Map<u32, u32> = new Map<u32, u32>();
   // When this worker last saw a request of each band (priority queuing).
   lastSeenMs: StaticArray<f64> = [-Infinity, -Infinity, -Infinity];
   private wakeToken: u32 = 0;
-  private vmId: string = "";
+  vmId: string = "";
   private lastWarnMs: Map<string, f64> = new Map<string, f64>();
 
   onConfigure(size: u32): bool {
@@ -141,160 +142,22 @@ export class EppRoot extends RootContext {
     this.drain();
   }
 
-  // Releases held requests while the pool has room, highest band first; answers those whose time
-  // is up. One pass either answers or releases: never both (a local reply and a continue in one
-  // VM call can re-enter the host through its deferred actions).
+  // Releases held requests while the pool has room, highest band first: queue/release.ts.
   drain(): void {
-    const q = this.queue;
-    if (q.total == 0) {
-      this.publish(false);
-      return;
-    }
-    const now = host.nowMs();
-    const expired = q.expire(now);
-    if (expired.length > 0) {
-      for (let i = 0; i < expired.length; i++) {
-        const h = expired[i];
-        this.count(stats.QUEUE_EXPIRED + h.band);
-        (this.stats as Stats).queued(now - h.arrivedMs);
-        if (host.setEffectiveContext(h.id)) h.ref.answerExpired(now);
-      }
-      this.publish(true);
-      return;
-    }
-    let released = 0;
-    while (released < 256) {
-      const h = q.peek();
-      if (h === null) break;
-      const st = this.currentState();
-      if (st === null) break;
-      const pool = this.poolOf(st as State);
-      if (pool === null) break;
-      const counts = heldEverywhere(this.store, this.heldPool, now);
-      if (higherWaiting(counts, h.band)) break;
-      if (!h.ref.gateOpen(pool, st as State, now)) break;
-      // A request that will be answered rather than routed waits for the next pass if this one
-      // has continued others.
-      if (released > 0 && !h.ref.canRoute(pool)) break;
-      q.pop();
-      this.publish(true);
-      (this.stats as Stats).queued(now - h.arrivedMs);
-      if (!host.setEffectiveContext(h.id)) {
-        this.count(stats.QUEUE_CANCELLED + h.band);
-        continue;
-      }
-      this.count(stats.QUEUE_ADMITTED + h.band);
-      if (!h.ref.releaseHeld(now)) break;
-      host.continueRequest();
-      released++;
-    }
-    this.publish(false);
+    drainHeld(this);
   }
 
-  // Shares this worker's held counts when they changed (or to keep them alive), and the
-  // pool-wide sizes as gauges.
   publish(changed: bool): void {
-    const now = host.nowMs();
-    const q = this.queue;
-    let differs = false;
-    for (let b = 0; b < BANDS; b++) if (q.count(b) != this.published[b]) differs = true;
-    let any = false;
-    for (let b = 0; b < BANDS; b++) if (this.published[b] > 0) any = true;
-    if (!differs && !(any && now - this.publishedMs >= REFRESH_MS)) return;
-    const counts = new StaticArray<i32>(BANDS);
-    for (let b = 0; b < BANDS; b++) counts[b] = q.count(b);
-    if (publishCounts(this.store, this.heldPool, this.workerId, counts, now)) {
-      this.published = counts;
-      this.publishedMs = now;
-    }
-    const all = heldEverywhere(this.store, this.heldPool, now);
-    const s = this.stats as Stats;
-    for (let b = 0; b < BANDS; b++) s.set(stats.GAUGE_QUEUE_SIZE + b, <u64>(all[b] > 0 ? all[b] : 0));
+    publishHeld(this, changed);
   }
 
-  // Tells every worker holding requests (this one included) to try releasing them: a request
-  // finished, or a new state arrived.
   wakeHolders(): void {
-    const ids = holders(this.store, host.nowMs());
-    if (ids.length == 0) return;
-    const msg = new ArrayBuffer(1);
-    for (let i = 0; i < ids.length; i++) {
-      const id = ids[i];
-      let token: u32 = 0;
-      if (this.wakeTokens.has(id)) token = this.wakeTokens.get(id);
-      else {
-        token = host.resolveQueue(this.vmId, wakeQueueName(id));
-        if (token != 0 && this.wakeTokens.size < 4096) this.wakeTokens.set(id, token);
-      }
-      if (token != 0) host.enqueue(token, msg);
-    }
+    wakeHolders(this);
   }
 
-  // The answer to a prefill call (or to an abort sent after a failed one).
+  // The answer to a prefill call (or to an abort sent after a failed one): pd/answer.ts.
   onHttpCallResponse(token: u32, headers: u32, bodySize: u32, _trailers: u32): void {
-    if (this.pd.takeAbort(token)) {
-      const st = headers > 0 ? parseStatus(host.getHeader(host.HTTP_CALL_RESPONSE_HEADERS, ":status")) : 0;
-      if (st < 200 || st >= 300) {
-        this.count(stats.PD_ABORT_FAILED);
-        this.warn("pd_abort", "aborting a decode request after a failed prefill got " + (headers == 0 ? "a reset" : "status " + st.toString()));
-      }
-      return;
-    }
-    const p = this.pd.take(token);
-    if (p === null) return;
-    const now = host.nowMs();
-    if (!recordLoad(this.store, loadKey(p.pool), p.prefillId, -1, now, this.config.maxEndpoints * 2)) this.count(stats.LOAD_UPDATE_LOST);
-    const status = headers > 0 ? parseStatus(host.getHeader(host.HTTP_CALL_RESPONSE_HEADERS, ":status")) : 0;
-    const outcome = classify(headers, status);
-    if (outcome == OUTCOME_OK) {
-      this.count(stats.PD_PREFILL_OK);
-      return;
-    }
-    const cfg = this.config;
-    const what = headers == 0 ? "connection reset" : "status " + status.toString();
-    if (outcome == OUTCOME_REJECTED) {
-      this.count(stats.PD_PREFILL_REJECTED);
-    } else {
-      this.count(outcome == OUTCOME_TIMEOUT ? stats.PD_PREFILL_TIMEOUT : stats.PD_PREFILL_FAILED);
-      if (cfg.pdFailureCooldownMs > 0) markDown(this.store, p.pool, p.prefillId, now + cfg.pdFailureCooldownMs, now);
-    }
-    host.log(host.LOG_WARN, "wasm-epp: prefill " + outcomeName(outcome) + " on pod " + p.prefillPod + " (" + what + ") after " +
-      (<i64>(now - p.sentMs)).toString() + " ms; room=" + p.room.toString() + " decode pod=" + p.decodePod +
-      (p.rid.length > 0 && cfg.pdAbortPath.length > 0 ? " (aborting it)" : ""));
-    if (p.rid.length > 0 && cfg.pdAbortPath.length > 0) this.abortDecode(p);
-    if (!this.pd.canAnswer(p.stream) || !host.setEffectiveContext(p.stream)) return;
-    let e: ErrorReply;
-    if (outcome == OUTCOME_REJECTED) {
-      const body = host.httpCallBody(<i32>(bodySize < 65536 ? bodySize : 0));
-      if (body !== null && body.byteLength > 0) {
-        this.count(stats.PD_CLIENT_ANSWERED);
-        host.sendResponse(<u32>status, "wasm_epp_prefill_rejected", String.UTF8.decode(body), ["content-type", "x-wasm-epp-error"], ["application/json", "prefill_rejected"]);
-        return;
-      }
-      e = errors.prefillFailed(p.prefillPod, what);
-      e.status = <u32>status;
-    } else if (outcome == OUTCOME_TIMEOUT) {
-      e = errors.prefillTimeout(p.prefillPod, cfg.pdTimeoutMs);
-    } else {
-      e = errors.prefillFailed(p.prefillPod, what);
-    }
-    this.count(stats.PD_CLIENT_ANSWERED);
-    host.sendResponse(e.status, e.details(), e.body(), ["content-type", "x-wasm-epp-error"], ["application/json", e.code]);
-  }
-
-  // Tells the decode pod to drop the request whose prefill failed, so it does not wait for a KV
-  // transfer until its own timeout.
-  private abortDecode(p: PendingPrefill): void {
-    const body = String.UTF8.encode("{\"rid\":" + quoteJson(p.rid) + "}");
-    const token = host.httpCall(this.config.pdCluster,
-      [":method", ":path", ":authority", "content-type", this.config.endpointHeader],
-      ["POST", this.config.pdAbortPath, p.decodeAddress, "application/json", p.decodeAddress], body, 5000);
-    if (token == 0) {
-      this.count(stats.PD_ABORT_FAILED);
-      return;
-    }
-    this.pd.trackAbort(token);
-    this.count(stats.PD_ABORT_SENT);
+    prefillAnswered(this, token, headers, bodySize);
   }
 
   poolOf(st: State): Pool | null {
@@ -872,21 +735,6 @@ function mixSeed(x: u64): u64 {
 function topBand(lastSeenMs: StaticArray<f64>, now: f64, windowMs: f64): i32 {
   for (let b = 0; b < BANDS; b++) if (now - lastSeenMs[b] <= windowMs) return b;
   return BANDS;
-}
-
-// The shared queue that wakes worker `id` up.
-function wakeQueueName(id: u32): string {
-  return "wasm-epp.wake/" + id.toString(16);
-}
-
-function parseStatus(s: string | null): i32 {
-  if (s === null) return 0;
-  const v = parseDecimal(s as string);
-  return v >= 100 && v <= 999 ? <i32>v : 0;
-}
-
-function quoteJson(s: string): string {
-  return quote(s);
 }
 
 function parseDecimal(s: string): f64 {
