@@ -7,31 +7,26 @@ import * as host from "./host";
 import { Config, parseConfig, UNKNOWN_MODEL_REJECT } from "./config";
 import { HostStore } from "./shared";
 import { StateCache } from "./state/store";
-import { Pool, PdSpec, State, CRITICAL, STANDARD, SHEDDABLE, STRATEGY_PREFIX_CACHE, ROLE_DECODE, ROLE_PREFILL, criticalityName } from "./state/document";
-import { parseOpenAIBody } from "./request/openai";
+import { Pool, State, STANDARD, STRATEGY_PREFIX_CACHE, ROLE_DECODE, criticalityName } from "./state/document";
+import { parseOpenAIBody, ParsedRequest } from "./request/openai";
 import { chainSeed } from "./prefix/prompt";
 import { PrefixIndex, PrefixMatch } from "./prefix/index";
 import { LoadView, loadKey, recordLoad } from "./schedule/load";
-import { Pick, PickInput, pickEndpoint, SHED, NO_ENDPOINT } from "./schedule/pick";
-import { resolveModel, rewriteModel, looksLikeJson, handledLine } from "./route";
-import { Rng } from "./util/rng";
+import { PickInput, pickEndpoint, SHED, NO_ENDPOINT } from "./schedule/pick";
+import { resolveModel, rewriteModel, looksLikeJson, handledLine, Resolution } from "./route";
+import { Rng, mixSeed } from "./util/rng";
+import { parseDecimal } from "./util/format";
 import * as errors from "./errors";
 import { ErrorReply } from "./errors";
 import * as stats from "./stats";
 import { Stats } from "./stats";
 import { PushHandler } from "./push";
-import { pdBody, PdFields, roomOf, ridOf } from "./pd/body";
-import { PdCalls, PendingPrefill } from "./pd/calls";
-import { downSet } from "./pd/down";
-import { ParsedRequest } from "./request/openai";
-import { Resolution } from "./route";
+import { PdCalls } from "./pd/calls";
 import { prefillAnswered } from "./pd/answer";
 import { routePd } from "./pd/route";
 import { drainHeld, publishHeld, wakeHolders, wakeQueueName } from "./queue/release";
-import { Held, WorkerQueue, BANDS } from "./queue/band";
-import { heldEverywhere, higherWaiting, sameOrHigherWaiting } from "./queue/counts";
-import { poolSaturation } from "./queue/gate";
-import { fnv1a32 } from "./util/hash";
+import { holdOrAnswer } from "./queue/hold";
+import { WorkerQueue, BANDS } from "./queue/band";
 
 const WARN_EVERY_MS: f64 = 10000;
 
@@ -399,87 +394,8 @@ export class EppHttp extends Context {
       }
       root.count(stats.UNKNOWN_MODEL_PASSTHROUGH);
     }
-    if (cfg.queueEnabled && this.holdOrAnswer(body, req, res, pool, state)) return false;
+    if (cfg.queueEnabled && holdOrAnswer(this, body, req, res, pool, state)) return false;
     return this.routeResolved(body, req, res, pool, state);
-  }
-
-  // Priority queuing at arrival: true when the request was held or answered (429), false when it
-  // goes on now. Held: the pool is saturated, or requests of its band or a higher one are waiting
-  // on some worker (they go first).
-  private holdOrAnswer(body: ArrayBuffer, req: ParsedRequest, res: Resolution, pool: Pool, state: State): bool {
-    const root = this.root;
-    const cfg = root.config;
-    const now = host.nowMs();
-    const band = res.criticality;
-    const poolId = fnv1a32(pool.name);
-    root.lastSeenMs[band] = now;
-    if (band == SHEDDABLE && cfg.queueShedSheddable) {
-      // Shed rather than held: when the pool is saturated for it, or when a higher band waits
-      // (it never overtakes them).
-      const over = this.saturation(pool, state, now, false) >= this.limitFor(band, now);
-      if (!over && !higherWaiting(heldEverywhere(root.store, poolId, now), band)) return false;
-      root.count(stats.SHED);
-      this.reply(errors.shed(pool.name));
-      return true;
-    }
-    // The highest band present is never held: it goes on into the servers as without queuing.
-    if (band <= topBand(root.lastSeenMs, now, cfg.queueWindowMs)) return false;
-    const saturated = this.saturation(pool, state, now, false) >= this.limitFor(band, now);
-    const waiting = heldEverywhere(root.store, poolId, now);
-    if (!saturated && !sameOrHigherWaiting(waiting, band)) return false;
-    if (!root.queue.fits(band, body.byteLength, cfg.queueMaxRequests, <i64>cfg.queueMaxBytes)) {
-      root.count(stats.QUEUE_REJECTED + band);
-      root.warn("queue_full", "the " + criticalityName(band) + " queue of this worker is full (queue.max_requests " + cfg.queueMaxRequests.toString() + ", queue.max_bytes " + (<i64>cfg.queueMaxBytes).toString() + "); answering 429");
-      this.reply(errors.queueFull(pool.name, criticalityName(band)));
-      return true;
-    }
-    const ttl = band == SHEDDABLE ? cfg.queueSheddableTtlMs : cfg.queueTtlMs;
-    this.held = true;
-    this.heldBand = band;
-    this.heldSinceMs = now;
-    this.heldBody = body;
-    this.heldReq = req;
-    this.heldRes = res;
-    root.heldPool = poolId;
-    root.queue.push(new Held<EppHttp>(this.context_id, band, now, now + ttl, body.byteLength, this));
-    root.count(stats.QUEUE_HELD + band);
-    root.publish(true);
-    return true;
-  }
-
-  // The saturation at which requests of `band` are held: below the limit by the headroom for the
-  // bands under the highest one present, so that its requests find room.
-  private limitFor(band: i32, now: f64): f64 {
-    const cfg = this.root.config;
-    if (band <= topBand(this.root.lastSeenMs, now, cfg.queueWindowMs)) return cfg.queueSaturationLimit;
-    return cfg.queueSaturationLimit - cfg.queueHeadroom;
-  }
-
-  private saturation(pool: Pool, state: State, now: f64, credits: bool): f64 {
-    return poolSaturation(this.pickInput(pool, state, now), credits);
-  }
-
-  // Whether the pool has room for this held request now.
-  gateOpen(pool: Pool, state: State, now: f64): bool {
-    if (this.heldBand == SHEDDABLE && this.root.config.queueShedSheddable) return true;
-    // Its band is now the highest present: it would not be held if it arrived now.
-    if (this.heldBand <= topBand(this.root.lastSeenMs, now, this.root.config.queueWindowMs)) return true;
-    return this.saturation(pool, state, now, true) < this.limitFor(this.heldBand, now);
-  }
-
-  // Whether releasing this request would route it (a ready endpoint of each role it needs).
-  canRoute(pool: Pool): bool {
-    let any = false;
-    let prefill = false;
-    let decode = false;
-    for (let i = 0; i < pool.endpoints.length; i++) {
-      const e = pool.endpoints[i];
-      if (!e.ready) continue;
-      any = true;
-      if (e.role == ROLE_PREFILL) prefill = true;
-      if (e.role == ROLE_DECODE) decode = true;
-    }
-    return pool.pd !== null ? prefill && decode : any;
   }
 
   // Released from the root context (this stream is the effective context): routes the request
@@ -558,22 +474,6 @@ export class EppHttp extends Context {
     return true;
   }
 
-  // One role's pick in a prefill/decode pool, or null with 429 / 503 already sent.
-  pickRole(input: PickInput, pool: Pool, role: string, noneCounter: i32): Pick | null {
-    const picked = pickEndpoint(input, this.root.rng);
-    if (picked.status == SHED) {
-      this.root.count(stats.SHED);
-      this.reply(errors.shed(pool.name));
-      return null;
-    }
-    if (picked.status == NO_ENDPOINT) {
-      this.root.count(noneCounter);
-      this.reply(errors.noRoleEndpoint(pool.name, role));
-      return null;
-    }
-    return picked;
-  }
-
   // What the pick sees: the pool, the endpoints' in-flight counts shared by every worker, the
   // state's age.
   pickInput(pool: Pool, state: State, now: f64): PickInput {
@@ -598,28 +498,4 @@ export class EppHttp extends Context {
       root.count(stats.LOAD_UPDATE_LOST);
     }
   }
-}
-
-function mixSeed(x: u64): u64 {
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111eb;
-  return x ^ (x >> 31);
-}
-
-// The highest band (lowest index) that arrived within `windowMs`.
-function topBand(lastSeenMs: StaticArray<f64>, now: f64, windowMs: f64): i32 {
-  for (let b = 0; b < BANDS; b++) if (now - lastSeenMs[b] <= windowMs) return b;
-  return BANDS;
-}
-
-function parseDecimal(s: string): f64 {
-  let v: f64 = 0;
-  const t = s.trim();
-  if (t.length == 0 || t.length > 18) return t.length > 18 ? Infinity : -1;
-  for (let i = 0; i < t.length; i++) {
-    const c = t.charCodeAt(i);
-    if (c < 0x30 || c > 0x39) return -1;
-    v = v * 10 + <f64>(c - 0x30);
-  }
-  return v;
 }

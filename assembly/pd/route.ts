@@ -16,6 +16,7 @@ import { loadKey, recordLoad } from "../schedule/load";
 import { pdBody, PdFields, roomOf, ridOf } from "./body";
 import { PendingPrefill } from "./calls";
 import { downSet } from "./down";
+import { Pick, PickInput, pickEndpoint, SHED, NO_ENDPOINT } from "../schedule/pick";
 import { EppHttp } from "../filter";
 
 // Headers with which a client could ask Envoy's router for retries.
@@ -44,7 +45,7 @@ export function routePd(h: EppHttp, body: ArrayBuffer, req: ParsedRequest, res: 
   din.criticality = res.criticality;
   din.target = res.target;
   if (pd.decodeStrategy == STRATEGY_PREFIX_CACHE) din.prefix = match;
-  const decoded = h.pickRole(din, pool, "decode", stats.NO_ENDPOINT);
+  const decoded = pickRole(h, din, pool, "decode", stats.NO_ENDPOINT);
   if (decoded === null) return false;
   const pin = h.pickInput(pool, state, now);
   pin.role = ROLE_PREFILL;
@@ -53,7 +54,7 @@ export function routePd(h: EppHttp, body: ArrayBuffer, req: ParsedRequest, res: 
   pin.promptTokens = <f64>req.prompt.seen / cfg.bytesPerToken;
   pin.avoid = downSet(root.store, pool.name, now);
   if (pd.prefillStrategy == STRATEGY_PREFIX_CACHE) pin.prefix = match;
-  const prefilled = h.pickRole(pin, pool, "prefill", stats.PD_NO_PREFILL);
+  const prefilled = pickRole(h, pin, pool, "prefill", stats.PD_NO_PREFILL);
   if (prefilled === null) return false;
   if (root.pd.inFlight >= cfg.pdMaxPending) {
     root.count(stats.PD_DISPATCH_FAILED);
@@ -137,6 +138,22 @@ export function routePd(h: EppHttp, body: ArrayBuffer, req: ParsedRequest, res: 
       pdSuffix(p.pod, p.address, prefilled.prefixBlocks, f.room) + " queued_ms=" + (<i64>h.queuedMs).toString());
   }
   return true;
+}
+
+// One role's pick in a prefill/decode pool, or null with 429 / 503 already sent.
+function pickRole(h: EppHttp, input: PickInput, pool: Pool, role: string, noneCounter: i32): Pick | null {
+  const picked = pickEndpoint(input, h.root.rng);
+  if (picked.status == SHED) {
+    h.root.count(stats.SHED);
+    h.reply(errors.shed(pool.name));
+    return null;
+  }
+  if (picked.status == NO_ENDPOINT) {
+    h.root.count(noneCounter);
+    h.reply(errors.noRoleEndpoint(pool.name, role));
+    return null;
+  }
+  return picked;
 }
 
 // The `Request Handled` line's prefill/decode part: the prefill pod and the room pairing them.

@@ -9,6 +9,7 @@ import { State } from "../state/document";
 import { BANDS } from "./band";
 import { heldEverywhere, holders, publishCounts, higherWaiting, REFRESH_MS } from "./counts";
 import { EppRoot } from "../filter";
+import { canRoute, gateOpen } from "./hold";
 
 // Releases held requests while the pool has room, highest band first; answers those whose time
 // is up. One pass either answers or releases: never both (a local reply and a continue in one
@@ -41,10 +42,10 @@ export function drainHeld(root: EppRoot): void {
     if (pool === null) break;
     const counts = heldEverywhere(root.store, root.heldPool, now);
     if (higherWaiting(counts, h.band)) break;
-    if (!h.ref.gateOpen(pool, st as State, now)) break;
+    if (!gateOpen(h.ref, pool, st as State, now)) break;
     // A request that will be answered rather than routed waits for the next pass if this one
     // has continued others.
-    if (released > 0 && !h.ref.canRoute(pool)) break;
+    if (released > 0 && !canRoute(pool)) break;
     q.pop();
     root.publish(true);
     (root.stats as Stats).queued(now - h.arrivedMs);

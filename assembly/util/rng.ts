@@ -25,3 +25,10 @@ export class Rng {
     return n <= 1 ? 0 : <i32>(this.next() % <u64>n);
   }
 }
+
+// A 64-bit finalizer (splitmix64's): an id derived from a seed.
+export function mixSeed(x: u64): u64 {
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111eb;
+  return x ^ (x >> 31);
+}
