@@ -262,6 +262,14 @@ function writeManifests(dir: string, hosts: string[], port: number, strategy?: s
   writeFileSync(join(dir, 'inference-pool.yaml'), pool);
 }
 
+// Every simulated pod reports its prompt's prefix-cache hit in usage.prompt_tokens_details
+// (vLLM's --enable-prompt-tokens-details, SGLang's --enable-cache-report; both off by default in
+// the servers), so that the gateway's cached-token metrics have something to show.
+const CACHE_REPORT = {
+  vllm: { enablePromptTokensDetails: true },
+  sglang: { enableCacheReport: true },
+} as const;
+
 // The simulator's options for a P/D role; passed through an options object so that this file
 // type-checks whatever test/sim/server.ts's PodOptions says about `pd`.
 type PodStartOptions = Parameters<typeof startPod>[0] & { pd?: { role: 'prefill' | 'decode'; bootstrapPort: number } };
@@ -287,12 +295,13 @@ export async function startLocalStack(o: StackOptions = {}): Promise<Stack> {
           name: p.name, host: p.host, port: p.port, role: p.role,
           options: {
             host: p.host, port: p.port, runtime: example!.runtime, model: example!.model, timeScale: o.timeScale ?? 1, engine: { maxModelLen: 8192 },
+            ...CACHE_REPORT[example!.runtime],
             ...(p.role ? { pd: { role: p.role, bootstrapPort: p.bootstrapPort ?? example!.pd!.bootstrapPort } } : {}),
           },
         }))
       : (o.podHosts ?? DEFAULT_POD_HOSTS).map((h, i) => ({
           name: `qwen-${i}`, host: h, port: podPort, role: null,
-          options: { host: h, port: podPort, model: MODEL, loraModules: LORA_MODULES, timeScale: o.timeScale ?? 1, engine: { maxLoras: 2, maxCpuLoras: 4, maxModelLen: 8192 } },
+          options: { host: h, port: podPort, model: MODEL, loraModules: LORA_MODULES, timeScale: o.timeScale ?? 1, engine: { maxLoras: 2, maxCpuLoras: 4, maxModelLen: 8192 }, ...CACHE_REPORT.vllm },
         }));
     const pods: Stack['pods'] = [];
     for (const p of plan) {

@@ -1,6 +1,8 @@
 // OpenAI-compatible request parsing and response bodies in vLLM's wire format
 // (vllm/entrypoints/openai/protocol.py, serving_completion.py, serving_chat.py as of 0.9/0.10).
 // Field order follows vLLM's pydantic models, which serialize fields in declaration order.
+// SGLang pods send the same bodies except for `usage`, which follows SGLang's serializers
+// (serving_chat.py, serving_completions.py, usage_processor.py): see `Wire`.
 
 import { chatPromptTokens, tokenize, type ChatMessage } from "./tokens.ts";
 
@@ -115,17 +117,49 @@ function contentText(content: unknown): string {
   throw bad("message content must be a string or a list of parts");
 }
 
+/** Which server's wire format: the two differ in where they write nulls (see the serializers below). */
+export type Wire = "vllm" | "sglang";
+
+/** usage.prompt_tokens_details as both servers write it: the prompt tokens found in the prefix cache. */
+export interface PromptTokensDetails {
+  cached_tokens: number;
+}
+
 export interface Usage {
   prompt_tokens: number;
   total_tokens: number;
   completion_tokens: number;
+  /** null when not reported. */
+  prompt_tokens_details: PromptTokensDetails | null;
 }
 
-export function usage(prompt: number, completion: number): Usage {
-  return { prompt_tokens: prompt, total_tokens: prompt + completion, completion_tokens: completion };
+export function usage(prompt: number, completion: number, details: PromptTokensDetails | null = null): Usage {
+  return { prompt_tokens: prompt, total_tokens: prompt + completion, completion_tokens: completion, prompt_tokens_details: details };
 }
 
-/** One streamed chunk (without the `data: ` framing). */
+/**
+ * The prompt-token details a server reports for a request whose prompt hit `cachedTokens` tokens of
+ * its prefix cache: with vLLM's --enable-prompt-tokens-details or SGLang's --enable-cache-report
+ * (`report`), and only for a non-zero hit (vLLM tests the count's truthiness, SGLang `N > 0`).
+ */
+export function promptTokensDetails(report: boolean, cachedTokens: number): PromptTokensDetails | null {
+  return report && cachedTokens > 0 ? { cached_tokens: cachedTokens } : null;
+}
+
+// Usage objects as each serializer leaves them (field order is UsageInfo's in both servers).
+const counts = (u: Usage) => ({ prompt_tokens: u.prompt_tokens, total_tokens: u.total_tokens, completion_tokens: u.completion_tokens });
+/** Every field, nulls kept (pydantic's model_dump without exclusions). */
+const full = (u: Usage) => ({ ...counts(u), prompt_tokens_details: u.prompt_tokens_details });
+/** Nulls dropped (exclude_none=True). */
+const slim = (u: Usage) => (u.prompt_tokens_details ? full(u) : counts(u));
+/** Per-chunk usage (continuous_usage_stats): both servers build it from the counts alone, so its details are unset. */
+const running = (u: Usage) => ({ ...counts(u), prompt_tokens_details: null });
+
+/**
+ * One streamed /v1/completions chunk (without the `data: ` framing). Both servers serialize these
+ * with every field: `"usage": null`, or with continuous_usage_stats the counts so far and
+ * `"prompt_tokens_details": null`.
+ */
 export function completionChunk(id: string, created: number, model: string, text: string, finish: string | null, u: Usage | null): string {
   return JSON.stringify({
     id,
@@ -133,21 +167,32 @@ export function completionChunk(id: string, created: number, model: string, text
     created,
     model,
     choices: [{ index: 0, text, logprobs: null, finish_reason: finish, stop_reason: null }],
-    usage: u,
+    usage: u ? running(u) : null,
   });
 }
 
-export function chatChunk(id: string, created: number, model: string, delta: { role?: string; content: string }, finish: string | null, u: Usage | null): string {
+/**
+ * One streamed chat chunk. vLLM serializes these with exclude_unset: no `usage` key, or with
+ * continuous_usage_stats just the counts so far. SGLang writes every field: `"usage": null`, or
+ * the counts so far with `"prompt_tokens_details": null`.
+ */
+export function chatChunk(wire: Wire, id: string, created: number, model: string, delta: { role?: string; content: string }, finish: string | null, u: Usage | null): string {
   const choice: Record<string, unknown> = { index: 0, delta, logprobs: null, finish_reason: finish };
   if (finish !== null) choice.stop_reason = null;
   const chunk: Record<string, unknown> = { id, object: "chat.completion.chunk", created, model, choices: [choice] };
-  if (u) chunk.usage = u;
+  if (wire === "sglang") chunk.usage = u ? running(u) : null;
+  else if (u) chunk.usage = counts(u);
   return JSON.stringify(chunk);
 }
 
-/** The last chunk of a stream with stream_options.include_usage. */
-export function usageChunk(endpoint: Endpoint, id: string, created: number, model: string, u: Usage): string {
-  return JSON.stringify({ id, object: endpoint === "chat" ? "chat.completion.chunk" : "text_completion", created, model, choices: [], usage: u });
+/**
+ * The last chunk of a stream with stream_options.include_usage. vLLM writes it without nulls, so
+ * `prompt_tokens_details` is there only when reported; so does SGLang for /v1/completions, while
+ * its chat usage chunk keeps `"prompt_tokens_details": null`.
+ */
+export function usageChunk(wire: Wire, endpoint: Endpoint, id: string, created: number, model: string, u: Usage): string {
+  const object = endpoint === "chat" ? "chat.completion.chunk" : "text_completion";
+  return JSON.stringify({ id, object, created, model, choices: [], usage: wire === "sglang" && endpoint === "chat" ? full(u) : slim(u) });
 }
 
 export function completionResponse(id: string, created: number, model: string, text: string, u: Usage, finish = "length"): string {
@@ -157,7 +202,7 @@ export function completionResponse(id: string, created: number, model: string, t
     created,
     model,
     choices: [{ index: 0, text, logprobs: null, finish_reason: finish, stop_reason: null, prompt_logprobs: null }],
-    usage: { ...u, prompt_tokens_details: null },
+    usage: full(u),
     kv_transfer_params: null,
   });
 }
@@ -177,7 +222,7 @@ export function chatResponse(id: string, created: number, model: string, text: s
         stop_reason: null,
       },
     ],
-    usage: { ...u, prompt_tokens_details: null },
+    usage: full(u),
     prompt_logprobs: null,
     kv_transfer_params: null,
   });

@@ -13,6 +13,13 @@
 // max_tokens), GET /v1/models (the served model and the LoRA modules with their parent),
 // GET /health, GET /metrics (vLLM's or SGLang's metric names, per `runtime`).
 //
+// Prompt cache hits: with `enablePromptTokensDetails` (vLLM's --enable-prompt-tokens-details) or,
+// on SGLang pods, `enableCacheReport` (--enable-cache-report), both off by default as in the real
+// servers, `usage.prompt_tokens_details` is `{"cached_tokens": N}` when the request's prompt hit N > 0
+// tokens of the prefix cache when it was first admitted (a P/D decode pod reports its prefill
+// side's hit, carried with the KV). Otherwise it is null in non-streaming bodies and, in the usage
+// chunk of a stream, absent (vLLM; SGLang's /v1/completions) or null (SGLang's chat).
+//
 // Time: the pod's clock is simulated milliseconds, Unix time at start and then running
 // `timeScale` times faster than the wall clock. A loop runs engine.step(now) and delivers the
 // step's tokens durationMs / timeScale real milliseconds later; it sleeps while the engine is idle.
@@ -57,6 +64,7 @@ import {
   completionResponse,
   errorBody,
   parseRequest,
+  promptTokensDetails,
   streamingErrorEvent,
   topLevelRaw,
   usage,
@@ -83,6 +91,13 @@ export interface PodOptions {
   engine?: EngineOptions;
   /** SGLang prefill/decode disaggregation (runtime "sglang" only). */
   pd?: PdPodOptions;
+  /**
+   * vLLM's --enable-prompt-tokens-details (runtime "vllm" only; default off): usage reports
+   * `prompt_tokens_details: {"cached_tokens": N}` for a prefix-cache hit of N > 0 tokens.
+   */
+  enablePromptTokensDetails?: boolean;
+  /** SGLang's --enable-cache-report (runtime "sglang" only; default off): the same report. */
+  enableCacheReport?: boolean;
 }
 
 export interface PdRequestRecord {
@@ -153,6 +168,11 @@ export async function startPod(opts: PodOptions = {}): Promise<Pod> {
   const pdOpts = opts.pd;
   if (pdOpts && runtime !== "sglang") throw new RangeError("P/D pods are SGLang's: pd needs runtime \"sglang\"");
   const role: PdRole | undefined = pdOpts?.role;
+  if (opts.enablePromptTokensDetails && runtime !== "vllm") throw new RangeError("enablePromptTokensDetails is vLLM's flag; SGLang's is enableCacheReport");
+  if (opts.enableCacheReport && runtime !== "sglang") throw new RangeError("enableCacheReport is SGLang's flag; vLLM's is enablePromptTokensDetails");
+  const reportCached = (runtime === "sglang" ? opts.enableCacheReport : opts.enablePromptTokensDetails) === true;
+  /** What the request's usage says of its prefix-cache hit at first admission. */
+  const details = (cachedTokens: number) => promptTokensDetails(reportCached, cachedTokens);
   const engineOpts: EngineOptions = {
     ...opts.engine,
     maxLoras: opts.engine?.maxLoras ?? (loras.size > 0 ? 1 : 0),
@@ -232,7 +252,7 @@ export async function startPod(opts: PodOptions = {}): Promise<Pod> {
   };
   const sendError = (res: http.ServerResponse, e: ApiError) => send(res, e.status, errorBody(e.status, e.type, e.message));
   const pd: PdServer | undefined = pdOpts
-    ? createPdServer({ opts: pdOpts, engine, listeners, now, timeScale, wake, send, sendError, isDead: () => dead })
+    ? createPdServer({ opts: pdOpts, engine, listeners, now, timeScale, wake, send, sendError, isDead: () => dead, reportCached })
     : undefined;
 
   const metricsText = () => {
@@ -311,7 +331,9 @@ export async function startPod(opts: PodOptions = {}): Promise<Pod> {
         maxTokens,
         onToken: (t) => text.push(render(t)),
         onFinished: (e) => {
-          const u = usage(prompt, e.outputTokens.length);
+          // The finished event's cachedTokens is the hit when the request was first scheduled
+          // (a request preempted and resumed keeps it), what vLLM's num_cached_tokens holds.
+          const u = usage(prompt, e.outputTokens.length, details(e.cachedTokens));
           send(res, 200, endpoint === "chat" ? chatResponse(id, created, requested, text.join(""), u) : completionResponse(id, created, requested, text.join(""), u));
         },
       });
@@ -329,14 +351,15 @@ export async function startPod(opts: PodOptions = {}): Promise<Pod> {
         const u = p.continuousUsage ? usage(prompt, count) : null;
         const finish = last ? "length" : null;
         if (endpoint === "chat") {
-          if (index === 0) write(chatChunk(id, created, requested, { role: "assistant", content: "" }, null, p.continuousUsage ? usage(prompt, 0) : null));
-          write(chatChunk(id, created, requested, { content: render(t) }, finish, u));
+          // vLLM's first (role) chunk carries usage too with continuous_usage_stats; SGLang's does not.
+          if (index === 0) write(chatChunk(runtime, id, created, requested, { role: "assistant", content: "" }, null, p.continuousUsage && runtime === "vllm" ? usage(prompt, 0) : null));
+          write(chatChunk(runtime, id, created, requested, { content: render(t) }, finish, u));
         } else {
           write(completionChunk(id, created, requested, render(t), finish, u));
         }
       },
       onFinished: (e) => {
-        if (p.includeUsage) write(usageChunk(endpoint, id, created, requested, usage(prompt, e.outputTokens.length)));
+        if (p.includeUsage) write(usageChunk(runtime, endpoint, id, created, requested, usage(prompt, e.outputTokens.length, details(e.cachedTokens))));
         if (!res.destroyed) res.end("data: [DONE]\n\n");
       },
     });
@@ -450,6 +473,8 @@ interface PdContext {
   send(res: http.ServerResponse, status: number, body: string, type?: string): void;
   sendError(res: http.ServerResponse, e: ApiError): void;
   isDead(): boolean;
+  /** --enable-cache-report */
+  reportCached: boolean;
 }
 
 interface PdServer {
@@ -467,8 +492,8 @@ interface PdServer {
 /** How a request's client gets its answer (one per generation request on a P/D pod). */
 interface Reply {
   token(t: number, index: number, last: boolean): void;
-  /** Normal end (finish_reason "length"), or a graceful abort ("abort"). */
-  end(outputTokens: number, finish: "length" | "abort"): void;
+  /** Normal end (finish_reason "length"), or a graceful abort ("abort"); `cachedTokens` is the prompt's prefix-cache hit to report. */
+  end(outputTokens: number, finish: "length" | "abort", cachedTokens: number): void;
   /** An abort with an HTTP status, as SGLang's tokenizer manager reports it. */
   fail(status: number, message: string): void;
   readonly over: boolean;
@@ -484,6 +509,8 @@ interface DecodeRoom {
   reply: Reply;
   done: boolean;
   kvArrived: boolean;
+  /** The prefill side's prefix-cache hit, as it came with the KV. */
+  cachedTokens?: number;
   poll?: http.ClientRequest;
   retry?: NodeJS.Timeout;
   timer?: NodeJS.Timeout;
@@ -501,6 +528,8 @@ interface PrefillRoom {
   kvReady: boolean;
   firstToken?: number;
   prefillAtMs?: number;
+  /** The prompt's prefix-cache hit on this pod (known once prefilled). */
+  cachedTokens?: number;
   finished: boolean;
   timers: NodeJS.Timeout[];
 }
@@ -559,29 +588,29 @@ function createPdServer(c: PdContext): PdServer {
         const u = p.continuousUsage ? usage(prompt, count) : null;
         const finish = last ? "length" : null;
         if (endpoint === "chat") {
-          if (index === 0) write(chatChunk(id, created, requested, { role: "assistant", content: "" }, null, p.continuousUsage ? usage(prompt, 0) : null));
-          write(chatChunk(id, created, requested, { content: render(t) }, finish, u));
+          if (index === 0) write(chatChunk("sglang", id, created, requested, { role: "assistant", content: "" }, null, null));
+          write(chatChunk("sglang", id, created, requested, { content: render(t) }, finish, u));
         } else {
           write(completionChunk(id, created, requested, render(t), finish, u));
         }
       },
-      end(outputTokens, finish) {
+      end(outputTokens, finish, cachedTokens) {
         if (over) return;
         over = true;
-        const u = usage(prompt, outputTokens);
+        const u = usage(prompt, outputTokens, promptTokensDetails(c.reportCached, cachedTokens));
         if (!p.stream) {
           c.send(res, 200, endpoint === "chat" ? chatResponse(id, created, requested, text.join(""), u, finish) : completionResponse(id, created, requested, text.join(""), u, finish));
           return;
         }
         if (finish === "abort") {
           if (endpoint === "chat") {
-            if (count === 0) write(chatChunk(id, created, requested, { role: "assistant", content: "" }, null, null));
-            write(chatChunk(id, created, requested, { content: "" }, "abort", null));
+            if (count === 0) write(chatChunk("sglang", id, created, requested, { role: "assistant", content: "" }, null, null));
+            write(chatChunk("sglang", id, created, requested, { content: "" }, "abort", null));
           } else {
             write(completionChunk(id, created, requested, "", "abort", null));
           }
         }
-        if (p.includeUsage) write(usageChunk(endpoint, id, created, requested, u));
+        if (p.includeUsage) write(usageChunk("sglang", endpoint, id, created, requested, u));
         done();
       },
       fail(status, message) {
@@ -666,8 +695,10 @@ function createPdServer(c: PdContext): PdServer {
           // not JSON
         }
         if (r.statusCode === 200 && typeof j.first_token === "number") {
-          if (engine.kvArrived(e.id, j.first_token, now(), typeof j.cached_tokens === "number" ? j.cached_tokens : 0)) {
+          const cached = typeof j.cached_tokens === "number" ? j.cached_tokens : 0;
+          if (engine.kvArrived(e.id, j.first_token, now(), cached)) {
             e.kvArrived = true;
+            e.cachedTokens = cached;
             if (e.timer) clearTimeout(e.timer);
             e.timer = undefined;
             wake();
@@ -796,7 +827,7 @@ function createPdServer(c: PdContext): PdServer {
     abortables.delete(id);
     dropRoom(r);
     r.reply!.token(r.firstToken!, 0, true);
-    r.reply!.end(1, "length");
+    r.reply!.end(1, "length", r.cachedTokens ?? 0);
     wake();
   };
 
@@ -916,7 +947,8 @@ function createPdServer(c: PdContext): PdServer {
       },
       onFinished: (ev) => {
         finishDecode(e);
-        reply.end(ev.outputTokens.length, "length");
+        // SGLang's decode server reports the prefix-cache hit its prefill side had (kvArrived's).
+        reply.end(ev.outputTokens.length, "length", ev.cachedTokens);
       },
     });
     e.timer = setTimeout(() => {
@@ -935,7 +967,7 @@ function createPdServer(c: PdContext): PdServer {
         // Decoding already: a graceful abort (finish_reason "abort").
         engine.abort(id);
         finishDecode(e);
-        if (respond) reply.end(count, "abort");
+        if (respond) reply.end(count, "abort", e.cachedTokens ?? 0);
       }
       preallocate();
     };
@@ -962,6 +994,7 @@ function createPdServer(c: PdContext): PdServer {
         const doneAt = kvTransferDoneMs(ev.chunks, bpt, link);
         r.firstToken = ev.token;
         r.prefillAtMs = ev.atMs;
+        r.cachedTokens = ev.cachedTokens;
         r.kv = JSON.stringify({
           room,
           rid: id,
@@ -991,7 +1024,7 @@ function createPdServer(c: PdContext): PdServer {
       const st = engine.stateOf(id);
       if (respond && (st === "bootstrap" || st === "transferring")) return failPrefill(r, st === "bootstrap" ? "bootstrap" : "transfer", "Aborted by AbortReq.");
       endPrefill(r);
-      if (respond) reply.end(0, "abort");
+      if (respond) reply.end(0, "abort", r.cachedTokens ?? 0);
     };
     abortables.set(id, () => abort(true));
     res.on("close", () => abort(false));
