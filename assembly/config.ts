@@ -99,6 +99,18 @@ export class Config {
   // room for the top band's requests to start at once.
   queueHeadroom: f64 = 0.3;
   queueWindowMs: f64 = 60000;
+  // Watching responses: per-request timing, token counts and cache hits as metrics (the last
+  // observeTailBytes of each response are kept to find its usage), and what they teach routing:
+  // each endpoint's observed speed against the estimate (observeTtftFeedback) and how long its
+  // prefix cache really keeps what the index says it holds (observeRetentionFeedback), learned
+  // at rate observeAlpha.
+  observeEnabled: bool = true;
+  observeTailBytes: i32 = 4096;
+  observeTtftFeedback: bool = false;
+  observeRetentionFeedback: bool = false;
+  observeAlpha: f64 = 0.2;
+  // Distinct label sets per family before further ones are counted as "other".
+  observeMaxSeries: i32 = 512;
 }
 
 export class ConfigResult {
@@ -262,6 +274,15 @@ export function parseConfig(text: string): ConfigResult {
     c.queueMaxBytes = r.num(qu, "max_bytes", c.queueMaxBytes, 1024, 16 * 1024 * 1024 * 1024, "queue.");
     c.queueHeadroom = r.num(qu, "headroom", c.queueHeadroom, 0, 100, "queue.");
     c.queueWindowMs = r.num(qu, "window_ms", c.queueWindowMs, 0, 86400000, "queue.");
+  }
+  const ob = r.section(root, "observe");
+  if (ob !== null) {
+    c.observeEnabled = r.bool(ob, "enabled", c.observeEnabled, "observe.");
+    c.observeTailBytes = r.int(ob, "tail_bytes", c.observeTailBytes, 256, 1048576, "observe.");
+    c.observeTtftFeedback = r.bool(ob, "ttft_feedback", c.observeTtftFeedback, "observe.");
+    c.observeRetentionFeedback = r.bool(ob, "retention_feedback", c.observeRetentionFeedback, "observe.");
+    c.observeAlpha = r.num(ob, "alpha", c.observeAlpha, 0.001, 1, "observe.");
+    c.observeMaxSeries = r.int(ob, "max_series", c.observeMaxSeries, 1, 65536, "observe.");
   }
   const w = r.section(root, "weights");
   if (w !== null) {

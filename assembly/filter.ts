@@ -27,6 +27,10 @@ import { routePd } from "./pd/route";
 import { drainHeld, publishHeld, wakeHolders, wakeQueueName } from "./queue/release";
 import { holdOrAnswer } from "./queue/hold";
 import { WorkerQueue, BANDS } from "./queue/band";
+import { ResponseWatch } from "./observe/watch";
+import { TaggedMetrics } from "./observe/metrics";
+import { Learner } from "./observe/learn";
+import * as observe from "./observe/report";
 
 const WARN_EVERY_MS: f64 = 10000;
 
@@ -39,6 +43,9 @@ export class EppRoot extends RootContext {
   prefix: PrefixIndex = new PrefixIndex(this.store, 8192, 600000);
   rng: Rng = new Rng(1);
   pd: PdCalls = new PdCalls();
+  // Labelled metrics of answers, and what answers taught routing (observe/).
+  tagged: TaggedMetrics = new TaggedMetrics(512);
+  learner: Learner = new Learner(0.2, 600000, 100, 1024);
   // Requests held while the pool is saturated (priority queuing), this worker's share of the
   // shared per-band counts, and the shared queue that wakes this worker up.
   queue: WorkerQueue<EppHttp> = new WorkerQueue<EppHttp>();
@@ -79,6 +86,8 @@ export class EppRoot extends RootContext {
     if (this.stats === null) this.stats = new Stats();
     this.cache = new StateCache(this.store, c.maxEndpoints);
     this.prefix = new PrefixIndex(this.store, c.prefixIndexSets, c.prefixTtlMs);
+    this.tagged = new TaggedMetrics(c.observeMaxSeries);
+    this.learner = new Learner(c.observeAlpha, c.prefixTtlMs, c.ttftFloorMs, c.maxEndpoints);
     const seed = host.randomU64() ^ (<u64>host.nowMs() * 0x9e3779b97f4a7c15);
     this.rng = new Rng(seed);
     this.vmId = host.getStringProperty("plugin_vm_id");
@@ -184,6 +193,10 @@ export class EppHttp extends Context {
   heldBody: ArrayBuffer | null = null;
   heldReq: ParsedRequest | null = null;
   heldRes: Resolution | null = null;
+  // The answer as it passes (observe/): null when not watched.
+  watch: ResponseWatch | null = null;
+  replied: bool = false;
+  streamed: bool = false;
 
   constructor(id: u32, root: EppRoot) {
     super(id, root);
@@ -198,6 +211,7 @@ export class EppHttp extends Context {
       if (!p.onHeaders(endOfStream)) this.phase = PHASE_DONE;
       return FilterHeadersStatusValues.StopIteration;
     }
+    this.watch = observe.startWatch(this.root);
     // A client must never choose its own upstream: drop whatever it sent now, set ours later.
     if (host.getHeader(host.REQUEST_HEADERS, cfg.endpointHeader) !== null) {
       host.removeHeader(host.REQUEST_HEADERS, cfg.endpointHeader);
@@ -255,12 +269,26 @@ export class EppHttp extends Context {
     return this.finishBody() ? FilterTrailersStatusValues.Continue : FilterTrailersStatusValues.StopIteration;
   }
 
-  onResponseHeaders(_headers: u32, _endOfStream: bool): FilterHeadersStatusValues {
+  onResponseHeaders(_headers: u32, endOfStream: bool): FilterHeadersStatusValues {
     if (this.prefillSent) this.root.pd.responseStarted(this.context_id);
+    observe.onResponseHeaders(this, endOfStream);
     return FilterHeadersStatusValues.Continue;
   }
 
+  // The answer passes as it comes; only its timing and its last bytes are kept (observe/).
+  onResponseBody(size: usize, endOfStream: bool): FilterDataStatusValues {
+    observe.onResponseBody(this, size, endOfStream);
+    return FilterDataStatusValues.Continue;
+  }
+
+  onResponseTrailers(_trailers: u32): FilterTrailersStatusValues {
+    const w = this.watch;
+    if (w !== null) w.end(host.nowMs());
+    return FilterTrailersStatusValues.Continue;
+  }
+
   onDone(): bool {
+    observe.finishWatch(this);
     if (this.prefillSent) this.root.pd.streamDone(this.context_id);
     this.leaveQueue();
     const routed = this.routedPool.length > 0;
@@ -281,7 +309,9 @@ export class EppHttp extends Context {
     }
   }
 
-  onLog(): void {}
+  onLog(): void {
+    observe.finishWatch(this);
+  }
 
   onDelete(): void {
     if (this.prefillSent) this.root.pd.streamDone(this.context_id);
@@ -301,6 +331,8 @@ export class EppHttp extends Context {
 
   reply(e: ErrorReply): void {
     this.phase = PHASE_DONE;
+    observe.noteLocalReply(this.root, this.watch, e.status);
+    this.replied = true;
     host.sendResponse(e.status, e.details(), e.body(), ["content-type", "x-wasm-epp-error"], ["application/json", e.code]);
   }
 
@@ -343,6 +375,8 @@ export class EppHttp extends Context {
   // No JSON body to read (GET /v1/models, uploads, ...): any good endpoint will do.
   private routeUnparsed(): bool {
     this.phase = PHASE_DONE;
+    // Not an inference request: no inference metrics.
+    this.watch = null;
     const root = this.root;
     const st = root.currentState();
     const pool = this.poolFor(st);
@@ -386,6 +420,7 @@ export class EppHttp extends Context {
     if (pool === null) return false;
     const state = st as State;
     const res = resolveModel(pool, req.model, root.rng);
+    observe.noteModel(this.watch, req.model, res.target, res.known, req.prompt.seen, body.byteLength);
     if (!res.known) {
       if (cfg.unknownModel == UNKNOWN_MODEL_REJECT) {
         root.count(stats.MODEL_NOT_FOUND);
@@ -434,6 +469,7 @@ export class EppHttp extends Context {
         input.prefix = root.prefix.lookup(h, pool.indexById, pool.endpoints.length, now);
       }
     }
+    const recorded = observe.learnedInput(root, input, pool, now);
     const picked = pickEndpoint(input, root.rng);
     if (picked.status == SHED) {
       root.count(stats.SHED);
@@ -456,6 +492,7 @@ export class EppHttp extends Context {
       }
     }
     this.dispatch(pool, picked.index, now, picked.workMs);
+    observe.notePrediction(this.watch, pool, picked.index, input.prefix, recorded !== null ? recorded[picked.index] : picked.prefixBlocks, now, picked.ttftRawMs);
     const match = input.prefix;
     let totalBlocks = 0;
     if (hashes !== null && match !== null) {
@@ -491,6 +528,7 @@ export class EppHttp extends Context {
     const e = pool.endpoints[index];
     host.setHeader(host.REQUEST_HEADERS, root.config.endpointHeader, e.address);
     if (this.clientHeader) root.count(stats.CLIENT_HEADER_REPLACED);
+    observe.noteRouted(root, this.watch, e, now);
     if (recordLoad(root.store, loadKey(pool.name), e.id, 1, now, root.config.maxEndpoints * 2, workMs)) {
       this.routedPool = pool.name;
       this.routedId = e.id;

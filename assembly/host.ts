@@ -13,6 +13,7 @@ export const REQUEST_HEADERS: i32 = 0;
 export const RESPONSE_HEADERS: i32 = 2;
 export const HTTP_CALL_RESPONSE_HEADERS: i32 = 6;
 export const REQUEST_BODY: i32 = 0;
+const RESPONSE_BODY: i32 = 1;
 const HTTP_CALL_RESPONSE_BODY: i32 = 4;
 
 export const LOG_TRACE: i32 = 0;
@@ -106,6 +107,14 @@ export function removeHeader(map: i32, name: string): bool {
 
 export function getBody(size: i32): ArrayBuffer | null {
   if (abi.proxy_get_buffer_bytes(REQUEST_BODY, 0, <u32>size, OUT_PTR, OUT_SIZE) != OK) return null;
+  return takeBuffer();
+}
+
+// `length` bytes of the current response body chunk from `start` (only that chunk: the filter
+// lets response data pass as it comes).
+export function getResponseBody(start: i32, length: i32): ArrayBuffer | null {
+  if (length <= 0) return new ArrayBuffer(0);
+  if (abi.proxy_get_buffer_bytes(RESPONSE_BODY, <u32>start, <u32>length, OUT_PTR, OUT_SIZE) != OK) return null;
   return takeBuffer();
 }
 

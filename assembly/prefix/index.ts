@@ -193,6 +193,8 @@ export function ms32(ms: f64): u32 {
 export class PrefixMatch {
   // Matched blocks per endpoint index of the pool (longest recorded prefix seen).
   matched: Int32Array;
+  // When the record behind matched[i] was written (ms32), for endpoints with a match.
+  at: Uint32Array;
   total: i32;
   // Blocks taken to be held by every endpoint (the deepest crowded block matched): no evidence
   // for one endpoint over another.
@@ -203,6 +205,7 @@ export class PrefixMatch {
 
   constructor(endpoints: i32, total: i32) {
     this.matched = new Int32Array(endpoints);
+    this.at = new Uint32Array(endpoints);
     this.total = total;
     this.grid = gridPositions(total);
   }
@@ -274,7 +277,10 @@ export class PrefixIndex {
       if (ep == 0 || now - unchecked(set.times[e * ENDPOINTS + k]) > this.ttl || !index.has(ep)) continue;
       const j = index.get(ep);
       hit = true;
-      if (pos + 1 > m.matched[j]) m.matched[j] = pos + 1;
+      if (pos + 1 > m.matched[j]) {
+        m.matched[j] = pos + 1;
+        m.at[j] = unchecked(set.times[e * ENDPOINTS + k]);
+      }
       if (pos + 1 > m.best) m.best = pos + 1;
     }
     return hit;

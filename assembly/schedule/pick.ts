@@ -39,6 +39,9 @@ export class PickInput {
   role: i32 = ROLE_NONE;
   // Endpoints to pass over while others are ready (a prefill pod that just failed).
   avoid: Set<u32> | null = null;
+  // Learned from answers (observe/learn.ts): per endpoint id, how much slower (> 1) or faster
+  // than estimated it answers; estimates are multiplied by it.
+  speed: Map<u32, f64> | null = null;
 
   constructor(pool: Pool, cfg: Config, load: LoadView) {
     this.pool = pool;
@@ -62,6 +65,8 @@ export class Pick {
   // time to its first token there.
   workMs: f64 = 0;
   ttftMs: f64 = 0;
+  // The estimate before any learned speed.
+  ttftRawMs: f64 = 0;
 }
 
 // Metrics of endpoint e are older than the saturation threshold.
@@ -246,7 +251,9 @@ export function pickEndpoint(input: PickInput, rng: Rng): Pick {
     unchecked((queues[k] = q));
     const bl = input.load.backlogMs(input.load.find(e.id), input.nowMs);
     if (bl < minBacklog) minBacklog = bl;
-    const t = estimateWith(e, i, input, bl, q);
+    let t = estimateWith(e, i, input, bl, q);
+    const sp = input.speed;
+    if (sp !== null && sp.has(e.id)) t *= sp.get(e.id);
     unchecked((est[k] = t));
     if (t < minEst) minEst = t;
     saturation += podSaturation(e, input);
@@ -319,6 +326,9 @@ export function pickEndpoint(input: PickInput, rng: Rng): Pick {
   result.prefixBlocks = prefix !== null ? prefix.matched[chosen] : 0;
   result.workMs = workMs(chosen, input);
   result.ttftMs = unchecked(est[bestK]);
+  const sp = input.speed;
+  const ce = unchecked(eps[chosen]);
+  result.ttftRawMs = sp !== null && sp.has(ce.id) ? result.ttftMs / sp.get(ce.id) : result.ttftMs;
   return result;
 }
 

@@ -1,0 +1,146 @@
+// What answers teach routing, per endpoint and per worker: how fast the endpoint really is next
+// to the pick's estimate, and how long its prefix cache really keeps what the index says it holds.
+//
+// Speed. For a streamed answer, the time from sending the request to its first byte is compared
+// with the pick's estimate for that endpoint, both with the scoring floor added (a full cache hit
+// on an idle pod is estimated near 0 ms, and takes one decode step). The exponentially weighted
+// ratio multiplies that endpoint's future estimates: a pod that keeps answering slower than
+// estimated looks slower.
+//
+// Retention. The index remembers that a pod was sent a prefix until its TTL; the pod's cache may
+// have evicted it long before, under memory pressure. An answer's cached_tokens says whether the
+// prediction held: a hit on a record of age a shows the pod keeps prefixes at least that long, a
+// miss that it keeps them less. The endpoint's retention moves a step (alpha) toward a in either
+// case, and only when a contradicts it (a hit older than the retention, a miss younger than it),
+// so it settles where hits turn into misses. Records older than an endpoint's retention no longer
+// count as held there.
+//
+// Each worker learns from the answers it sees; learned values are not shared.
+
+import { ResponseWatch } from "./watch";
+import { Pool } from "../state/document";
+import { PrefixMatch, ms32 } from "../prefix/index";
+
+const MIN_RETENTION_MS: f64 = 1000;
+const MAX_RATIO: f64 = 10;
+const MIN_RATIO: f64 = 0.1;
+
+export class PodLearning {
+  // EWMA of the time to first byte once sent (streamed answers), ms; -1 before the first.
+  ttftMs: f64 = -1;
+  // EWMA of prompt tokens computed (not cached) per second of that time; -1 before the first.
+  prefillTokensPerSec: f64 = -1;
+  // EWMA of (observed + floor) / (estimate + floor).
+  speed: f64 = 1;
+  retentionMs: f64;
+  hits: i32 = 0;
+  misses: i32 = 0;
+
+  constructor(retentionMs: f64) {
+    this.retentionMs = retentionMs;
+  }
+}
+
+export class Learner {
+  pods: Map<u32, PodLearning> = new Map<u32, PodLearning>();
+  // Speeds by endpoint id, for the pick (only endpoints learned so far).
+  speeds: Map<u32, f64> = new Map<u32, f64>();
+  // The servers report cached_tokens (seen at least once): an answer without it had none cached
+  // (vLLM leaves the field out when it is 0).
+  cacheReported: bool = false;
+  alpha: f64;
+  ttlMs: f64;
+  floorMs: f64;
+  maxPods: i32;
+
+  constructor(alpha: f64, ttlMs: f64, floorMs: f64, maxPods: i32) {
+    this.alpha = alpha;
+    this.ttlMs = ttlMs;
+    this.floorMs = floorMs;
+    this.maxPods = maxPods;
+  }
+
+  pod(id: u32): PodLearning | null {
+    if (this.pods.has(id)) return this.pods.get(id);
+    // Bounded: a pool's pods come and go; past the bound the oldest learning is dropped.
+    if (this.pods.size >= this.maxPods) {
+      const keys = this.pods.keys();
+      this.pods.delete(keys[0]);
+      this.speeds.delete(keys[0]);
+    }
+    const p = new PodLearning(this.ttlMs);
+    this.pods.set(id, p);
+    return p;
+  }
+
+  // Sets aside, in a lookup over `pool`, the records older than their endpoint's retention: they
+  // no longer count as held there.
+  forget(m: PrefixMatch, pool: Pool, nowMs: f64): void {
+    if (this.pods.size == 0) return;
+    const now = ms32(nowMs);
+    const n = m.matched.length < pool.endpoints.length ? m.matched.length : pool.endpoints.length;
+    for (let i = 0; i < n; i++) {
+      if (unchecked(m.matched[i]) == 0) continue;
+      const id = unchecked(pool.endpoints[i]).id;
+      if (!this.pods.has(id)) continue;
+      const r = this.pods.get(id).retentionMs;
+      if (r >= this.ttlMs) continue;
+      if (<f64>(now - unchecked(m.at[i])) > r) unchecked((m.matched[i] = 0));
+    }
+  }
+
+  retentionOf(id: u32): f64 {
+    return this.pods.has(id) ? this.pods.get(id).retentionMs : this.ttlMs;
+  }
+
+  // Learns from a finished answer routed to endpoint `id` (streamed: its first byte is the first
+  // token).
+  observe(w: ResponseWatch, id: u32, streamed: bool, blockSize: i32): void {
+    const u = w.usage;
+    if (u.cachedTokens >= 0) this.cacheReported = true;
+    const a = this.alpha;
+    const t = w.upstreamTtftMs;
+    if (streamed && t >= 0) {
+      const p = this.pod(id) as PodLearning;
+      p.ttftMs = p.ttftMs < 0 ? t : p.ttftMs + a * (t - p.ttftMs);
+      if (u.found && u.promptTokens > 0) {
+        const cached = u.cachedTokens > 0 ? u.cachedTokens : 0;
+        const computed = <f64>(u.promptTokens - cached);
+        if (computed > 0 && t > 0) {
+          const tps = computed * 1000 / t;
+          p.prefillTokensPerSec = p.prefillTokensPerSec < 0 ? tps : p.prefillTokensPerSec + a * (tps - p.prefillTokensPerSec);
+        }
+      }
+      if (w.estimateMs >= 0) {
+        let r = (t + this.floorMs) / (w.estimateMs + this.floorMs);
+        if (r > MAX_RATIO) r = MAX_RATIO;
+        if (r < MIN_RATIO) r = MIN_RATIO;
+        p.speed += a * (r - p.speed);
+        this.speeds.set(id, p.speed);
+      }
+    }
+    this.learnRetention(w, blockSize);
+  }
+
+  private learnRetention(w: ResponseWatch, blockSize: i32): void {
+    const u = w.usage;
+    if (!u.found || w.recordedBlocks <= 0 || w.recordedAgeMs < 0 || w.cachePodId == 0) return;
+    if (u.cachedTokens < 0 && !this.cacheReported) return;
+    const real: f64 = u.cachedTokens > 0 ? <f64>u.cachedTokens : 0;
+    const predicted = w.recordedCachedTokens(blockSize);
+    if (predicted <= 0) return;
+    // One block of slack for where the server's blocks end against ours.
+    const block = <f64>blockSize * <f64>u.promptTokens / <f64>w.promptBytes;
+    const p = this.pod(w.cachePodId) as PodLearning;
+    const age = w.recordedAgeMs;
+    if (real >= predicted - 2 * block) {
+      p.hits++;
+      if (age > p.retentionMs) p.retentionMs += this.alpha * (age - p.retentionMs);
+    } else if (real < predicted / 2) {
+      p.misses++;
+      if (age < p.retentionMs) p.retentionMs -= this.alpha * (p.retentionMs - age);
+    }
+    if (p.retentionMs < MIN_RETENTION_MS) p.retentionMs = MIN_RETENTION_MS;
+    if (p.retentionMs > this.ttlMs) p.retentionMs = this.ttlMs;
+  }
+}
