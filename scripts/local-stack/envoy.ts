@@ -1,14 +1,20 @@
 // The local stack's gateway when Envoy >= 1.35 is installed: a real Envoy running
 // deploy/envoy/envoy.yaml (8080 plain, 8081 through build/wasm-epp.wasm, 127.0.0.1:19100 push
-// listener, admin on 127.0.0.1:9901), with the push token in its environment.
+// listener), with the push token in its environment. Its admin listener is moved from the file's
+// 127.0.0.1:9901 to 127.0.0.1:19000 (a --config-yaml overlay), where the host-based gateway
+// serves the same /stats and /stats/prometheus (admin.ts).
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
+
+/** The local stack's admin port, whichever gateway runs (admin.ts serves it for the host). */
+export const ENVOY_ADMIN_PORT = 19000;
 
 export interface EnvoyGateway {
   plainUrl: string;
   inferenceUrl: string;
   pushUrl: string;
+  adminUrl: string;
   process: ChildProcess;
   close(): Promise<void>;
 }
@@ -39,7 +45,9 @@ export function wasmLogMessage(line: string): string | null {
 // `configPath`: another configuration than deploy/envoy/envoy.yaml (an example's: its pool and
 // pods); relative paths in it (the module) are resolved from `root`.
 export async function startEnvoyGateway(root: string, token: string, onLine: (line: string) => void, configPath?: string): Promise<EnvoyGateway> {
-  const child = spawn('envoy', ['-c', configPath ?? join(root, 'deploy/envoy/envoy.yaml'), '--log-level', 'info', '--component-log-level', 'wasm:info'], {
+  // --config-yaml is merged over the file: only the admin port changes.
+  const adminOverlay = `admin: { address: { socket_address: { address: 127.0.0.1, port_value: ${ENVOY_ADMIN_PORT} } } }`;
+  const child = spawn('envoy', ['-c', configPath ?? join(root, 'deploy/envoy/envoy.yaml'), '--config-yaml', adminOverlay, '--log-level', 'info', '--component-log-level', 'wasm:info'], {
     cwd: root,
     env: { ...process.env, WASM_EPP_PUSH_TOKEN: token },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -61,7 +69,7 @@ export async function startEnvoyGateway(root: string, token: string, onLine: (li
   for (;;) {
     if (child.exitCode !== null) throw new Error(`envoy exited with status ${child.exitCode}`);
     try {
-      const r = await fetch('http://127.0.0.1:9901/ready');
+      const r = await fetch(`http://127.0.0.1:${ENVOY_ADMIN_PORT}/ready`);
       if (r.status === 200) break;
     } catch {
       /* not listening yet */
@@ -76,6 +84,7 @@ export async function startEnvoyGateway(root: string, token: string, onLine: (li
     plainUrl: 'http://127.0.0.1:8080',
     inferenceUrl: 'http://127.0.0.1:8081',
     pushUrl: 'http://127.0.0.1:19100/wasm-epp/v1/state',
+    adminUrl: `http://127.0.0.1:${ENVOY_ADMIN_PORT}`,
     process: child,
     close: () => new Promise<void>((resolve) => {
       if (child.exitCode !== null) return resolve();

@@ -5,6 +5,7 @@
 //   :8081  inference listener: the wasm-epp filter picks the pod; the request then goes to the
 //          address in x-gateway-destination-endpoint, like Envoy's ORIGINAL_DST cluster
 //   127.0.0.1:19100  ext-config listener: the same filter with accept_push, for the sidecar
+//   127.0.0.1:19000  Envoy's admin stats, GET /stats/prometheus and /stats (admin.ts)
 //
 // Request and response bodies stream through the filter's callbacks exactly as Envoy's filter
 // manager would feed them; the upstream request starts once the filter lets the whole request go
@@ -29,6 +30,7 @@ import type { AddressInfo } from 'node:net';
 import {
   ProxyWasmHost, upstreamResetBeforeHeaders, type HttpCallReply, type HttpCallRequest, type HttpStream, type LogEntry, type Plugin,
 } from '../../test/host/index.ts';
+import { startAdmin } from './admin.ts';
 
 /** The ORIGINAL_DST cluster the filter's calls name (pd.cluster), as in deploy/envoy/envoy.yaml. */
 export const ORIGINAL_DST_CLUSTER = 'wasm_epp_original_dst';
@@ -42,6 +44,11 @@ export interface GatewayOptions {
   plainPort?: number;
   inferencePort?: number;
   pushPort?: number;
+  /**
+   * Envoy's admin stats port, always on 127.0.0.1. Default 19000, or an ephemeral port when the
+   * inference listener is on one (inferencePort 0, as in tests, so that gateways can run side by side).
+   */
+  adminPort?: number;
   bindHost?: string;
   workers?: number;
   /** Extra plugin configuration for the routing filter (`pd` is merged over the default one). */
@@ -53,6 +60,8 @@ export interface Gateway {
   plainUrl: string;
   inferenceUrl: string;
   pushUrl: string;
+  /** Envoy's admin (GET /stats/prometheus, /stats). */
+  adminUrl: string;
   host: ProxyWasmHost;
   close(): Promise<void>;
 }
@@ -320,6 +329,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   const inferencePort = await listen(inference, opts.inferencePort ?? 8081, bind);
   // The ext-config listener is loopback-only, always.
   const pushPort = await listen(ext, opts.pushPort ?? 19100, '127.0.0.1');
+  const admin = await startAdmin({ host, port: opts.adminPort ?? (opts.inferencePort === 0 ? 0 : 19000) });
   const close = (s: http.Server) => new Promise<void>((r) => {
     s.close(() => r());
     s.closeAllConnections();
@@ -328,9 +338,10 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     plainUrl: `http://${bind}:${plainPort}`,
     inferenceUrl: `http://${bind}:${inferencePort}`,
     pushUrl: `http://127.0.0.1:${pushPort}/wasm-epp/v1/state`,
+    adminUrl: admin.url,
     host,
     async close() {
-      await Promise.all([close(plain), close(inference), close(ext)]);
+      await Promise.all([close(plain), close(inference), close(ext), admin.close()]);
       host.close();
     },
   };
