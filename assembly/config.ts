@@ -109,6 +109,8 @@ export class Config {
   observeTtftFeedback: bool = false;
   observeRetentionFeedback: bool = false;
   observeAlpha: f64 = 0.2;
+  // Relative speeds within 1 ± observeTtftDeadband count as 1 (equal pods differ by noise).
+  observeTtftDeadband: f64 = 0.2;
   // Distinct label sets per family before further ones are counted as "other".
   observeMaxSeries: i32 = 512;
 }
@@ -282,6 +284,7 @@ export function parseConfig(text: string): ConfigResult {
     c.observeTtftFeedback = r.bool(ob, "ttft_feedback", c.observeTtftFeedback, "observe.");
     c.observeRetentionFeedback = r.bool(ob, "retention_feedback", c.observeRetentionFeedback, "observe.");
     c.observeAlpha = r.num(ob, "alpha", c.observeAlpha, 0.001, 1, "observe.");
+    c.observeTtftDeadband = r.num(ob, "ttft_deadband", c.observeTtftDeadband, 0, 10, "observe.");
     c.observeMaxSeries = r.int(ob, "max_series", c.observeMaxSeries, 1, 65536, "observe.");
   }
   const w = r.section(root, "weights");

@@ -87,7 +87,7 @@ export class EppRoot extends RootContext {
     this.cache = new StateCache(this.store, c.maxEndpoints);
     this.prefix = new PrefixIndex(this.store, c.prefixIndexSets, c.prefixTtlMs);
     this.tagged = new TaggedMetrics(c.observeMaxSeries);
-    this.learner = new Learner(c.observeAlpha, c.prefixTtlMs, c.ttftFloorMs, c.maxEndpoints);
+    this.learner = new Learner(c.observeAlpha, c.prefixTtlMs, c.ttftFloorMs, c.maxEndpoints, c.observeTtftDeadband);
     const seed = host.randomU64() ^ (<u64>host.nowMs() * 0x9e3779b97f4a7c15);
     this.rng = new Rng(seed);
     this.vmId = host.getStringProperty("plugin_vm_id");

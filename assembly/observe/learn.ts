@@ -4,8 +4,11 @@
 // Speed. For a streamed answer, the time from sending the request to its first byte is compared
 // with the pick's estimate for that endpoint, both with the scoring floor added (a full cache hit
 // on an idle pod is estimated near 0 ms, and takes one decode step). The exponentially weighted
-// ratio multiplies that endpoint's future estimates: a pod that keeps answering slower than
-// estimated looks slower.
+// ratio, relative to the mean over the endpoints learned so far, multiplies that endpoint's
+// future estimates: a pod that keeps answering slower than its peers looks slower. Relative,
+// because an estimate that is off for every pod alike changes no pick; and only past a dead band
+// (ttft_deadband), because on equal pods the ratios differ by noise alone, and following noise
+// only unbalances them.
 //
 // Retention. The index remembers that a pod was sent a prefix until its TTL; the pod's cache may
 // have evicted it long before, under memory pressure. An answer's cached_tokens says whether the
@@ -22,6 +25,12 @@ import { Pool } from "../state/document";
 import { PrefixMatch, ms32 } from "../prefix/index";
 
 const MIN_RETENTION_MS: f64 = 1000;
+// Answers an endpoint's speed needs before it counts.
+const MIN_SPEED_SAMPLES: i32 = 16;
+
+export const NO_VERDICT: i32 = 0;
+export const CONFIRMED: i32 = 1; // the prefix the index predicted was in the cache
+export const MISSED: i32 = 2; // it was not (or much less of it)
 const MAX_RATIO: f64 = 10;
 const MIN_RATIO: f64 = 0.1;
 
@@ -32,6 +41,7 @@ export class PodLearning {
   prefillTokensPerSec: f64 = -1;
   // EWMA of (observed + floor) / (estimate + floor).
   speed: f64 = 1;
+  speedSamples: i32 = 0;
   retentionMs: f64;
   hits: i32 = 0;
   misses: i32 = 0;
@@ -52,12 +62,17 @@ export class Learner {
   ttlMs: f64;
   floorMs: f64;
   maxPods: i32;
+  deadband: f64;
+  // Sum and count of the speeds of endpoints with enough answers.
+  private speedSum: f64 = 0;
+  private speedCount: i32 = 0;
 
-  constructor(alpha: f64, ttlMs: f64, floorMs: f64, maxPods: i32) {
+  constructor(alpha: f64, ttlMs: f64, floorMs: f64, maxPods: i32, deadband: f64 = 0.2) {
     this.alpha = alpha;
     this.ttlMs = ttlMs;
     this.floorMs = floorMs;
     this.maxPods = maxPods;
+    this.deadband = deadband;
   }
 
   pod(id: u32): PodLearning | null {
@@ -65,6 +80,11 @@ export class Learner {
     // Bounded: a pool's pods come and go; past the bound the oldest learning is dropped.
     if (this.pods.size >= this.maxPods) {
       const keys = this.pods.keys();
+      const old = this.pods.get(keys[0]);
+      if (old.speedSamples >= MIN_SPEED_SAMPLES) {
+        this.speedSum -= old.speed;
+        this.speedCount--;
+      }
       this.pods.delete(keys[0]);
       this.speeds.delete(keys[0]);
     }
@@ -94,8 +114,9 @@ export class Learner {
   }
 
   // Learns from a finished answer routed to endpoint `id` (streamed: its first byte is the first
-  // token).
-  observe(w: ResponseWatch, id: u32, streamed: bool, blockSize: i32): void {
+  // token). Returns what the answer said of the index's prediction: CONFIRMED, MISSED or
+  // NO_VERDICT.
+  observe(w: ResponseWatch, id: u32, streamed: bool, blockSize: i32): i32 {
     const u = w.usage;
     if (u.cachedTokens >= 0) this.cacheReported = true;
     const a = this.alpha;
@@ -115,32 +136,54 @@ export class Learner {
         let r = (t + this.floorMs) / (w.estimateMs + this.floorMs);
         if (r > MAX_RATIO) r = MAX_RATIO;
         if (r < MIN_RATIO) r = MIN_RATIO;
-        p.speed += a * (r - p.speed);
-        this.speeds.set(id, p.speed);
+        const before = p.speed;
+        p.speed = p.speedSamples == 0 ? r : p.speed + a * (r - p.speed);
+        p.speedSamples++;
+        if (p.speedSamples == MIN_SPEED_SAMPLES) {
+          this.speedSum += p.speed;
+          this.speedCount++;
+        } else if (p.speedSamples > MIN_SPEED_SAMPLES) {
+          this.speedSum += p.speed - before;
+        }
+        if (p.speedSamples >= MIN_SPEED_SAMPLES) {
+          const rel = p.speed * <f64>this.speedCount / this.speedSum;
+          if (Math.abs(rel - 1) > this.deadband) this.speeds.set(id, rel);
+          else this.speeds.delete(id);
+        }
       }
     }
-    this.learnRetention(w, blockSize);
+    return this.learnRetention(w, blockSize);
   }
 
-  private learnRetention(w: ResponseWatch, blockSize: i32): void {
+  // How much slower (> 1) or faster than its peers endpoint `id` answers; 1 within the dead band
+  // or before enough answers.
+  speedOf(id: u32): f64 {
+    return this.speeds.has(id) ? this.speeds.get(id) : 1;
+  }
+
+  private learnRetention(w: ResponseWatch, blockSize: i32): i32 {
     const u = w.usage;
-    if (!u.found || w.recordedBlocks <= 0 || w.recordedAgeMs < 0 || w.cachePodId == 0) return;
-    if (u.cachedTokens < 0 && !this.cacheReported) return;
+    if (!u.found || w.recordedBlocks <= 0 || w.recordedAgeMs < 0 || w.cachePodId == 0) return NO_VERDICT;
+    if (u.cachedTokens < 0 && !this.cacheReported) return NO_VERDICT;
     const real: f64 = u.cachedTokens > 0 ? <f64>u.cachedTokens : 0;
     const predicted = w.recordedCachedTokens(blockSize);
-    if (predicted <= 0) return;
+    if (predicted <= 0) return NO_VERDICT;
     // One block of slack for where the server's blocks end against ours.
     const block = <f64>blockSize * <f64>u.promptTokens / <f64>w.promptBytes;
     const p = this.pod(w.cachePodId) as PodLearning;
     const age = w.recordedAgeMs;
+    let verdict = NO_VERDICT;
     if (real >= predicted - 2 * block) {
       p.hits++;
+      verdict = CONFIRMED;
       if (age > p.retentionMs) p.retentionMs += this.alpha * (age - p.retentionMs);
     } else if (real < predicted / 2) {
       p.misses++;
+      verdict = MISSED;
       if (age < p.retentionMs) p.retentionMs -= this.alpha * (p.retentionMs - age);
     }
     if (p.retentionMs < MIN_RETENTION_MS) p.retentionMs = MIN_RETENTION_MS;
     if (p.retentionMs > this.ttlMs) p.retentionMs = this.ttlMs;
+    return verdict;
   }
 }

@@ -89,6 +89,11 @@ export class TaggedMetrics {
     incrementMetric(this.id(GAUGE, family, labels, overflow), by);
   }
 
+  // Sets a gauge (Envoy: the last worker to set it wins).
+  gaugeSet(family: string, labels: string, overflow: string, value: f64): void {
+    recordMetric(this.id(GAUGE, family, labels, overflow), value > 0 ? <u64>Math.round(value) : 0);
+  }
+
   record(family: string, labels: string, overflow: string, value: f64): void {
     recordMetric(this.id(HISTOGRAM, family, labels, overflow), value > 0 ? <u64>Math.round(value) : 0);
   }

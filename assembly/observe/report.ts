@@ -11,6 +11,7 @@ import { parseDecimal } from "../util/format";
 import { EppHttp, EppRoot } from "../filter";
 import { ResponseWatch, OUTCOME_ERROR, OUTCOME_INCOMPLETE } from "./watch";
 import { TaggedMetrics, label, OTHER } from "./metrics";
+import { CONFIRMED, MISSED, NO_VERDICT } from "./learn";
 
 const REQUEST_TOTAL = "inference_objective_request_total";
 const ERROR_TOTAL = "inference_objective_request_error_total";
@@ -32,6 +33,11 @@ const POD_TTFT = "wasm_epp.endpoint_ttft_ms";
 const POD_PROMPT = "wasm_epp.endpoint_prompt_tokens_total";
 const POD_CACHED = "wasm_epp.endpoint_cached_tokens_total";
 const POD_PREDICTED = "wasm_epp.endpoint_predicted_cached_tokens_total";
+const POD_CONFIRMED = "wasm_epp.endpoint_prefix_confirmed_total";
+const POD_MISSED = "wasm_epp.endpoint_prefix_missed_total";
+const POD_TTFT_EWMA = "wasm_epp.endpoint_observed_ttft_ms";
+const POD_PREFILL_TPS = "wasm_epp.endpoint_prefill_tokens_per_second";
+const POD_RETENTION = "wasm_epp.endpoint_prefix_retention_seconds";
 const NO_USAGE = "wasm_epp.responses_without_usage";
 const INCOMPLETE = "wasm_epp.responses_incomplete";
 
@@ -197,8 +203,18 @@ export function finishWatch(h: EppHttp): void {
       m.add(POD_PREDICTED, pod, POD_OTHER, <i64>predicted);
     }
   }
-  if (cfg.observeTtftFeedback || cfg.observeRetentionFeedback) {
-    const id = w.cachePodId;
-    if (id != 0) root.learner.observe(w, id, h.streamed, cfg.prefixBlockSize);
-  }
+  // What the answer teaches: learned always (the gauges show it), used by picks only where
+  // observe.ttft_feedback / retention_feedback say so.
+  const id = w.cachePodId;
+  if (id == 0) return;
+  const learner = root.learner;
+  const verdict = learner.observe(w, id, h.streamed, cfg.prefixBlockSize);
+  const cachePod = label("model_server_pod", w.cachePod);
+  if (verdict == CONFIRMED) m.add(POD_CONFIRMED, cachePod, POD_OTHER, 1);
+  else if (verdict == MISSED) m.add(POD_MISSED, cachePod, POD_OTHER, 1);
+  const p = learner.pods.has(id) ? learner.pods.get(id) : null;
+  if (p === null) return;
+  if (p.ttftMs >= 0) m.gaugeSet(POD_TTFT_EWMA, cachePod, POD_OTHER, p.ttftMs);
+  if (p.prefillTokensPerSec >= 0) m.gaugeSet(POD_PREFILL_TPS, cachePod, POD_OTHER, p.prefillTokensPerSec);
+  if (verdict != NO_VERDICT) m.gaugeSet(POD_RETENTION, cachePod, POD_OTHER, p.retentionMs / 1000);
 }

@@ -43,6 +43,9 @@ function row(w: Workload, name: string, runs: ClusterResult[]): Row {
   const cached = requests.reduce((a, q) => a + (q.prefillCachedTokens ?? q.cachedTokens), 0);
   const mean = (f: (r: ClusterResult) => number) => runs.reduce((a, r) => a + f(r), 0) / runs.length;
   const share = podShares(runs);
+  // What the router predicted, in the servers' own token counts (wasm-epp reports it).
+  const own = runs.map((r) => r.routerStats).filter((x): x is Record<string, number> => x !== undefined && x.prompt_tokens > 0);
+  const predicted = own.length === runs.length ? own.reduce((a, x) => a + x.predicted_cached_tokens, 0) / own.reduce((a, x) => a + x.prompt_tokens, 0) : undefined;
   return {
     workload: w.name,
     strategy: name,
@@ -56,6 +59,8 @@ function row(w: Workload, name: string, runs: ClusterResult[]): Row {
     e2e_p50_ms: summarize(requests.map((q) => q.e2eMs)).p50,
     throughput_tok_s: mean((r) => r.outputTokensPerSec),
     prefix_hit_rate: prompt > 0 ? cached / prompt : 0,
+    ...(predicted !== undefined ? { predicted_hit_rate: predicted } : {}),
+    ...(own.length > 0 ? { router_stats: Object.fromEntries(Object.keys(own[0]).map((k) => [k, own.reduce((x, o) => x + (o[k] ?? 0), 0)])) } : {}),
     kv_util_spread: mean((r) => r.kvSpread.meanRange),
     pod_share: share,
     pod_share_cv: coefficientOfVariation(share),
@@ -91,7 +96,7 @@ try {
 const rows: Row[] = workloads.flatMap((w, wi) => strategies.filter((s) => runsOn(s, w)).map((name) => row(w, name, runsOf(wi, name))));
 
 const round = (v: number, d = 1) => (Number.isFinite(v) ? Math.round(v * 10 ** d) / 10 ** d : null);
-type Metrics = Record<string, number | null | Array<number | null>>;
+type Metrics = Record<string, number | null | Array<number | null> | Record<string, number>>;
 // Workloads without criticalities get the bar's checks, those with criticalities the priority checks.
 const out: { workloads: Record<string, { strategies: Record<string, Metrics> }>; verdicts: Record<string, WorkloadVerdict | PriorityVerdict> } = { workloads: {}, verdicts: { ...verdicts(rows), ...priorityVerdicts(rows) } };
 for (const r of rows) {
@@ -106,6 +111,8 @@ for (const r of rows) {
     e2e_p50_ms: round(r.e2e_p50_ms),
     throughput_tok_s: round(r.throughput_tok_s),
     prefix_hit_rate: round(r.prefix_hit_rate, 4),
+    ...(r.predicted_hit_rate !== undefined ? { predicted_hit_rate: round(r.predicted_hit_rate, 4) } : {}),
+    ...(r.router_stats ? { router_stats: r.router_stats } : {}),
     kv_util_spread: round(r.kv_util_spread, 4),
     pod_share: r.pod_share.map((x) => round(x, 4)),
     pod_share_cv: round(r.pod_share_cv, 4),

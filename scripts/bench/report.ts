@@ -23,6 +23,10 @@ export interface Row {
   e2e_p50_ms: number;
   throughput_tok_s: number;
   prefix_hit_rate: number;
+  /** The share of prompt tokens the router itself predicted cached (wasm-epp: its metrics), when it says. */
+  predicted_hit_rate?: number;
+  /** The router's own figures summed over the runs (Router.stats). */
+  router_stats?: Record<string, number>;
   kv_util_spread: number;
   /** Each pod's fraction of the requests, and their coefficient of variation. */
   pod_share: number[];
@@ -56,12 +60,12 @@ export function writeReport(dir: string, workloads: Workload[], rows: Row[], met
     const wr = rows.filter((r) => r.workload === w.name);
     if (wr.length === 0) continue;
     lines.push(`## ${w.name}`, '', w.description, '');
-    const header = '| strategy | TTFT p50 (s) | TTFT p90 (s) | TTFT p99 (s) | queue p50 (s) | queue p90 (s) | TPOT p50 (ms) | e2e p50 (s) | output tok/s | prefix hit | KV spread | share CV | max share | preemptions | TTFT p90 per run (s) |';
+    const header = '| strategy | TTFT p50 (s) | TTFT p90 (s) | TTFT p99 (s) | queue p50 (s) | queue p90 (s) | TPOT p50 (ms) | e2e p50 (s) | output tok/s | prefix hit (predicted) | KV spread | share CV | max share | preemptions | TTFT p90 per run (s) |';
     const rule = '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|';
     lines.push(header, rule);
     summary.push(`\n${w.name}\n${header}\n${rule}`);
     for (const r of wr) {
-      const line = `| ${r.strategy} | ${s(r.ttft_p50_ms)} | ${s(r.ttft_p90_ms)} | ${s(r.ttft_p99_ms)} | ${s(r.queue_delay_p50_ms)} | ${s(r.queue_delay_p90_ms)} | ${r.tpot_p50_ms.toFixed(1)} | ${s(r.e2e_p50_ms)} | ${r.throughput_tok_s.toFixed(0)} | ${pct(r.prefix_hit_rate)} | ${r.kv_util_spread.toFixed(3)} | ${r.pod_share_cv.toFixed(3)} | ${pct(Math.max(...r.pod_share))} | ${r.preemptions.toFixed(0)} | ${r.seed_p90_ms.map(s).join(' ')} |`;
+      const line = `| ${r.strategy} | ${s(r.ttft_p50_ms)} | ${s(r.ttft_p90_ms)} | ${s(r.ttft_p99_ms)} | ${s(r.queue_delay_p50_ms)} | ${s(r.queue_delay_p90_ms)} | ${r.tpot_p50_ms.toFixed(1)} | ${s(r.e2e_p50_ms)} | ${r.throughput_tok_s.toFixed(0)} | ${pct(r.prefix_hit_rate)}${r.predicted_hit_rate !== undefined ? ` (${pct(r.predicted_hit_rate)})` : ''} | ${r.kv_util_spread.toFixed(3)} | ${r.pod_share_cv.toFixed(3)} | ${pct(Math.max(...r.pod_share))} | ${r.preemptions.toFixed(0)} | ${r.seed_p90_ms.map(s).join(' ')} |`;
       lines.push(line);
       summary.push(line);
     }

@@ -112,6 +112,13 @@ export interface PodView {
   readonly role?: PdRole;
 }
 
+/** An answer's usage as the server reports it (cachedTokens: the prefix-cache hit at admission; the prefill pod's in P/D). */
+export interface SimUsage {
+  promptTokens: number;
+  completionTokens: number;
+  cachedTokens: number;
+}
+
 export interface RouterView {
   readonly now: number;
   readonly pods: readonly PodView[];
@@ -152,7 +159,12 @@ export interface Router {
   tickMs?: number;
   /** Called every tickMs of virtual time while the router holds requests; may return decisions. */
   onTick?(now: number, view: RouterView): void | HeldDecision[] | Promise<void | HeldDecision[]>;
-  onFinished?(req: SimRequest, pod: number, now: number): void;
+  /** The request finished on `pod` (its decode pod in P/D); `usage` is what the server's answer reports (absent for a failed request). */
+  onFinished?(req: SimRequest, pod: number, now: number, usage?: SimUsage): void;
+  /** The request's first output token left `pod` (the start of its streamed answer). */
+  onFirstToken?(req: SimRequest, pod: number, now: number): void;
+  /** Figures the router keeps about itself (e.g. its own predicted cache hits), copied into the result at the end. */
+  stats?(): Record<string, number>;
   /** P/D clusters: the prefill pod's part of the request ended (see the top of this file). */
   onPrefillDone?(req: SimRequest, prefillPod: number, ok: boolean, now: number): void | Promise<void>;
   /**
@@ -287,6 +299,8 @@ export interface ClusterResult {
   rejected?: RejectedRecord[];
   /** Requests sent per criticality; present when requests had criticalities. */
   sentByCriticality?: Partial<Record<NonNullable<SimRequest["criticality"]>, number>>;
+  /** The router's own figures (Router.stats), when it keeps any. */
+  routerStats?: Record<string, number>;
 }
 
 export interface SimulateOptions {
@@ -691,6 +705,7 @@ export async function simulate(o: SimulateOptions): Promise<ClusterResult> {
           if (!e.resumed) f.cachedTokens = e.cachedTokens;
           break;
         case "first_token":
+          if (Number.isNaN(f.firstTokenMs)) o.router.onFirstToken?.(f.req, pod, now);
           f.firstTokenMs = e.atMs;
           break;
         case "finished": {
@@ -727,7 +742,7 @@ export async function simulate(o: SimulateOptions): Promise<ClusterResult> {
               kvTransferMs: f.kvArrivedMs! - f.prefillFirstTokenMs!,
             });
           }
-          o.router.onFinished?.(f.req, pod, now);
+          o.router.onFinished?.(f.req, pod, now, { promptTokens: e.promptTokens, completionTokens: out, cachedTokens: f.prefill !== undefined ? (f.prefillCached ?? 0) : f.cachedTokens });
           o.source.onFinished?.(f.req, e.outputTokens, now);
           finished = true;
           break;
@@ -880,6 +895,8 @@ export async function simulate(o: SimulateOptions): Promise<ClusterResult> {
   if (pd) result.failed = failed;
   if (tracked) result.rejected = rejected;
   if (Object.keys(sentBy).length > 0) result.sentByCriticality = sentBy;
+  const own = o.router.stats?.();
+  if (own) result.routerStats = own;
   return result;
 }
 

@@ -50,6 +50,8 @@ export interface WasmEppOptions {
   seed?: number;
   /** Prefill/decode clusters: which roles the policy makes prefix-aware (default both, as the seeds' prefix-cache variant). */
   pd?: { prefillPrefix: boolean; decodePrefix: boolean };
+  /** The simulated servers report prompt cache hits (vLLM --enable-prompt-tokens-details; default true). */
+  reportCachedTokens?: boolean;
 }
 
 const ROLE_LABEL = 'rolebasedgroup.workloads.x-k8s.io/role';
@@ -65,7 +67,7 @@ export function wasmEpp(o: WasmEppOptions): Router {
   const coalesce = o.coalesceMs ?? 20;
   const latency = o.pushLatencyMs ?? 2;
   const staleMs = o.metricsStaleMs ?? 1000;
-  const host = new ProxyWasmHost({ clock: 'manual', startTimeMs: T0, logLevel: 'error', maxLogEntries: 1000, logSink: process.env.WASM_EPP_DEBUG ? (e) => { if (e.message.startsWith('DBG')) console.error(e.message); } : undefined, randomSeed: o.seed ?? 1 });
+  const host = new ProxyWasmHost({ clock: 'manual', startTimeMs: T0, logLevel: process.env.WASM_EPP_DEBUG ? 'warn' : 'error', maxLogEntries: 1000, logSink: process.env.WASM_EPP_DEBUG ? (e) => { if (e.message.startsWith('DBG')) console.error(e.message); } : undefined, randomSeed: o.seed ?? 1 });
   const env = { WASM_EPP_PUSH_TOKEN: TOKEN };
   const common = { wasm: o.wasm, rootId: 'wasm-epp', vmId: 'wasm-epp', env, workers: 2, allowOnHeadersStopIteration: true, bufferLimitBytes: 64 << 20 };
   // Prefill calls: answered when the simulated prefill pod's part of the request ends.
@@ -120,6 +122,9 @@ export function wasmEpp(o: WasmEppOptions): Router {
   let pushDue = Infinity; // when the next document is built (rate bound)
   const deliveries: Array<{ at: number; body: string }> = [];
   const open = new Map<string, HttpStream>();
+  // Streams whose answer has started (first token sent).
+  const answering = new Set<string>();
+  const reportCached = o.reportCachedTokens ?? true;
   let nextWorker = 0;
   // Streams the filter holds, and what became of them since the last look.
   const held = new Map<string, HttpStream>();
@@ -225,6 +230,18 @@ export function wasmEpp(o: WasmEppOptions): Router {
   const tickMs = Number((o.config?.queue as { tick_ms?: unknown } | undefined)?.tick_ms ?? 10);
   return {
     name: 'wasm-epp',
+    stats() {
+      // The filter's own view of its answers (its metrics, summed over labels).
+      const sum = (prefix: string) => host.metrics.filter((m) => m.name.startsWith(`wasmcustom.${prefix}`)).reduce((a, m) => a + m.value, 0);
+      return {
+        prompt_tokens: sum('wasm_epp.prompt_tokens_total'),
+        cached_tokens: sum('wasm_epp.cached_tokens_total'),
+        predicted_cached_tokens: sum('wasm_epp.predicted_cached_tokens_total'),
+        responses_without_usage: sum('wasm_epp.responses_without_usage'),
+        prefix_confirmed: sum('wasm_epp.endpoint_prefix_confirmed_total'),
+        prefix_missed: sum('wasm_epp.endpoint_prefix_missed_total'),
+      };
+    },
     tickMs: Number.isFinite(tickMs) && tickMs > 0 ? tickMs : 10,
     attach(c) {
       control = c;
@@ -286,7 +303,7 @@ export function wasmEpp(o: WasmEppOptions): Router {
         deliveries.length = 0; // it supersedes any document still on its way
         deliver(latest.body);
       }
-      const body = JSON.stringify({ model: name, prompt: detokenize(req.tokens), max_tokens: req.maxTokens, stream: true });
+      const body = JSON.stringify({ model: name, prompt: detokenize(req.tokens), max_tokens: req.maxTokens, stream: true, stream_options: { include_usage: true } });
       const s = routing.worker(nextWorker++ % 2).newHttpStream();
       s.requestHeaders({ ':method': 'POST', ':path': '/v1/completions', ':authority': 'sim', ':scheme': 'http', 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) }, false);
       s.requestBody(body, true);
@@ -318,13 +335,35 @@ export function wasmEpp(o: WasmEppOptions): Router {
       await new Promise((r) => setImmediate(r));
       host.drain();
     },
-    onFinished(req, _pod, now) {
+    onFirstToken(req, _pod, now) {
+      catchUp(now);
+      checkHeld();
+      const s = open.get(req.id);
+      if (!s || answering.has(req.id)) return;
+      answering.add(req.id);
+      // The answer starts: headers, then the first token's chunk, as vLLM streams a completion.
+      s.responseHeaders({ ':status': '200', 'content-type': 'text/event-stream' }, false);
+      s.responseBody(`data: {"id":"cmpl-${req.id}","object":"text_completion","created":0,"model":"${model}","choices":[{"index":0,"text":" x","logprobs":null,"finish_reason":null}],"usage":null}\n\n`, false);
+    },
+    onFinished(req, _pod, now, usage) {
       catchUp(now);
       checkHeld();
       const s = open.get(req.id);
       if (!s) return;
       open.delete(req.id);
-      s.responseHeaders({ ':status': '200', 'content-type': 'text/event-stream' }, true);
+      const started = answering.delete(req.id);
+      if (!usage) {
+        // A failed request: its stream ends where it is.
+        if (!started) s.responseHeaders({ ':status': '200', 'content-type': 'text/event-stream' }, true);
+        else s.responseBody('', true);
+      } else {
+        if (!started) s.responseHeaders({ ':status': '200', 'content-type': 'text/event-stream' }, false);
+        // The usage chunk (stream_options.include_usage), with the prefix-cache hit as vLLM reports
+        // it under --enable-prompt-tokens-details (left out when 0), then [DONE].
+        const u: Record<string, unknown> = { prompt_tokens: usage.promptTokens, total_tokens: usage.promptTokens + usage.completionTokens, completion_tokens: usage.completionTokens };
+        if (reportCached && usage.cachedTokens > 0) u.prompt_tokens_details = { cached_tokens: usage.cachedTokens };
+        s.responseBody(`data: ${JSON.stringify({ id: `cmpl-${req.id}`, object: 'text_completion', created: 0, model, choices: [], usage: u })}\n\ndata: [DONE]\n\n`, true);
+      }
       // A finished request may wake the filter's queue: what it released or answered.
       host.drain();
       checkHeld();
