@@ -226,6 +226,8 @@ export interface StackGateway {
   plainUrl: string;
   inferenceUrl: string;
   pushUrl: string;
+  /** Envoy's admin interface: /stats and /stats/prometheus (the filter's metrics). */
+  adminUrl: string;
   /** The proxy-wasm host (the host data plane only). */
   host?: Gateway['host'];
   close(): Promise<void>;
@@ -334,7 +336,7 @@ export async function startLocalStack(o: StackOptions = {}): Promise<Stack> {
         if (message?.startsWith('Request Handled')) o.onGatewayLog?.({ message } as LogEntry);
         o.onEnvoyLog?.(line);
       }, example ? envoyConfigFor(example, work) : undefined);
-      gateway = { kind: 'envoy', plainUrl: e.plainUrl, inferenceUrl: e.inferenceUrl, pushUrl: e.pushUrl, close: e.close };
+      gateway = { kind: 'envoy', plainUrl: e.plainUrl, inferenceUrl: e.inferenceUrl, pushUrl: e.pushUrl, adminUrl: e.adminUrl, close: e.close };
     } else {
       const g = await startGateway({
         wasm: readFileSync(join(ROOT, 'build/wasm-epp.wasm')),
@@ -344,7 +346,7 @@ export async function startLocalStack(o: StackOptions = {}): Promise<Stack> {
         bindHost: '127.0.0.1',
         onLog: o.onGatewayLog,
       });
-      gateway = { kind: 'host', plainUrl: g.plainUrl, inferenceUrl: g.inferenceUrl, pushUrl: g.pushUrl, host: g.host, close: g.close };
+      gateway = { kind: 'host', plainUrl: g.plainUrl, inferenceUrl: g.inferenceUrl, pushUrl: g.pushUrl, adminUrl: g.adminUrl, host: g.host, close: g.close };
     }
     started.push(() => gateway.close());
 

@@ -117,10 +117,12 @@ wasm-epp local stack is up with example ${exampleName} (simulated time x${timeSc
   sidecar        build/sidecar.js --manifests ${stack.manifests} (pool ${example.pool})
   gateway        ${stack.gateway.plainUrl} plain round-robin, ${stack.gateway.inferenceUrl} through wasm-epp
                  (${gatewayKind}), push listener ${stack.gateway.pushUrl}
+  admin          ${stack.gateway.adminUrl}/stats/prometheus: the filter's metrics (TTFT, tokens, cache hits)
 
 Try it:
   curl -X POST localhost:8081/v1/chat/completions -H 'Content-Type: application/json' -d ${body('Hangzhou')}
-  curl -N -X POST localhost:8081/v1/chat/completions -H 'Content-Type: application/json' -d ${body('Beijing', ', "stream": true')}
+  curl -N -X POST localhost:8081/v1/chat/completions -H 'Content-Type: application/json' -d ${body('Beijing', ', "stream": true, "stream_options": {"include_usage": true}')}
+  curl -s localhost:19000/stats/prometheus | grep -E '^(inference_objective|wasm_epp_)'
 ${example.pd ? `
 Each Request Handled line below names the decode pod (pod=) and the prefill pod (prefill=) and the room.
 The plain listener (:8080) round-robins over every Pod, prefill and decode alike, as a Service would:
@@ -137,10 +139,15 @@ wasm-epp local stack is up (simulated time x${timeScale}).
   sidecar        build/sidecar.js --manifests ${stack.manifests} (pool default/vllm-qwen-pool)
   gateway        ${stack.gateway.plainUrl} plain round-robin, ${stack.gateway.inferenceUrl} through wasm-epp
                  (${gatewayKind}), push listener ${stack.gateway.pushUrl}
+  admin          ${stack.gateway.adminUrl}/stats/prometheus: the filter's metrics (TTFT, tokens, cache hits)
 
 Try the seeds' requests:
   curl -X POST localhost:8080/v1/chat/completions -H 'Content-Type: application/json' -d ${body('San Francisco')}
   curl -X POST localhost:8081/v1/chat/completions -H 'Content-Type: application/json' -d ${body('Los Angeles')}
+
+What the gateway saw of the answers (TTFT and duration histograms, tokens, cache hits; histograms
+update every 5 s, Envoy's stats flush):
+  curl -s localhost:19000/stats/prometheus | grep -E '^(inference_objective|wasm_epp_)'
 
 Prefix-aware routing: annotate the pool with inference.networking.x-k8s.io/routing-strategy: PREFIX_CACHE
 in deploy/examples/inference-pool.yaml (the sidecar picks the change up), send two requests sharing a long

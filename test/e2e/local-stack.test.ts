@@ -78,6 +78,79 @@ test("the seeds' round 1 and round 2 land on one pod", async () => {
   assert.ok(matched >= 5, `round 2 matched round 1's blocks: ${l2.prefix_blocks}`);
 });
 
+// Envoy's /stats/prometheus, parsed: each series (name and labels) and its value.
+async function scrape(): Promise<{ series: Map<string, number>; text: string; type: string | null }> {
+  const r = await fetch(`${stack.gateway.adminUrl}/stats/prometheus`);
+  const text = await r.text();
+  const series = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (line.length === 0 || line.startsWith('#')) continue;
+    const i = line.lastIndexOf(' ');
+    series.set(line.slice(0, i), Number(line.slice(i + 1)));
+  }
+  return { series, text, type: r.headers.get('content-type') };
+}
+
+// The sum of a family's series over all their labels.
+function family(series: Map<string, number>, name: string): number {
+  let sum = 0;
+  for (const [k, v] of series) if (k === name || k.startsWith(`${name}{`)) sum += v;
+  return sum;
+}
+
+// Scrapes once the histograms caught up with the counters (Envoy merges histograms at each stats
+// flush, every 5 s; counters are live): every routed request has its TTFT recorded, or ended in
+// an error or cut short.
+async function settled(): Promise<Map<string, number>> {
+  const deadline = Date.now() + 8000;
+  while (true) {
+    const { series } = await scrape();
+    const ended = family(series, 'inference_objective_request_ttft_ms_count') + family(series, 'inference_objective_request_error_total') + family(series, 'wasm_epp_responses_incomplete');
+    if (ended >= family(series, 'inference_objective_request_total') || Date.now() > deadline) return series;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+test("the admin interface shows the answers' TTFT histograms and token counters, matching the usage the pods returned", async () => {
+  const url = stack.gateway.inferenceUrl;
+  const before = await settled();
+  const usages: Array<{ prompt_tokens: number; completion_tokens: number; prompt_tokens_details?: { cached_tokens: number } | null }> = [];
+  // The seeds' requests, and their prefix check pair (the second hits the first's cache).
+  for (const body of [chatBody('Write as if you were a critic: San Francisco'), chatBody('Write as if you were a critic: Los Angeles'), seedRound1('/model/qwen'), seedRound2('/model/qwen')]) {
+    const r = await post(url, '/v1/chat/completions', body);
+    assert.equal(r.status, 200, r.text);
+    // The seeds' pair streams with include_usage: its usage is in the last data event.
+    const data = r.text.split('\n').filter((l) => l.startsWith('data: {'));
+    usages.push(data.length > 0 ? JSON.parse(data[data.length - 1].slice(6)).usage : JSON.parse(r.text).usage);
+  }
+  // A streaming chat with its usage chunk.
+  const s = await post(url, '/v1/chat/completions', chatBody('Write as if you were a critic: Hangzhou', { stream: true, stream_options: { include_usage: true } }));
+  assert.equal(s.status, 200);
+  const events = s.text.split('\n').filter((l) => l.startsWith('data: {')).map((l) => JSON.parse(l.slice(6)));
+  const last = events[events.length - 1];
+  assert.deepEqual(last.choices, []);
+  usages.push(last.usage);
+  const sum = (f: (u: (typeof usages)[number]) => number) => usages.reduce((a, u) => a + f(u), 0);
+  const cached = sum((u) => u.prompt_tokens_details?.cached_tokens ?? 0);
+  assert.ok(cached > 0, "round 2 reported its cache hit (the stack's pods run with --enable-prompt-tokens-details)");
+  const after = await settled();
+  const delta = (name: string) => family(after, name) - family(before, name);
+  assert.equal(delta('wasm_epp_prompt_tokens_total'), sum((u) => u.prompt_tokens));
+  assert.equal(delta('wasm_epp_completion_tokens_total'), sum((u) => u.completion_tokens));
+  assert.equal(delta('wasm_epp_cached_tokens_total'), cached);
+  assert.equal(delta('wasm_epp_endpoint_prompt_tokens_total'), sum((u) => u.prompt_tokens));
+  assert.equal(delta('inference_objective_request_total'), usages.length);
+  assert.equal(delta('inference_objective_request_ttft_ms_count'), usages.length);
+  assert.equal(delta('inference_objective_input_tokens_count'), usages.length);
+  assert.equal(delta('wasm_epp_endpoint_ttft_ms_count'), usages.length);
+  const { text, type } = await scrape();
+  assert.match(type ?? '', /^text\/plain/);
+  assert.match(text, /^# TYPE inference_objective_request_ttft_ms histogram$/m);
+  assert.match(text, /^inference_objective_request_ttft_ms_bucket\{model_name="\/model\/qwen",target_model_name="\/model\/qwen",le="\+Inf"\} \d+$/m);
+  assert.match(text, /^# TYPE wasm_epp_prompt_tokens_total counter$/m);
+  assert.match(text, /^wasm_epp_endpoint_picks_total\{model_server_pod="[^"]+"\} \d+$/m);
+});
+
 test('a pod killed mid-run stops receiving traffic within one push; only its requests in flight fail', async () => {
   const victim = stack.pods[2];
   const url = stack.gateway.inferenceUrl;
