@@ -1,8 +1,9 @@
 // deploy/grafana/wasm-epp.json: an importable dashboard (data source chosen through the
 // DS_PROMETHEUS variable, as the seeds' vLLM dashboard does) whose every query names only metrics
 // that exist: the sidecar's (read from its own registry), the filter's (read from
-// assembly/stats.ts, named as Envoy's /stats/prometheus prints them) and vLLM's (read from the
-// fake V0/V1 /metrics pages the sidecar tests use).
+// assembly/stats.ts, named as Envoy's /stats/prometheus prints them), the filter's labelled
+// families (listed below and checked against assembly/observe/report.ts) and vLLM's (read from
+// the fake V0/V1 /metrics pages the sidecar tests use).
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -85,6 +86,65 @@ function filterSeries(): Set<string> {
   return out;
 }
 
+// The filter's labelled families (assembly/observe/report.ts): the tags are spelled into the stat
+// names and Envoy's stats_tags (deploy/envoy/envoy.yaml, the EnvoyProxy's bootstrap) turn them into
+// these labels.
+type Kind = "counter" | "gauge" | "histogram";
+const MODEL = ["model_name", "target_model_name"];
+const POD = ["model_server_pod"];
+const LABELLED_FAMILIES: Array<{ family: string; kind: Kind; labels: string[] }> = [
+  { family: "inference_objective_request_total", kind: "counter", labels: MODEL },
+  { family: "inference_objective_request_error_total", kind: "counter", labels: [...MODEL, "error_code"] },
+  { family: "inference_objective_running_requests", kind: "gauge", labels: ["model_name"] },
+  { family: "inference_objective_request_duration_ms", kind: "histogram", labels: MODEL },
+  { family: "inference_objective_request_ttft_ms", kind: "histogram", labels: MODEL },
+  { family: "inference_objective_normalized_time_per_output_token_ms", kind: "histogram", labels: MODEL },
+  { family: "inference_objective_input_tokens", kind: "histogram", labels: MODEL },
+  { family: "inference_objective_output_tokens", kind: "histogram", labels: MODEL },
+  { family: "inference_objective_prompt_cached_tokens", kind: "histogram", labels: MODEL },
+  { family: "inference_objective_request_sizes", kind: "histogram", labels: MODEL },
+  { family: "inference_objective_response_sizes", kind: "histogram", labels: MODEL },
+  { family: "wasm_epp.prompt_tokens_total", kind: "counter", labels: MODEL },
+  { family: "wasm_epp.completion_tokens_total", kind: "counter", labels: MODEL },
+  { family: "wasm_epp.cached_tokens_total", kind: "counter", labels: MODEL },
+  { family: "wasm_epp.predicted_cached_tokens_total", kind: "counter", labels: MODEL },
+  { family: "wasm_epp.endpoint_picks_total", kind: "counter", labels: POD },
+  { family: "wasm_epp.endpoint_ttft_ms", kind: "histogram", labels: POD },
+  { family: "wasm_epp.endpoint_prompt_tokens_total", kind: "counter", labels: POD },
+  { family: "wasm_epp.endpoint_cached_tokens_total", kind: "counter", labels: POD },
+  { family: "wasm_epp.endpoint_predicted_cached_tokens_total", kind: "counter", labels: POD },
+  { family: "wasm_epp.endpoint_prefix_confirmed_total", kind: "counter", labels: POD },
+  { family: "wasm_epp.endpoint_prefix_missed_total", kind: "counter", labels: POD },
+  { family: "wasm_epp.endpoint_observed_ttft_ms", kind: "gauge", labels: POD },
+  { family: "wasm_epp.endpoint_prefill_tokens_per_second", kind: "gauge", labels: POD },
+  { family: "wasm_epp.endpoint_prefix_retention_seconds", kind: "gauge", labels: POD },
+  { family: "wasm_epp.responses_without_usage", kind: "counter", labels: [] },
+  { family: "wasm_epp.responses_incomplete", kind: "counter", labels: [] },
+];
+
+/** The labelled families' series as /stats/prometheus prints them, with their labels. */
+function labelledSeries(): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (const f of LABELLED_FAMILIES) {
+    const name = f.family.replace(/\./g, "_");
+    if (f.kind === "histogram") {
+      out.set(`${name}_bucket`, [...f.labels, "le"]);
+      for (const sfx of ["_sum", "_count"]) out.set(name + sfx, f.labels);
+    } else out.set(name, f.labels);
+  }
+  return out;
+}
+
+/** The panels under a row (up to the next row), by the row's title. */
+function rowPanels(title: string): any[] {
+  const i = dashboard.panels.findIndex((p: any) => p.type === "row" && p.title === title);
+  assert.ok(i >= 0, `a row "${title}"`);
+  const next = dashboard.panels.findIndex((p: any, j: number) => j > i && p.type === "row");
+  return dashboard.panels.slice(i + 1, next < 0 ? undefined : next);
+}
+
+const ANSWER_ROWS = ["Answers (wasm-epp filter)", "Model server pods (wasm-epp filter)"];
+
 test("importable: datasource variable DS_PROMETHEUS, every panel and query uses it", () => {
   assert.equal(dashboard.title, "wasm-epp");
   assert.equal(dashboard.uid, "wasm-epp");
@@ -115,7 +175,7 @@ test("layout: unique ids, panels on the 24-column grid without overlap", () => {
 });
 
 test("every query names only metrics that wasm-epp or vLLM export", async () => {
-  const known = new Set([...(await sidecarSeries()), ...filterSeries(), ...seriesNames(vllmV1Exposition(defaultState())), ...seriesNames(vllmV0Exposition(defaultState()))]);
+  const known = new Set([...(await sidecarSeries()), ...filterSeries(), ...labelledSeries().keys(), ...seriesNames(vllmV1Exposition(defaultState())), ...seriesNames(vllmV0Exposition(defaultState()))]);
   const exprs = [...panels.flatMap((p) => p.targets.map((t: any) => [p.title, t.expr] as const)), ...dashboard.templating.list.filter((v: any) => v.type === "query").map((v: any) => [v.name, v.query.query] as const)];
   assert.ok(exprs.length >= 40);
   for (const [title, expr] of exprs) {
@@ -170,4 +230,73 @@ test("coverage: priority queuing (size per band, time held, outcomes per band) a
   for (const n of [...m.counters, ...m.gauges, ...m.histograms].filter((x) => x.startsWith("queue_") || x.startsWith("pd_"))) {
     assert.ok(all.includes(`wasm_epp_${n}`), `${n} has no panel`);
   }
+});
+
+test("the labelled families listed here are the ones assembly/observe/report.ts defines, as the same kinds", () => {
+  const src = readFileSync(repoPath("assembly/observe/report.ts"), "utf8");
+  const consts = new Map([...src.matchAll(/^const ([A-Z_0-9]+) = "((?:inference_objective_|wasm_epp\.)[a-z_.]+)";$/gm)].map((m) => [m[1], m[2]]));
+  assert.deepEqual([...consts.values()].sort(), LABELLED_FAMILIES.map((f) => f.family).sort());
+  const KIND: Record<string, Kind> = { add: "counter", gaugeAdd: "gauge", gaugeSet: "gauge", record: "histogram" };
+  for (const [c, family] of consts) {
+    const kinds = new Set([...src.matchAll(new RegExp(`\\.(add|gaugeAdd|gaugeSet|record)\\(${c}\\b`, "g"))].map((m) => KIND[m[1]]));
+    assert.deepEqual([...kinds], [LABELLED_FAMILIES.find((f) => f.family === family)!.kind], family);
+  }
+});
+
+test("answer rows: every metric is a labelled family, grouped only by labels it carries", () => {
+  const series = labelledSeries();
+  const rows = ANSWER_ROWS.flatMap(rowPanels);
+  assert.ok(rows.length >= 14);
+  for (const p of rows) {
+    assert.equal(p.type, "timeseries", p.title);
+    for (const t of p.targets) {
+      const names = metricNames(t.expr);
+      for (const n of names) assert.ok(series.has(n), `${p.title}: ${n} is not one of the filter's labelled families (in ${t.expr})`);
+      const carried = new Set(names.flatMap((n) => series.get(n)!));
+      for (const m of (t.expr as string).matchAll(/\bby \(([^)]*)\)/g)) {
+        for (const l of m[1].split(",").map((x) => x.trim())) assert.ok(carried.has(l), `${p.title}: ${l} is not a label of ${names.join(", ")}`);
+      }
+      for (const m of (t.legendFormat as string).matchAll(/\{\{(\w+)\}\}/g)) assert.ok(carried.has(m[1]), `${p.title}: legend label ${m[1]}`);
+    }
+  }
+});
+
+test("coverage: answers (rates, errors, TTFT, duration, NTPOT, tokens, hit rates, running) and per pod", () => {
+  const exprs = (t: string) => {
+    const found = panels.filter((p) => p.title.toLowerCase() === t.toLowerCase());
+    assert.equal(found.length, 1, `a panel "${t}"`);
+    return found[0].targets.map((x: any) => x.expr as string);
+  };
+  const rate = (m: string, by?: string) => (by ? `sum by (${by}) (rate(${m}[$__rate_interval]))` : `sum(rate(${m}[$__rate_interval]))`);
+  const ratio = (a: string, b: string, by?: string) => `${rate(a, by)} / clamp_min(${rate(b, by)}, 1e-9)`;
+  const quantiles = (m: string, by = "le") => ["0.5", "0.9", "0.99"].map((q) => `histogram_quantile(${q}, sum by (${by}) (rate(${m}_bucket[$__rate_interval])))`);
+  assert.deepEqual(exprs("Requests by model"), [rate("inference_objective_request_total", "model_name, target_model_name")]);
+  assert.deepEqual(exprs("Errors by model and error_code"), [rate("inference_objective_request_error_total", "model_name, error_code")]);
+  assert.deepEqual(exprs("Time to first token (filter)"), quantiles("inference_objective_request_ttft_ms"));
+  assert.deepEqual(exprs("Time to first token per pod"), quantiles("wasm_epp_endpoint_ttft_ms", "le, model_server_pod").slice(0, 2));
+  assert.deepEqual(exprs("Request duration (filter)"), quantiles("inference_objective_request_duration_ms"));
+  assert.deepEqual(exprs("Normalized time per output token"), quantiles("inference_objective_normalized_time_per_output_token_ms"));
+  const tokens = exprs("Token throughput by model (filter)");
+  for (const m of ["wasm_epp_prompt_tokens_total", "wasm_epp_completion_tokens_total"]) assert.ok(tokens.includes(rate(m, "model_name")), m);
+  assert.deepEqual(exprs("Prefix-cache hit rate: real vs predicted"), [
+    ratio("wasm_epp_cached_tokens_total", "wasm_epp_prompt_tokens_total"),
+    ratio("wasm_epp_predicted_cached_tokens_total", "wasm_epp_prompt_tokens_total"),
+  ]);
+  assert.deepEqual(exprs("Prefix-cache hit rate per pod: real vs predicted"), [
+    ratio("wasm_epp_endpoint_cached_tokens_total", "wasm_epp_endpoint_prompt_tokens_total", "model_server_pod"),
+    ratio("wasm_epp_endpoint_predicted_cached_tokens_total", "wasm_epp_endpoint_prompt_tokens_total", "model_server_pod"),
+  ]);
+  assert.deepEqual(exprs("Picks per pod"), [rate("wasm_epp_endpoint_picks_total", "model_server_pod")]);
+  assert.deepEqual(exprs("Prefix predictions per pod: confirmed vs missed"), [
+    rate("wasm_epp_endpoint_prefix_confirmed_total", "model_server_pod"),
+    rate("wasm_epp_endpoint_prefix_missed_total", "model_server_pod"),
+  ]);
+  assert.deepEqual(exprs("Running requests by model"), ["sum by (model_name) (inference_objective_running_requests)"]);
+  for (const [t, g] of [["Learned time to first token per pod", "endpoint_observed_ttft_ms"], ["Learned prefill speed per pod", "endpoint_prefill_tokens_per_second"], ["Learned prefix retention per pod", "endpoint_prefix_retention_seconds"]]) {
+    assert.deepEqual(exprs(t), [`avg by (model_server_pod) (wasm_epp_${g})`]);
+  }
+  // Every labelled counter and gauge has a panel; of the histograms, the times.
+  const all = ANSWER_ROWS.flatMap(rowPanels).flatMap((p) => p.targets.map((t: any) => t.expr as string)).join("\n");
+  for (const f of LABELLED_FAMILIES.filter((x) => x.kind !== "histogram")) assert.ok(new RegExp(`\\b${f.family.replace(".", "_")}\\b`).test(all), `${f.family} has no panel`);
+  for (const f of LABELLED_FAMILIES.filter((x) => x.kind === "histogram" && /_ms$/.test(x.family))) assert.ok(all.includes(`${f.family.replace(".", "_")}_bucket`), `${f.family} has no panel`);
 });
