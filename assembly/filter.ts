@@ -11,8 +11,8 @@ import { Pool, State, STANDARD, STRATEGY_PREFIX_CACHE, ROLE_DECODE, criticalityN
 import { parseOpenAIBody, ParsedRequest } from "./request/openai";
 import { chainSeed } from "./prefix/prompt";
 import { PrefixIndex, PrefixMatch } from "./prefix/index";
-import { LoadView, loadKey, recordLoad } from "./schedule/load";
-import { PickInput, pickEndpoint, SHED, NO_ENDPOINT } from "./schedule/pick";
+import { loadKey, recordLoad } from "./schedule/load";
+import { pickEndpoint, SHED, NO_ENDPOINT } from "./schedule/pick";
 import { resolveModel, rewriteModel, looksLikeJson, handledLine, Resolution } from "./route";
 import { Rng, mixSeed } from "./util/rng";
 import { parseDecimal } from "./util/format";
@@ -24,7 +24,8 @@ import { PushHandler } from "./push";
 import { PdCalls } from "./pd/calls";
 import { prefillAnswered } from "./pd/answer";
 import { routePd } from "./pd/route";
-import { drainHeld, publishHeld, wakeHolders, wakeQueueName } from "./queue/release";
+import { drainHeld, publishHeld, wakeHolders, wakeQueueName, leaveQueue } from "./queue/release";
+import { poolOrAnswer, pickInputFor } from "./pool";
 import { holdOrAnswer } from "./queue/hold";
 import { WorkerQueue, BANDS } from "./queue/band";
 import { ResponseWatch } from "./observe/watch";
@@ -282,31 +283,19 @@ export class EppHttp extends Context {
   }
 
   onResponseTrailers(_trailers: u32): FilterTrailersStatusValues {
-    const w = this.watch;
-    if (w !== null) w.end(host.nowMs());
+    observe.onResponseTrailers(this);
     return FilterTrailersStatusValues.Continue;
   }
 
   onDone(): bool {
     observe.finishWatch(this);
     if (this.prefillSent) this.root.pd.streamDone(this.context_id);
-    this.leaveQueue();
+    leaveQueue(this);
     const routed = this.routedPool.length > 0;
     this.release();
     // A slot may have freed up: held requests get a chance now rather than at the next tick.
     if (routed && this.root.config.queueEnabled) this.root.wakeHolders();
     return true;
-  }
-
-  // A client that went away while held leaves the queue at once.
-  private leaveQueue(): void {
-    if (!this.held) return;
-    this.held = false;
-    const root = this.root;
-    if (root.queue.remove(this.context_id) !== null) {
-      root.count(stats.QUEUE_CANCELLED + this.heldBand);
-      root.publish(true);
-    }
   }
 
   onLog(): void {
@@ -315,7 +304,7 @@ export class EppHttp extends Context {
 
   onDelete(): void {
     if (this.prefillSent) this.root.pd.streamDone(this.context_id);
-    this.leaveQueue();
+    leaveQueue(this);
     this.release();
   }
 
@@ -345,33 +334,6 @@ export class EppHttp extends Context {
     return this.routeParsed(body as ArrayBuffer);
   }
 
-  // The state and pool to route with, or a 503 already sent.
-  private poolFor(st: State | null): Pool | null {
-    const root = this.root;
-    if (st === null) {
-      root.count(stats.NO_STATE);
-      root.warn("no_state", "no routing state has been pushed yet; requests get 503 until the sidecar pushes one");
-      this.reply(errors.noState("no routing state has been pushed to the gateway yet; is the wasm-epp sidecar running?"));
-      return null;
-    }
-    const pool = root.poolOf(st as State);
-    if (pool === null) {
-      const name = root.config.pool.length > 0 ? root.config.pool : "(none configured, and the state has " + st.pools.length.toString() + " pools)";
-      root.count(stats.NO_STATE);
-      root.warn("no_pool", "inference pool " + name + " is not in the routing state");
-      this.reply(errors.noState("inference pool " + name + " is not in the routing state"));
-      return null;
-    }
-    return pool;
-  }
-
-  private isDegraded(st: State, now: f64): bool {
-    const age = now - st.generatedAtMs;
-    if (age <= this.root.config.staleAfterMs) return false;
-    this.root.warn("stale", "routing state is " + (<i64>age).toString() + " ms old (stale_after_ms " + (<i64>this.root.config.staleAfterMs).toString() + "): routing on in-flight counts and prefix affinity only");
-    return true;
-  }
-
   // No JSON body to read (GET /v1/models, uploads, ...): any good endpoint will do.
   private routeUnparsed(): bool {
     this.phase = PHASE_DONE;
@@ -379,11 +341,11 @@ export class EppHttp extends Context {
     this.watch = null;
     const root = this.root;
     const st = root.currentState();
-    const pool = this.poolFor(st);
+    const pool = poolOrAnswer(this, st);
     if (pool === null) return false;
     const state = st as State;
     const now = host.nowMs();
-    const input = this.pickInput(pool, state, now);
+    const input = pickInputFor(this.root, pool, state, now);
     // Without a body there is nothing to prefill: a prefill/decode pool's decode pods answer.
     if (pool.pd !== null) input.role = ROLE_DECODE;
     const picked = pickEndpoint(input, root.rng);
@@ -416,7 +378,7 @@ export class EppHttp extends Context {
       return false;
     }
     const st = root.currentState();
-    const pool = this.poolFor(st);
+    const pool = poolOrAnswer(this, st);
     if (pool === null) return false;
     const state = st as State;
     const res = resolveModel(pool, req.model, root.rng);
@@ -439,7 +401,7 @@ export class EppHttp extends Context {
     this.held = false;
     this.queuedMs = now - this.heldSinceMs;
     const st = this.root.currentState();
-    const pool = this.poolFor(st);
+    const pool = poolOrAnswer(this, st);
     if (pool === null) return false;
     return this.routeResolved(this.heldBody as ArrayBuffer, this.heldReq as ParsedRequest, this.heldRes as Resolution, pool, st as State);
   }
@@ -457,7 +419,7 @@ export class EppHttp extends Context {
     const cfg = root.config;
     if (pool.pd !== null) return routePd(this, body, req, res, pool, state);
     const now = host.nowMs();
-    const input = this.pickInput(pool, state, now);
+    const input = pickInputFor(this.root, pool, state, now);
     input.criticality = res.criticality;
     input.target = res.target;
     input.promptTokens = <f64>req.prompt.seen / cfg.bytesPerToken;
@@ -509,16 +471,6 @@ export class EppHttp extends Context {
         " queued_ms=" + (<i64>this.queuedMs).toString());
     }
     return true;
-  }
-
-  // What the pick sees: the pool, the endpoints' in-flight counts shared by every worker, the
-  // state's age.
-  pickInput(pool: Pool, state: State, now: f64): PickInput {
-    const input = new PickInput(pool, this.root.config, new LoadView(this.root.store.get(loadKey(pool.name))));
-    input.nowMs = now;
-    input.generatedAtMs = state.generatedAtMs;
-    input.degraded = this.isDegraded(state, now);
-    return input;
   }
 
   // Sets the destination and counts the request (and its prefill work) against the endpoint

@@ -13,10 +13,10 @@
 // Retention. The index remembers that a pod was sent a prefix until its TTL; the pod's cache may
 // have evicted it long before, under memory pressure. An answer's cached_tokens says whether the
 // prediction held: a hit on a record of age a shows the pod keeps prefixes at least that long, a
-// miss that it keeps them less. The endpoint's retention moves a step (alpha) toward a in either
-// case, and only when a contradicts it (a hit older than the retention, a miss younger than it),
-// so it settles where hits turn into misses. Records older than an endpoint's retention no longer
-// count as held there.
+// miss that it keeps them less. The endpoint's retention moves only when a contradicts it: a hit
+// older than the retention raises it by a factor (1 + alpha), up to a; a miss younger than it
+// lowers it by (1 - alpha), until it is below the ages that miss. So it settles where hits turn
+// into misses. Records older than an endpoint's retention no longer count as held there.
 //
 // Each worker learns from the answers it sees; learned values are not shared.
 
@@ -176,11 +176,14 @@ export class Learner {
     if (real >= predicted - 2 * block) {
       p.hits++;
       verdict = CONFIRMED;
-      if (age > p.retentionMs) p.retentionMs += this.alpha * (age - p.retentionMs);
+      if (age > p.retentionMs) {
+        const up = p.retentionMs * (1 + this.alpha);
+        p.retentionMs = up < age ? up : age;
+      }
     } else if (real < predicted / 2) {
       p.misses++;
       verdict = MISSED;
-      if (age < p.retentionMs) p.retentionMs -= this.alpha * (p.retentionMs - age);
+      if (age < p.retentionMs) p.retentionMs *= 1 - this.alpha;
     }
     if (p.retentionMs < MIN_RETENTION_MS) p.retentionMs = MIN_RETENTION_MS;
     if (p.retentionMs > this.ttlMs) p.retentionMs = this.ttlMs;

@@ -144,6 +144,12 @@ export function onResponseBody(h: EppHttp, size: usize, endOfStream: bool): void
   if (endOfStream) w.end(now);
 }
 
+// Trailers end the answer too.
+export function onResponseTrailers(h: EppHttp): void {
+  const w = h.watch;
+  if (w !== null && w.routed && !h.replied) w.end(host.nowMs());
+}
+
 // A local reply from this filter (a rejection): counted as the Inference Extension counts its own.
 export function noteLocalReply(root: EppRoot, w: ResponseWatch | null, status: u32): void {
   if (w === null || root.config.acceptPush) return;

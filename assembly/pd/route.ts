@@ -10,6 +10,7 @@ import { Stats } from "../stats";
 import { Pool, PdSpec, State, STRATEGY_PREFIX_CACHE, ROLE_DECODE, ROLE_PREFILL } from "../state/document";
 import { ParsedRequest } from "../request/openai";
 import { Resolution, handledLine } from "../route";
+import { pickInputFor } from "../pool";
 import { chainSeed } from "../prefix/prompt";
 import { PrefixMatch } from "../prefix/index";
 import { loadKey, recordLoad } from "../schedule/load";
@@ -40,14 +41,14 @@ export function routePd(h: EppHttp, body: ArrayBuffer, req: ParsedRequest, res: 
     }
   }
   // Decode: the KV cache arrives by transfer, so there is no prefill to estimate there.
-  const din = h.pickInput(pool, state, now);
+  const din = pickInputFor(h.root, pool, state, now);
   din.role = ROLE_DECODE;
   din.criticality = res.criticality;
   din.target = res.target;
   if (pd.decodeStrategy == STRATEGY_PREFIX_CACHE) din.prefix = match;
   const decoded = pickRole(h, din, pool, "decode", stats.NO_ENDPOINT);
   if (decoded === null) return false;
-  const pin = h.pickInput(pool, state, now);
+  const pin = pickInputFor(h.root, pool, state, now);
   pin.role = ROLE_PREFILL;
   pin.criticality = res.criticality;
   pin.target = res.target;

@@ -13,6 +13,7 @@ import { BANDS, Held } from "./band";
 import { heldEverywhere, higherWaiting, sameOrHigherWaiting } from "./counts";
 import { poolSaturation } from "./gate";
 import { EppHttp, EppRoot } from "../filter";
+import { pickInputFor } from "../pool";
 
 // Priority queuing at arrival: true when the request was held or answered (429), false when it
 // goes on now. Held: the pool is saturated, or requests of its band or a higher one are waiting
@@ -67,7 +68,7 @@ function limitFor(root: EppRoot, band: i32, now: f64): f64 {
 }
 
 function saturation(h: EppHttp, pool: Pool, state: State, now: f64, credits: bool): f64 {
-  return poolSaturation(h.pickInput(pool, state, now), credits);
+  return poolSaturation(pickInputFor(h.root, pool, state, now), credits);
 }
 
 // Whether the pool has room for this held request now.

@@ -8,7 +8,7 @@ import { Stats } from "../stats";
 import { State } from "../state/document";
 import { BANDS } from "./band";
 import { heldEverywhere, holders, publishCounts, higherWaiting, REFRESH_MS } from "./counts";
-import { EppRoot } from "../filter";
+import { EppHttp, EppRoot } from "../filter";
 import { canRoute, gateOpen } from "./hold";
 
 // Releases held requests while the pool has room, highest band first; answers those whose time
@@ -103,4 +103,15 @@ export function wakeHolders(root: EppRoot): void {
 // The shared queue that wakes worker `id` up.
 export function wakeQueueName(id: u32): string {
   return "wasm-epp.wake/" + id.toString(16);
+}
+
+// A client that went away while held leaves the queue at once.
+export function leaveQueue(h: EppHttp): void {
+  if (!h.held) return;
+  h.held = false;
+  const root = h.root;
+  if (root.queue.remove(h.context_id) !== null) {
+    root.count(stats.QUEUE_CANCELLED + h.heldBand);
+    root.publish(true);
+  }
 }

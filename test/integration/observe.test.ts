@@ -179,3 +179,70 @@ test('predicted and reported cache hits per pod: the seeds\' second round is pre
   assert.ok(predicted > 300 && predicted <= 410, `predicted ${predicted}`);
   assert.equal(metric(g, `wasm_epp.cached_tokens_total${LABELS}`), 384);
 });
+
+// Sends `n` requests one after another; `answer(pod)` says after how many ms each pod's first
+// byte comes back. Returns the pods picked, in order.
+function sequence(g: Gateway, n: number, answer: (dest: string) => number, body: (i: number) => string): string[] {
+  const picked: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const s = send(g, body(i));
+    const dest = s.upstream.header(DEST)!;
+    picked.push(dest);
+    g.host.advance(answer(dest));
+    s.responseHeaders({ ':status': '200', 'content-type': 'text/event-stream' }, false);
+    s.responseBody(streamAnswer(300, 2), true);
+    g.host.advance(5);
+  }
+  return picked;
+}
+
+test('observe.ttft_feedback: a pod that answers much slower than its peers is picked less; off, it keeps its share', () => {
+  const slow = '10.10.0.1:8000';
+  const run = (feedback: boolean) => {
+    const g = new Gateway({ workers: 1, config: { observe: { ttft_feedback: feedback } } });
+    g.pushState(endpoints(3));
+    const picks = sequence(g, 150, (d) => (d === slow ? 1500 : 60), (i) => chatBody(`question ${i} `.repeat(40)));
+    // Re-push so that the metrics stay fresh (each request advances the clock).
+    return picks.slice(75).filter((d) => d === slow).length;
+  };
+  const off = run(false);
+  const on = run(true);
+  assert.ok(off >= 15, `without feedback the slow pod keeps about a third: ${off} of 75`);
+  assert.ok(on <= 5, `with feedback it is avoided: ${on} of 75`);
+});
+
+test('observe.retention_feedback: records a pod no longer holds stop attracting requests', () => {
+  const run = (feedback: boolean) => {
+    const g = new Gateway({ workers: 1, config: { observe: { retention_feedback: feedback } } });
+    g.pushState(endpoints(3), { strategy: 'PREFIX_CACHE' } as never);
+    const long = (k: number) => chatBody(`conversation ${k}: ` + 'context words '.repeat(120) + ' next turn');
+    // Each conversation's first turn records its prefix on some pod; 60 s later its next turn
+    // comes back, and that pod reports no cache hit (it evicted the prefix).
+    let returned = 0;
+    let onRecorded = 0;
+    for (let k = 0; k < 90; k++) {
+      const first = send(g, long(k));
+      const pod = first.upstream.header(DEST)!;
+      first.responseHeaders({ ':status': '200', 'content-type': 'text/event-stream' }, false);
+      first.responseBody(streamAnswer(400, 2, 16), true);
+      g.host.advance(60_000);
+      g.pushState(endpoints(3), { strategy: 'PREFIX_CACHE' } as never);
+      const next = send(g, long(k));
+      // The last 45 returns, once each pod has had a dozen misses.
+      if (k >= 45) {
+        returned++;
+        if (next.upstream.header(DEST) === pod) onRecorded++;
+      }
+      next.responseHeaders({ ':status': '200', 'content-type': 'text/event-stream' }, false);
+      next.responseBody(streamAnswer(400, 2, next.upstream.header(DEST) === pod ? 0 : 16), true);
+    }
+    return { returned, onRecorded, missed: g.host.metrics.filter((m) => m.name.includes('endpoint_prefix_missed_total')).reduce((a, m) => a + m.value, 0) };
+  };
+  const off = run(false);
+  const on = run(true);
+  // Without feedback every return follows the stale record; with it, after a few misses, the
+  // record no longer counts and returns spread by load (about a third land there by chance).
+  assert.equal(off.onRecorded, off.returned);
+  assert.ok(off.missed >= 80, `the misses are counted either way: ${off.missed}`);
+  assert.ok(on.onRecorded < off.returned * 0.6, `with feedback: ${on.onRecorded} of ${on.returned} followed the stale record`);
+});

@@ -125,3 +125,130 @@ describe("ResponseTail", () => {
     expect(String.UTF8.decode(t.bytes().buffer)).toBe("a");
   });
 });
+
+import { labelValue, label } from "../../assembly/observe/metrics";
+import { ResponseWatch, OUTCOME_OK, OUTCOME_ERROR, OUTCOME_INCOMPLETE } from "../../assembly/observe/watch";
+import { Learner, CONFIRMED, MISSED, NO_VERDICT } from "../../assembly/observe/learn";
+
+describe("labels", () => {
+  it("keep values readable and never let one end early or break a line", () => {
+    expect(labelValue("/model/qwen2.5-7b")).toBe("/model/qwen2.5-7b");
+    expect(labelValue("a;b\nc")).toBe("a_b_c");
+    expect(labelValue("")).toBe("none");
+    expect(labelValue("x".repeat(300)).length).toBe(128);
+    expect(label("model_name", "m")).toBe(".model_name=m;");
+  });
+});
+
+// A finished, streamed answer: sent at 0, first byte at `ttft`, usage as given.
+function answered(ttft: f64, estimate: f64, prompt: i64, cached: i64, recordedBlocks: i32, ageMs: f64): ResponseWatch {
+  const w = new ResponseWatch(0, 256);
+  w.routedMs = 0;
+  w.cachePodId = 7;
+  w.estimateMs = estimate;
+  w.promptBytes = prompt * 4; // 4 bytes per token
+  w.recordedBlocks = recordedBlocks;
+  w.recordedAgeMs = ageMs;
+  w.onHeaders(200, false, ttft);
+  w.onBody(10, ttft);
+  w.usage.found = true;
+  w.usage.promptTokens = prompt;
+  w.usage.completionTokens = 5;
+  w.usage.cachedTokens = cached;
+  w.ended = true;
+  w.endMs = ttft + 100;
+  w.status = 200;
+  return w;
+}
+
+describe("ResponseWatch", () => {
+  it("times an answer and names how it ended", () => {
+    const w = new ResponseWatch(100, 256);
+    expect(w.outcome).toBe(OUTCOME_INCOMPLETE);
+    w.routedMs = 150;
+    w.onHeaders(200, false, 180);
+    expect(w.onBody(0, 190)).toBe(0);
+    expect(w.ttftMs).toBe(-1); // an empty chunk is no first byte
+    expect(w.onBody(1000, 220)).toBe(256);
+    expect(w.ttftMs).toBe(120);
+    expect(w.upstreamTtftMs).toBe(70);
+    w.end(400);
+    expect(w.durationMs).toBe(300);
+    expect(w.outcome).toBe(OUTCOME_OK);
+    const e = new ResponseWatch(0, 256);
+    e.onHeaders(503, true, 5);
+    expect(e.outcome).toBe(OUTCOME_ERROR);
+  });
+
+  it("turns predicted blocks into the server's tokens", () => {
+    const w = answered(100, 100, 1000, 500, 40, 1000); // 40 blocks x 64 bytes of 4000 bytes
+    w.predictedBlocks = 40;
+    expect(w.predictedCachedTokens(64)).toBe(640);
+    w.predictedBlocks = 1000; // more than the prompt: capped at the prompt
+    expect(w.predictedCachedTokens(64)).toBe(1000);
+  });
+});
+
+describe("Learner", () => {
+  it("learns a pod's speed relative to its peers, and only past the dead band", () => {
+    const l = new Learner(0.5, 600000, 100, 16, 0.2);
+    for (let i = 0; i < 20; i++) {
+      const slow = answered(900, 100, 1000, 0, 0, -1); // (900+100)/(100+100) = 5
+      l.observe(slow, 1, true, 64);
+      const fast = answered(100, 100, 1000, 0, 0, -1); // 1
+      l.observe(fast, 2, true, 64);
+      const same = answered(110, 100, 1000, 0, 0, -1);
+      l.observe(same, 3, true, 64);
+    }
+    // Mean speed (5 + 1 + 1.05) / 3: pod 1 is about 2.1x its peers, pods 2 and 3 about 0.43-0.45x.
+    expect(l.speedOf(1)).toBeGreaterThan(2);
+    expect(l.speedOf(2)).toBeLessThan(0.5);
+    // Equal pods stay at 1.
+    const m = new Learner(0.5, 600000, 100, 16, 0.2);
+    for (let i = 0; i < 20; i++) {
+      m.observe(answered(100 + <f64>(i % 3) * 10, 100, 1000, 0, 0, -1), 1, true, 64);
+      m.observe(answered(105, 100, 1000, 0, 0, -1), 2, true, 64);
+    }
+    expect(m.speedOf(1)).toBe(1);
+    expect(m.speedOf(2)).toBe(1);
+  });
+
+  it("needs 16 answers before a speed counts, and ignores answers that were not streamed", () => {
+    const l = new Learner(0.5, 600000, 100, 16, 0);
+    for (let i = 0; i < 15; i++) l.observe(answered(900, 100, 1000, 0, 0, -1), 1, true, 64);
+    expect(l.speedOf(1)).toBe(1);
+    for (let i = 0; i < 30; i++) l.observe(answered(5000, 100, 1000, 0, 0, -1), 2, false, 64);
+    expect(l.pods.has(2)).toBe(false);
+  });
+
+  it("confirms or misses the index's record, and moves retention only when contradicted", () => {
+    const l = new Learner(0.5, 600000, 100, 16);
+    // 40 blocks of 64 bytes at 4 bytes a token: 640 tokens predicted.
+    expect(l.observe(answered(100, 100, 1000, 640, 40, 30000), 7, true, 64)).toBe(CONFIRMED);
+    expect(l.retentionOf(7)).toBe(600000); // a hit younger than the retention says nothing new
+    expect(l.observe(answered(100, 100, 1000, 100, 40, 60000), 7, true, 64)).toBe(MISSED);
+    expect(l.retentionOf(7)).toBe(300000); // lowered by (1 - alpha)
+    expect(l.observe(answered(100, 100, 1000, 100, 40, 400000), 7, true, 64)).toBe(MISSED);
+    expect(l.retentionOf(7)).toBe(300000); // a miss older than the retention says nothing new
+    for (let i = 0; i < 10; i++) l.observe(answered(100, 100, 1000, 100, 40, 60000), 7, true, 64);
+    expect(l.retentionOf(7)).toBeLessThan(60000); // settles below the ages that miss
+    expect(l.retentionOf(7)).toBeGreaterThan(30000);
+    l.observe(answered(100, 100, 1000, 640, 40, 200000), 7, true, 64);
+    expect(l.retentionOf(7)).toBeLessThan(60000 * 1.5 + 1); // a hit older raises it by (1 + alpha) at most
+    expect(l.observe(answered(100, 100, 1000, 400, 40, 30000), 7, true, 64)).toBe(NO_VERDICT); // between half and all
+    expect(l.observe(answered(100, 100, 1000, 640, 0, 30000), 7, true, 64)).toBe(NO_VERDICT); // nothing recorded
+  });
+
+  it("reads a missing cached_tokens as 0 once the servers are known to report it", () => {
+    const l = new Learner(0.5, 600000, 100, 16);
+    expect(l.observe(answered(100, 100, 1000, -1, 40, 30000), 7, true, 64)).toBe(NO_VERDICT);
+    l.observe(answered(100, 100, 1000, 640, 40, 30000), 7, true, 64);
+    expect(l.observe(answered(100, 100, 1000, -1, 40, 30000), 7, true, 64)).toBe(MISSED);
+  });
+
+  it("keeps at most maxPods endpoints", () => {
+    const l = new Learner(0.5, 600000, 100, 4);
+    for (let id: u32 = 1; id <= 10; id++) l.observe(answered(100, 100, 1000, 0, 0, -1), id, true, 64);
+    expect(l.pods.size).toBe(4);
+  });
+});
