@@ -4,6 +4,12 @@
 // record it: the expensive case). Next to it, the time to merely copy the body into the VM, the
 // part no in-proxy filter can avoid. Prints a Markdown table.
 //
+// A second table prices watching answers (observe.enabled): the same requests (1 KB, 16 KB,
+// 220 KB; 8 endpoints, PREFIX_CACHE) each followed by its answer, of 1 KB, 64 KB or 1 MB, either a
+// JSON body in 16 KB chunks or an SSE stream of ~100-byte events, one per chunk, ending in a usage
+// chunk; with observe on and off in two hosts, requests alternating between them so a noisy CPU
+// weighs on both alike. Filter time and host calls are per request, answer included.
+//
 // Columns: "filter" is the wasm module's own time (its callbacks minus the host calls they
 // make: what V8 runs identically inside Envoy); "host calls" is the time in the host functions it
 // called, which this host implements in JavaScript and Envoy in C++; "total" is everything,
@@ -13,7 +19,7 @@
 //   npm run bench:filter -- --json       one JSON object on stdout
 
 import { readFileSync } from 'node:fs';
-import { ProxyWasmHost } from '../test/host/index.ts';
+import { ProxyWasmHost, type Worker } from '../test/host/index.ts';
 import { endpoints, stateDocument } from '../test/fuzz/generators.ts';
 
 const quick = process.argv.includes('--quick');
@@ -52,12 +58,12 @@ function pct(xs: number[], p: number): number {
 
 interface Row { body: string; endpoints: number; strategy: string; filter_median_us: number; filter_p99_us: number; host_calls_median_us: number; host_calls_per_request: number; total_median_us: number; copy_median_us: number; requests: number }
 
-function run(size: number, label: string, nEndpoints: number, strategy: 'DEFAULT' | 'PREFIX_CACHE'): Row {
+// A host with the routing and push filters, the state of `nEndpoints` pushed.
+function gateway(nEndpoints: number, strategy: 'DEFAULT' | 'PREFIX_CACHE', extra: Record<string, unknown> = {}): { host: ProxyWasmHost; worker: Worker } {
   const host = new ProxyWasmHost({ clock: 'real', logLevel: 'warn', profile: true });
-  const profile = host.profile!;
   const env = { WASM_EPP_PUSH_TOKEN: TOKEN };
   const routing = host.loadPlugin({ wasm, rootId: 'wasm-epp', vmId: 'wasm-epp', name: 'route', env, allowOnHeadersStopIteration: true, bufferLimitBytes: 16 << 20,
-    configuration: JSON.stringify({ pool: 'default/vllm-qwen-pool', log_requests: false }) });
+    configuration: JSON.stringify({ pool: 'default/vllm-qwen-pool', log_requests: false, ...extra }) });
   const push = host.loadPlugin({ wasm, rootId: 'wasm-epp', vmId: 'wasm-epp', name: 'push', env, allowOnHeadersStopIteration: true,
     configuration: JSON.stringify({ accept_push: true }) });
   const eps = endpoints(nEndpoints);
@@ -65,7 +71,12 @@ function run(size: number, label: string, nEndpoints: number, strategy: 'DEFAULT
   const pushed = push.worker(0).requestSync({ method: 'POST', path: '/wasm-epp/v1/state', headers: { authorization: `Bearer ${TOKEN}` },
     body: JSON.stringify(stateDocument({ generatedAtMs: Date.now() + 3_600_000, endpoints: eps, strategy })) });
   if (pushed.status !== 204) throw new Error(`push failed: ${pushed.status}`);
-  const worker = routing.worker(0);
+  return { host, worker: routing.worker(0) };
+}
+
+function run(size: number, label: string, nEndpoints: number, strategy: 'DEFAULT' | 'PREFIX_CACHE'): Row {
+  const { host, worker } = gateway(nEndpoints, strategy);
+  const profile = host.profile!;
   const iterations = Math.max(quick ? 200 : 1000, Math.floor((quick ? 2e7 : 1e8) / (size + 20_000)));
   const bodies = Array.from({ length: 64 }, (_, i) => chatBody(size, i));
   const digit = Buffer.from(bodies[0]).indexOf('Session ') + 8;
@@ -123,8 +134,110 @@ for (const [size, label] of [[1024, '1 KB'], [16 * 1024, '16 KB'], [220 * 1024, 
     }
   }
 }
+// ---------------- answers: observe.enabled on and off ----------------
+
+const PROMPT_TOKENS = 321;
+const USAGE = { prompt_tokens: PROMPT_TOKENS, total_tokens: PROMPT_TOKENS + 64, completion_tokens: 64, prompt_tokens_details: { cached_tokens: 256 } };
+
+// A non-streaming chat answer of `size` bytes (vLLM's shape, usage near the end), in 16 KB chunks.
+function jsonAnswer(size: number): Uint8Array[] {
+  const skeleton = { id: 'chatcmpl-bench', object: 'chat.completion', created: 1733450000, model: '/model/qwen',
+    choices: [{ index: 0, message: { role: 'assistant', content: 'X', tool_calls: [] }, logprobs: null, finish_reason: 'stop', stop_reason: null }],
+    usage: USAGE, prompt_logprobs: null, kv_transfer_params: null };
+  const overhead = JSON.stringify(skeleton).length - 1;
+  skeleton.choices[0].message.content = 'the model server keeps its kv cache warm '.repeat(Math.ceil(size / 40)).slice(0, Math.max(1, size - overhead));
+  const body = enc.encode(JSON.stringify(skeleton));
+  const chunks: Uint8Array[] = [];
+  for (let at = 0; at < body.length; at += 16 * 1024) chunks.push(body.subarray(at, at + 16 * 1024));
+  return chunks;
+}
+
+// A streamed chat answer of about `size` bytes: ~100-byte events, one per chunk, then the usage
+// chunk and [DONE].
+function sseAnswer(size: number): Uint8Array[] {
+  const event = (o: unknown): Uint8Array => enc.encode(`data: ${JSON.stringify(o)}\n\n`);
+  const token = (i: number): Uint8Array => event({ id: 'chatcmpl-bench', object: 'chat.completion.chunk', choices: [{ index: 0, delta: { content: ` tok${i % 1000}` } }] });
+  const last = [event({ id: 'chatcmpl-bench', object: 'chat.completion.chunk', choices: [], usage: USAGE }), enc.encode('data: [DONE]\n\n')];
+  const tail = last[0].length + last[1].length;
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (let i = 0; total + tail < size; i++) {
+    const e = token(i);
+    chunks.push(e);
+    total += e.length;
+  }
+  return [...chunks, ...last];
+}
+
+interface Side { filter_median_us: number; filter_p99_us: number; host_calls_median_us: number; host_calls_per_request: number; total_median_us: number }
+interface AnswerRow { body: string; answer: string; shape: 'json' | 'sse'; chunks: number; on: Side; off: Side; ratio: number; requests: number }
+
+function runAnswers(size: number, label: string, answer: Uint8Array[], answerLabel: string, shape: 'json' | 'sse'): AnswerRow {
+  const sides = [true, false].map((enabled) => {
+    const { host, worker } = gateway(8, 'PREFIX_CACHE', { observe: { enabled } });
+    return { enabled, host, worker, profile: host.profile!, own: [] as number[], hostTimes: [] as number[], times: [] as number[], calls: 0 };
+  });
+  const bodies = Array.from({ length: 64 }, (_, i) => chatBody(size, i));
+  const digit = Buffer.from(bodies[0]).indexOf('Session ') + 8;
+  const answerBytes = answer.reduce((a, c) => a + c.length, 0);
+  // Pairs of requests, at least `minimum` and for at least `budgetMs` (at most `maximum`).
+  const minimum = quick ? 30 : 200;
+  const maximum = quick ? 2000 : 20_000;
+  const budgetMs = quick ? 300 : 3000;
+  const warmup = quick ? 10 : 30;
+  const headers = { ':method': 'POST', ':path': '/v1/chat/completions', ':authority': 'gw', ':scheme': 'http', 'content-type': 'application/json' };
+  const responseHeaders = { ':status': '200', 'content-type': shape === 'sse' ? 'text/event-stream' : 'application/json' };
+  const started = Date.now();
+  let pairs = 0;
+  for (let i = 0; ; i++) {
+    if (i >= warmup && (pairs >= maximum || (pairs >= minimum && Date.now() - started >= budgetMs))) break;
+    const body = bodies[i % bodies.length];
+    // Alternate which side goes first.
+    for (const side of i % 2 === 0 ? sides : [sides[1], sides[0]]) {
+      side.profile.reset();
+      const t0 = process.hrtime.bigint();
+      const s = side.worker.newHttpStream();
+      s.requestHeaders({ ...headers, 'content-length': String(body.length) }, false);
+      s.requestBody(body, true);
+      s.responseHeaders(responseHeaders, false);
+      for (let k = 0; k < answer.length; k++) s.responseBody(answer[k], k === answer.length - 1);
+      const t1 = process.hrtime.bigint();
+      if (!s.upstream.header('x-gateway-destination-endpoint')) throw new Error(`not routed: ${s.localReply?.status} ${s.localReply?.bodyText}`);
+      if (s.state !== 'complete' || s.downstream.bodyBuffer.length !== answerBytes) throw new Error(`answer not passed through: ${s.state}, ${s.downstream.bodyBuffer.length} bytes`);
+      if (i >= warmup) {
+        side.times.push(Number(t1 - t0) / 1000);
+        side.own.push(Number(side.profile.moduleNs - side.profile.hostNs) / 1000);
+        side.hostTimes.push(Number(side.profile.hostNs) / 1000);
+        side.calls += side.profile.hostCalls;
+      }
+    }
+    if (i >= warmup) pairs++;
+    if (i % bodies.length === bodies.length - 1) for (const b of bodies) b[digit] = 0x30 + ((b[digit] - 0x30 + 1) % 10);
+  }
+  const out = sides.map((side): Side => {
+    if (side.host.traps.length) throw new Error(`trap: ${side.host.traps[0].message}`);
+    // Watching answers really read their usage (and not watching them did not).
+    const prompt = side.host.metric('wasm_epp.prompt_tokens_total.model_name=/model/qwen;.target_model_name=/model/qwen;') ?? 0;
+    if (prompt !== (side.enabled ? (warmup + pairs) * PROMPT_TOKENS : 0)) throw new Error(`observe.enabled ${side.enabled}: prompt_tokens_total ${prompt} after ${warmup + pairs} answers`);
+    side.host.close();
+    return { filter_median_us: median(side.own), filter_p99_us: pct(side.own, 0.99), host_calls_median_us: median(side.hostTimes),
+      host_calls_per_request: Math.round(side.calls / pairs), total_median_us: median(side.times) };
+  });
+  return { body: label, answer: answerLabel, shape, chunks: answer.length, on: out[0], off: out[1], ratio: out[0].filter_median_us / out[1].filter_median_us, requests: pairs };
+}
+
+const answers: AnswerRow[] = [];
+for (const [size, label] of [[1024, '1 KB'], [16 * 1024, '16 KB'], [220 * 1024, '220 KB']] as const) {
+  for (const [answerSize, answerLabel] of [[1024, '1 KB'], [64 * 1024, '64 KB'], [1024 * 1024, '1 MB']] as const) {
+    answers.push(runAnswers(size, label, jsonAnswer(answerSize), answerLabel, 'json'));
+    if (!json) process.stderr.write('.');
+    answers.push(runAnswers(size, label, sseAnswer(answerSize), answerLabel, 'sse'));
+    if (!json) process.stderr.write('.');
+  }
+}
+
 if (json) {
-  console.log(JSON.stringify({ rows }));
+  console.log(JSON.stringify({ rows, answers }));
 } else {
   const fmt = (v: number): string => (v >= 100 ? v.toFixed(0) : v.toFixed(1));
   console.log('\nwasm-epp filter, time per request in V8 (Node ' + process.version + '), one worker, every request a new prompt');
@@ -135,4 +248,13 @@ if (json) {
   const at = (label: string): number => Math.max(...rows.filter((r) => r.body === label).map((r) => r.filter_median_us));
   console.log(`\ntargets: 16 KB <= 50 us median (worst row ${fmt(at('16 KB'))} us), 220 KB <= 1000 us median (worst row ${fmt(at('220 KB'))} us)`);
   console.log('for scale: the ext_proc endpoint picker spends ~260 ms of a 286 ms request streaming a 220 KB body to itself at 130 req/s (GIE issue 2928)');
+  console.log('\nwatching answers: observe.enabled true against false, 8 endpoints, PREFIX_CACHE, per request with its answer (on and off alternate request by request)');
+  console.log('json = one JSON body in 16 KB chunks; sse = ~100-byte events, one per chunk, the last with usage\n');
+  console.log('| body | answer | shape | chunks | filter on (us) | filter off (us) | on/off | filter p99 on / off (us) | host calls / request on / off | host calls median on / off (us) |');
+  console.log('|---|---|---|---|---|---|---|---|---|---|');
+  for (const a of answers) {
+    console.log(`| ${a.body} | ${a.answer} | ${a.shape} | ${a.chunks} | ${fmt(a.on.filter_median_us)} | ${fmt(a.off.filter_median_us)} | ${a.ratio.toFixed(2)} | ${fmt(a.on.filter_p99_us)} / ${fmt(a.off.filter_p99_us)} | ${a.on.host_calls_per_request} / ${a.off.host_calls_per_request} | ${fmt(a.on.host_calls_median_us)} / ${fmt(a.off.host_calls_median_us)} |`);
+  }
+  const worst = answers.reduce((w, a) => (a.ratio > w.ratio ? a : w));
+  console.log(`\nworst on/off: ${worst.ratio.toFixed(2)} (${worst.body} body, ${worst.answer} ${worst.shape} answer)`);
 }

@@ -1,12 +1,15 @@
 // Fuzzing the compiled filter through the proxy-wasm host: random and mutated request bodies and
 // state documents, for a fixed time budget (FUZZ_SECONDS, default 60 in all). Every case must
 // end in a well-formed answer and no VM may ever trap. A failure prints the seed and the input.
+// Then the answers the filter watches: a fixed number of random and mutated model-server
+// responses (FUZZ_ANSWERS, default 1500), sent through in arbitrary chunks; every byte must reach
+// the client unchanged, and the token counters must add up to the usage the valid ones reported.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Gateway, endpoints, DEST, ROUND1, ROUND2 } from '../integration/harness.ts';
-import { Prng, mutate, openaiBody, randomState, stateDocument } from './generators.ts';
-import type { RequestResult } from '../host/index.ts';
+import { Prng, chunking, mutate, mutateAnswer, openaiBody, randomAnswer, randomState, stateDocument, type Answer } from './generators.ts';
+import type { HttpStream, RequestResult } from '../host/index.ts';
 
 const BUDGET_MS = Number(process.env.FUZZ_SECONDS ?? 60) * 1000;
 const SEED = Number(process.env.FUZZ_SEED ?? Date.now() % 1_000_000);
@@ -146,3 +149,166 @@ test('huge and hostile inputs at the limits', () => {
   assert.equal(g.pushRaw(tooMany).status, 400);
   assert.deepEqual(g.host.traps, []);
 });
+
+// ---------------- answers ----------------
+
+const ANSWERS = Number(process.env.FUZZ_ANSWERS ?? 1500);
+const VALID = '/model/qwen'; // valid answers: their counters are checked to the token
+const MUTANT = '/model/mutant'; // mutated answers: counted apart, so they never blur that check
+const labels = (model: string): string => `.model_name=${model};.target_model_name=${model};`;
+
+// Answer sizes: mostly small, some large, a few up to about 2 MB.
+function answerSize(r: Prng): number {
+  const p = r.next();
+  if (p < 0.55) return r.int(4096);
+  if (p < 0.8) return 4096 + r.int(60 * 1024);
+  if (p < 0.95) return 64 * 1024 + r.int(448 * 1024);
+  return 512 * 1024 + r.int(1400 * 1024);
+}
+
+// Mostly 200, the other 2xx now and then, and the model servers' and proxies' errors.
+function answerStatus(r: Prng): string {
+  const p = r.next();
+  return p < 0.75 ? '200' : p < 0.8 ? r.pick(['201', '203', '206']) : r.pick(['400', '404', '413', '422', '429', '500', '502', '503', '504']);
+}
+
+type Ending = 'eos' | 'empty-eos' | 'trailers' | 'reset' | 'headers-only';
+
+interface Totals { prompt: number; completion: number; cached: number }
+
+test(`fuzz: answers and streams (seed ${SEED})`, () => {
+  const r = new Prng(SEED ^ 0x2545f491);
+  const models = [{ name: VALID, criticality: 'Critical' }, { name: MUTANT, criticality: 'Critical' }];
+  // The default tail (4 KB), the smallest allowed, and a large one.
+  const gateways = [undefined, 256, 65536].map((tail) => {
+    const g = new Gateway({ workers: 2, config: tail === undefined ? {} : { observe: { tail_bytes: tail } } });
+    g.pushState(endpoints(4), { models });
+    return { g, tail: tail ?? 4096, expected: { prompt: 0, completion: 0, cached: 0 } as Totals, pushedAt: g.now };
+  });
+  const seen = new Map<string, number>();
+  const note = (k: string): void => void seen.set(k, (seen.get(k) ?? 0) + 1);
+  let bytes = 0;
+  let chunks = 0;
+  const started = Date.now();
+  for (let c = 0; c < ANSWERS; c++) {
+    const gw = r.chance(0.7) ? gateways[0] : r.pick(gateways.slice(1));
+    const g = gw.g;
+    if (g.now - gw.pushedAt > 2000) {
+      g.pushState(endpoints(4), { models });
+      gw.pushedAt = g.now;
+    }
+    const valid = r.chance(0.6);
+    const answer: Answer = randomAnswer(r, answerSize(r));
+    const body = valid ? answer.body : mutateAnswer(r, answer.body);
+    const status = valid || r.chance(0.8) ? answerStatus(r) : r.pick(['0', '99', '100', '204', '299', '600', '-1', '2000000000000', 'abc', '']);
+    const ending: Ending = r.pick(['eos', 'eos', 'eos', 'eos', 'eos', 'eos', 'empty-eos', 'trailers', 'trailers', 'reset', 'reset', 'headers-only']);
+    const pieces = chunking(r, body.length, [answer.usageAt, body.length - gw.tail]);
+    const resetAfter = ending === 'reset' ? r.int(pieces.length + 1) : -1;
+    const context = `seed ${SEED} case ${c} (tail ${gw.tail}): ${valid ? 'valid' : 'mutated'} ${answer.kind}, ${body.length} bytes, status ${status}, ${ending}` +
+      `${resetAfter >= 0 ? ` after piece ${resetAfter}` : ''}, ${pieces.length} pieces [${pieces.slice(0, 12).join(',')}${pieces.length > 12 ? ',...' : ''}], usage ${JSON.stringify(answer.usage)} at ${answer.usageAt}`;
+    note(valid ? 'valid' : 'mutated');
+    note(ending);
+    note(answer.kind.replace(/^(vllm|sglang)-/, ''));
+
+    const model = valid ? VALID : MUTANT;
+    const before = counters(g, model);
+    const s = send(g, model, c % 2, r);
+    assert.ok(s.upstream.endStream && s.upstream.header(DEST), `${context}: the request was not routed (${s.localReply?.status} ${s.localReply?.bodyText})`);
+    g.host.advance(r.int(50));
+    const ct = answer.streaming ? r.pick(['text/event-stream', 'text/event-stream; charset=utf-8', 'TEXT/EVENT-STREAM']) : r.pick(['application/json', 'application/json; charset=utf-8']);
+    const headers: Record<string, string> = { ':status': status, ...(r.chance(0.9) ? { 'content-type': ct } : {}) };
+    if (!answer.streaming && r.chance(0.5)) headers['content-length'] = String(body.length);
+    const sent: Uint8Array[] = [];
+    if (ending === 'headers-only') {
+      s.responseHeaders(headers, true);
+    } else {
+      s.responseHeaders(headers, false);
+      let at = 0;
+      for (let i = 0; i < pieces.length; i++) {
+        if (i === resetAfter) break;
+        const piece = body.subarray(at, at + pieces[i]);
+        at += pieces[i];
+        const last = i === pieces.length - 1 && ending === 'eos';
+        s.responseBody(piece, last);
+        sent.push(piece);
+        chunks++;
+        if (r.chance(0.05)) g.host.advance(r.int(20));
+      }
+      if (ending === 'reset') s.reset();
+      else if (ending === 'empty-eos' || pieces.length === 0 && ending === 'eos') s.responseBody(new Uint8Array(0), true);
+      else if (ending === 'trailers') s.responseTrailers({ 'x-served-by': 'pod', ...(r.chance(0.5) ? { 'grpc-status': '0' } : {}) });
+    }
+    assert.deepEqual(g.host.traps, [], context);
+    assert.equal(s.state, ending === 'reset' ? 'reset' : 'complete', context);
+    // Every byte, headers and trailers reached the client unchanged.
+    const got = Buffer.from(s.downstream.body);
+    const want = Buffer.concat(sent);
+    bytes += want.length;
+    if (!got.equals(want)) assert.fail(`${context}: the client got ${got.length} bytes, not the ${want.length} sent (first difference at ${firstDifference(got, want)})`);
+    if (ending !== 'reset') assert.equal(s.downstream.header(':status'), status, context);
+    if (ending === 'trailers') assert.equal(s.downstream.trailers?.find(([k]) => k === 'x-served-by')?.[1], 'pod', context);
+
+    const after = counters(g, model);
+    if (!valid) {
+      // Whatever a broken answer says, counters only grow, by at most the parser's cap.
+      for (const k of ['prompt', 'completion', 'cached'] as const) assert.ok(after[k] >= before[k] && after[k] - before[k] <= 1e12, `${context}: ${k} ${before[k]} -> ${after[k]}`);
+      continue;
+    }
+    const code = Number(status);
+    const complete = ending !== 'reset';
+    const ok = complete && code >= 200 && code < 300;
+    const inTail = answer.usage !== null && ending !== 'headers-only' && answer.usageAt >= body.length - gw.tail;
+    const u = ok && inTail ? answer.usage! : null;
+    const delta = { prompt: after.prompt - before.prompt, completion: after.completion - before.completion, cached: after.cached - before.cached };
+    assert.deepEqual(delta, u ? { prompt: u.prompt, completion: u.completion, cached: u.cached } : { prompt: 0, completion: 0, cached: 0 }, `${context}: token counters`);
+    assert.equal(after.withoutUsage - before.withoutUsage, ok && !u ? 1 : 0, `${context}: responses_without_usage`);
+    assert.equal(after.incomplete - before.incomplete, complete ? 0 : 1, `${context}: responses_incomplete`);
+    assert.equal(after.errors - before.errors, complete && code >= 400 ? 1 : 0, `${context}: request_error_total`);
+    if (u) {
+      gw.expected.prompt += u.prompt;
+      gw.expected.completion += u.completion;
+      gw.expected.cached += u.cached;
+      note('usage counted');
+    } else if (ok) {
+      note(answer.usage === null || ending === 'headers-only' ? 'no usage' : 'usage outside the tail');
+    }
+  }
+  // In all: the counters are the sum of the usage the valid answers reported.
+  for (const gw of gateways) {
+    const got = counters(gw.g, VALID);
+    assert.deepEqual({ prompt: got.prompt, completion: got.completion, cached: got.cached }, gw.expected, `seed ${SEED}: totals with tail ${gw.tail}`);
+    assert.equal(gw.g.routing.worker(0).failed || gw.g.routing.worker(1).failed, false);
+  }
+  // Each kind of case came up.
+  for (const k of ['valid', 'mutated', 'eos', 'empty-eos', 'trailers', 'reset', 'headers-only', 'usage counted', 'no usage', 'chat-stream-final', 'chat-stream-continuous', 'chat-json', 'completions-stream-final', 'completions-json']) {
+    assert.ok((seen.get(k) ?? 0) > 0 || ANSWERS < 500, `seed ${SEED}: no case of "${k}" in ${ANSWERS}`);
+  }
+  if (process.env.FUZZ_VERBOSE) {
+    console.log(`# fuzz answers: ${ANSWERS} cases, ${(bytes / 1e6).toFixed(1)} MB in ${chunks} chunks, ${Date.now() - started} ms, ${JSON.stringify(Object.fromEntries([...seen].sort()))}`);
+  }
+});
+
+// Sends a chat request for `model` and leaves the stream open at the upstream.
+function send(g: Gateway, model: string, worker: number, r: Prng): HttpStream {
+  const body = JSON.stringify({ model, stream: r.chance(0.6), messages: [{ role: 'user', content: `question ${r.int(1e6)}` }] });
+  const s = g.routing.worker(worker).newHttpStream();
+  s.requestHeaders({ ':method': 'POST', ':path': r.pick(['/v1/chat/completions', '/v1/completions']), ':authority': 'gw', ':scheme': 'http', 'content-type': 'application/json', 'content-length': String(body.length) }, false);
+  s.requestBody(body, true);
+  return s;
+}
+
+function counters(g: Gateway, model: string): Totals & { withoutUsage: number; incomplete: number; errors: number } {
+  const m = (name: string): number => g.host.metric(name) ?? 0;
+  const l = labels(model);
+  return {
+    prompt: m(`wasm_epp.prompt_tokens_total${l}`), completion: m(`wasm_epp.completion_tokens_total${l}`), cached: m(`wasm_epp.cached_tokens_total${l}`),
+    withoutUsage: m('wasm_epp.responses_without_usage'), incomplete: m('wasm_epp.responses_incomplete'),
+    errors: m(`inference_objective_request_error_total${l}.error_code=ModelServerError;`),
+  };
+}
+
+function firstDifference(a: Buffer, b: Buffer): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return i;
+  return n;
+}
