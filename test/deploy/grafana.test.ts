@@ -11,6 +11,7 @@ import { readFileSync } from "node:fs";
 import { repoPath } from "./files.ts";
 import { SidecarMetrics } from "../../sidecar/observability/metrics.ts";
 import { defaultState, vllmV0Exposition, vllmV1Exposition } from "../fakes/model-metrics.ts";
+import { FAMILIES, type Kind } from "./families.ts";
 
 const dashboard = JSON.parse(readFileSync(repoPath("deploy/grafana/wasm-epp.json"), "utf8"));
 const panels: any[] = dashboard.panels.filter((p: any) => p.type !== "row");
@@ -86,41 +87,7 @@ function filterSeries(): Set<string> {
   return out;
 }
 
-// The filter's labelled families (assembly/observe/report.ts): the tags are spelled into the stat
-// names and Envoy's stats_tags (deploy/envoy/envoy.yaml, the EnvoyProxy's bootstrap) turn them into
-// these labels.
-type Kind = "counter" | "gauge" | "histogram";
-const MODEL = ["model_name", "target_model_name"];
-const POD = ["model_server_pod"];
-const LABELLED_FAMILIES: Array<{ family: string; kind: Kind; labels: string[] }> = [
-  { family: "inference_objective_request_total", kind: "counter", labels: MODEL },
-  { family: "inference_objective_request_error_total", kind: "counter", labels: [...MODEL, "error_code"] },
-  { family: "inference_objective_running_requests", kind: "gauge", labels: ["model_name"] },
-  { family: "inference_objective_request_duration_ms", kind: "histogram", labels: MODEL },
-  { family: "inference_objective_request_ttft_ms", kind: "histogram", labels: MODEL },
-  { family: "inference_objective_normalized_time_per_output_token_ms", kind: "histogram", labels: MODEL },
-  { family: "inference_objective_input_tokens", kind: "histogram", labels: MODEL },
-  { family: "inference_objective_output_tokens", kind: "histogram", labels: MODEL },
-  { family: "inference_objective_prompt_cached_tokens", kind: "histogram", labels: MODEL },
-  { family: "inference_objective_request_sizes", kind: "histogram", labels: MODEL },
-  { family: "inference_objective_response_sizes", kind: "histogram", labels: MODEL },
-  { family: "wasm_epp.prompt_tokens_total", kind: "counter", labels: MODEL },
-  { family: "wasm_epp.completion_tokens_total", kind: "counter", labels: MODEL },
-  { family: "wasm_epp.cached_tokens_total", kind: "counter", labels: MODEL },
-  { family: "wasm_epp.predicted_cached_tokens_total", kind: "counter", labels: MODEL },
-  { family: "wasm_epp.endpoint_picks_total", kind: "counter", labels: POD },
-  { family: "wasm_epp.endpoint_ttft_ms", kind: "histogram", labels: POD },
-  { family: "wasm_epp.endpoint_prompt_tokens_total", kind: "counter", labels: POD },
-  { family: "wasm_epp.endpoint_cached_tokens_total", kind: "counter", labels: POD },
-  { family: "wasm_epp.endpoint_predicted_cached_tokens_total", kind: "counter", labels: POD },
-  { family: "wasm_epp.endpoint_prefix_confirmed_total", kind: "counter", labels: POD },
-  { family: "wasm_epp.endpoint_prefix_missed_total", kind: "counter", labels: POD },
-  { family: "wasm_epp.endpoint_observed_ttft_ms", kind: "gauge", labels: POD },
-  { family: "wasm_epp.endpoint_prefill_tokens_per_second", kind: "gauge", labels: POD },
-  { family: "wasm_epp.endpoint_prefix_retention_seconds", kind: "gauge", labels: POD },
-  { family: "wasm_epp.responses_without_usage", kind: "counter", labels: [] },
-  { family: "wasm_epp.responses_incomplete", kind: "counter", labels: [] },
-];
+const LABELLED_FAMILIES = FAMILIES;
 
 /** The labelled families' series as /stats/prometheus prints them, with their labels. */
 function labelledSeries(): Map<string, string[]> {

@@ -27,6 +27,7 @@ import { repoPath, yamlFile } from "./files.ts";
 import { baseSources, KUBECTL, render } from "./kustomize.ts";
 import { TagProducer, tagConfigFromBootstrap, type Tag, type TagSpecifier } from "../host/tags.ts";
 import { prometheusMetricName } from "../host/prometheus.ts";
+import { FAMILIES, type Kind } from "./families.ts";
 
 const rendered = KUBECTL !== null;
 const NO_KUBECTL = "kubectl not installed: kubectl kustomize not run (the base's files were checked as written)";
@@ -39,40 +40,7 @@ const CONTRACT: TagSpecifier[] = [
   { tag_name: "model_server_pod", regex: "(\\.model_server_pod=(.*?);)" },
 ];
 
-type Kind = "counter" | "gauge" | "histogram";
-const MODEL = ["model_name", "target_model_name"];
-const POD = ["model_server_pod"];
 
-/** Every family the filter defines with labels (or none), as the module names it. */
-const FAMILIES: Array<{ family: string; kind: Kind; labels: string[] }> = [
-  { family: "inference_objective_request_total", kind: "counter", labels: MODEL },
-  { family: "inference_objective_request_error_total", kind: "counter", labels: [...MODEL, "error_code"] },
-  { family: "inference_objective_running_requests", kind: "gauge", labels: ["model_name"] },
-  { family: "inference_objective_request_duration_ms", kind: "histogram", labels: MODEL },
-  { family: "inference_objective_request_ttft_ms", kind: "histogram", labels: MODEL },
-  { family: "inference_objective_normalized_time_per_output_token_ms", kind: "histogram", labels: MODEL },
-  { family: "inference_objective_input_tokens", kind: "histogram", labels: MODEL },
-  { family: "inference_objective_output_tokens", kind: "histogram", labels: MODEL },
-  { family: "inference_objective_prompt_cached_tokens", kind: "histogram", labels: MODEL },
-  { family: "inference_objective_request_sizes", kind: "histogram", labels: MODEL },
-  { family: "inference_objective_response_sizes", kind: "histogram", labels: MODEL },
-  { family: "wasm_epp.prompt_tokens_total", kind: "counter", labels: MODEL },
-  { family: "wasm_epp.completion_tokens_total", kind: "counter", labels: MODEL },
-  { family: "wasm_epp.cached_tokens_total", kind: "counter", labels: MODEL },
-  { family: "wasm_epp.predicted_cached_tokens_total", kind: "counter", labels: MODEL },
-  { family: "wasm_epp.endpoint_picks_total", kind: "counter", labels: POD },
-  { family: "wasm_epp.endpoint_ttft_ms", kind: "histogram", labels: POD },
-  { family: "wasm_epp.endpoint_prompt_tokens_total", kind: "counter", labels: POD },
-  { family: "wasm_epp.endpoint_cached_tokens_total", kind: "counter", labels: POD },
-  { family: "wasm_epp.endpoint_predicted_cached_tokens_total", kind: "counter", labels: POD },
-  { family: "wasm_epp.endpoint_prefix_confirmed_total", kind: "counter", labels: POD },
-  { family: "wasm_epp.endpoint_prefix_missed_total", kind: "counter", labels: POD },
-  { family: "wasm_epp.endpoint_observed_ttft_ms", kind: "gauge", labels: POD },
-  { family: "wasm_epp.endpoint_prefill_tokens_per_second", kind: "gauge", labels: POD },
-  { family: "wasm_epp.endpoint_prefix_retention_seconds", kind: "gauge", labels: POD },
-  { family: "wasm_epp.responses_without_usage", kind: "counter", labels: [] },
-  { family: "wasm_epp.responses_incomplete", kind: "counter", labels: [] },
-];
 
 // Label values the filter can write (no ';'): model names with '/', '.', ':', pod addresses, the
 // overflow series' "other".

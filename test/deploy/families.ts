@@ -1,0 +1,37 @@
+// The filter's labelled metric families (assembly/observe/report.ts), as the module names them:
+// the tags are spelled into the stat names, and Envoy's stats_tags (deploy/envoy/envoy.yaml, the
+// EnvoyProxy's bootstrap) turn them into these labels. Shared by the deploy tests.
+
+export type Kind = "counter" | "gauge" | "histogram";
+export const MODEL = ["model_name", "target_model_name"];
+export const POD = ["model_server_pod"];
+
+export const FAMILIES: Array<{ family: string; kind: Kind; labels: string[] }> = [
+  { family: "inference_objective_request_total", kind: "counter", labels: MODEL },
+  { family: "inference_objective_request_error_total", kind: "counter", labels: [...MODEL, "error_code"] },
+  { family: "inference_objective_running_requests", kind: "gauge", labels: ["model_name"] },
+  { family: "inference_objective_request_duration_ms", kind: "histogram", labels: MODEL },
+  { family: "inference_objective_request_ttft_ms", kind: "histogram", labels: MODEL },
+  { family: "inference_objective_normalized_time_per_output_token_ms", kind: "histogram", labels: MODEL },
+  { family: "inference_objective_input_tokens", kind: "histogram", labels: MODEL },
+  { family: "inference_objective_output_tokens", kind: "histogram", labels: MODEL },
+  { family: "inference_objective_prompt_cached_tokens", kind: "histogram", labels: MODEL },
+  { family: "inference_objective_request_sizes", kind: "histogram", labels: MODEL },
+  { family: "inference_objective_response_sizes", kind: "histogram", labels: MODEL },
+  { family: "wasm_epp.prompt_tokens_total", kind: "counter", labels: MODEL },
+  { family: "wasm_epp.completion_tokens_total", kind: "counter", labels: MODEL },
+  { family: "wasm_epp.cached_tokens_total", kind: "counter", labels: MODEL },
+  { family: "wasm_epp.predicted_cached_tokens_total", kind: "counter", labels: MODEL },
+  { family: "wasm_epp.endpoint_picks_total", kind: "counter", labels: POD },
+  { family: "wasm_epp.endpoint_ttft_ms", kind: "histogram", labels: POD },
+  { family: "wasm_epp.endpoint_prompt_tokens_total", kind: "counter", labels: POD },
+  { family: "wasm_epp.endpoint_cached_tokens_total", kind: "counter", labels: POD },
+  { family: "wasm_epp.endpoint_predicted_cached_tokens_total", kind: "counter", labels: POD },
+  { family: "wasm_epp.endpoint_prefix_confirmed_total", kind: "counter", labels: POD },
+  { family: "wasm_epp.endpoint_prefix_missed_total", kind: "counter", labels: POD },
+  { family: "wasm_epp.endpoint_observed_ttft_ms", kind: "gauge", labels: POD },
+  { family: "wasm_epp.endpoint_prefill_tokens_per_second", kind: "gauge", labels: POD },
+  { family: "wasm_epp.endpoint_prefix_retention_seconds", kind: "gauge", labels: POD },
+  { family: "wasm_epp.responses_without_usage", kind: "counter", labels: [] },
+  { family: "wasm_epp.responses_incomplete", kind: "counter", labels: [] },
+];
