@@ -30,6 +30,7 @@ import { holdOrAnswer } from "./queue/hold";
 import { WorkerQueue, BANDS } from "./queue/band";
 import { ResponseWatch } from "./observe/watch";
 import { TaggedMetrics } from "./observe/metrics";
+import { SeriesCache } from "./observe/series";
 import { Learner } from "./observe/learn";
 import * as observe from "./observe/report";
 
@@ -46,6 +47,7 @@ export class EppRoot extends RootContext {
   pd: PdCalls = new PdCalls();
   // Labelled metrics of answers, and what answers taught routing (observe/).
   tagged: TaggedMetrics = new TaggedMetrics(512);
+  series: SeriesCache = new SeriesCache(512);
   learner: Learner = new Learner(0.2, 600000, 100, 1024);
   // Requests held while the pool is saturated (priority queuing), this worker's share of the
   // shared per-band counts, and the shared queue that wakes this worker up.
@@ -88,6 +90,7 @@ export class EppRoot extends RootContext {
     this.cache = new StateCache(this.store, c.maxEndpoints);
     this.prefix = new PrefixIndex(this.store, c.prefixIndexSets, c.prefixTtlMs);
     this.tagged = new TaggedMetrics(c.observeMaxSeries);
+    this.series = new SeriesCache(c.observeMaxSeries);
     this.learner = new Learner(c.observeAlpha, c.prefixTtlMs, c.ttftFloorMs, c.maxEndpoints, c.observeTtftDeadband);
     const seed = host.randomU64() ^ (<u64>host.nowMs() * 0x9e3779b97f4a7c15);
     this.rng = new Rng(seed);

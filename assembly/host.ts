@@ -2,8 +2,9 @@
 // a null, a false or a result code, never an abort, so no host answer can trap the VM. The rest
 // of assembly/ is plain logic that unit tests reach without a host.
 
+import { ResponseTail } from "./observe/usage";
 import * as abi from "@solo-io/proxy-runtime/assembly/imports";
-import { free } from "@solo-io/proxy-runtime/assembly/malloc";
+import { free, lendScratch, unlendScratch } from "@solo-io/proxy-runtime/assembly/malloc";
 
 export const OK: u32 = 0;
 export const NOT_FOUND: u32 = 1;
@@ -110,12 +111,23 @@ export function getBody(size: i32): ArrayBuffer | null {
   return takeBuffer();
 }
 
-// `length` bytes of the current response body chunk from `start` (only that chunk: the filter
-// lets response data pass as it comes).
-export function getResponseBody(start: i32, length: i32): ArrayBuffer | null {
-  if (length <= 0) return new ArrayBuffer(0);
-  if (abi.proxy_get_buffer_bytes(RESPONSE_BODY, <u32>start, <u32>length, OUT_PTR, OUT_SIZE) != OK) return null;
-  return takeBuffer();
+// Reads `length` bytes of the current response body chunk from `start` (the chunk so far: the
+// filter lets response data pass as it comes) straight into `tail`, for a chunk of
+// `start + length` bytes. The host writes them into a scratch area the module lends it (no
+// buffer is allocated per chunk). False when the host refused.
+let scratch: ArrayBuffer = new ArrayBuffer(0);
+
+export function readResponseBody(start: i32, length: i32, tail: ResponseTail): bool {
+  if (scratch.byteLength < length) scratch = new ArrayBuffer(length); // a module global: never collected
+  const area = changetype<usize>(scratch);
+  lendScratch(area, scratch.byteLength);
+  const r = abi.proxy_get_buffer_bytes(RESPONSE_BODY, <u32>start, <u32>length, OUT_PTR, OUT_SIZE);
+  unlendScratch();
+  if (r != OK) return false;
+  const ptr = load<usize>(OUT_PTR);
+  tail.push(start + length, ptr, ptr != 0 ? <i32>load<usize>(OUT_SIZE) : 0);
+  if (ptr != 0 && ptr != area) free(ptr); // a buffer the host allocated itself: unpin it
+  return true;
 }
 
 export function getPluginConfiguration(size: i32): ArrayBuffer | null {

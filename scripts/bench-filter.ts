@@ -186,7 +186,8 @@ function runAnswers(size: number, label: string, answer: Uint8Array[], answerLab
   const budgetMs = quick ? 300 : 3000;
   const warmup = quick ? 10 : 30;
   const headers = { ':method': 'POST', ':path': '/v1/chat/completions', ':authority': 'gw', ':scheme': 'http', 'content-type': 'application/json' };
-  const responseHeaders = { ':status': '200', 'content-type': shape === 'sse' ? 'text/event-stream' : 'application/json' };
+  // A JSON answer carries its length, as vLLM's and SGLang's do (a stream is chunked).
+  const responseHeaders = { ':status': '200', 'content-type': shape === 'sse' ? 'text/event-stream' : 'application/json', ...(shape === 'json' ? { 'content-length': String(answer.reduce((a, c) => a + c.length, 0)) } : {}) };
   const started = Date.now();
   let pairs = 0;
   for (let i = 0; ; i++) {

@@ -10,44 +10,18 @@ import { PickInput } from "../schedule/pick";
 import { parseDecimal } from "../util/format";
 import { EppHttp, EppRoot } from "../filter";
 import { ResponseWatch, OUTCOME_ERROR, OUTCOME_INCOMPLETE } from "./watch";
-import { TaggedMetrics, label, OTHER } from "./metrics";
+import { label, OTHER } from "./metrics";
+import { ModelSeries } from "./series";
+import { incrementMetric, recordMetric } from "../host";
 import { CONFIRMED, MISSED, NO_VERDICT } from "./learn";
 
-const REQUEST_TOTAL = "inference_objective_request_total";
 const ERROR_TOTAL = "inference_objective_request_error_total";
-const RUNNING = "inference_objective_running_requests";
-const DURATION = "inference_objective_request_duration_ms";
-const TTFT = "inference_objective_request_ttft_ms";
-const NTPOT = "inference_objective_normalized_time_per_output_token_ms";
-const INPUT_TOKENS = "inference_objective_input_tokens";
-const OUTPUT_TOKENS = "inference_objective_output_tokens";
-const CACHED_TOKENS = "inference_objective_prompt_cached_tokens";
-const REQUEST_SIZES = "inference_objective_request_sizes";
-const RESPONSE_SIZES = "inference_objective_response_sizes";
-const PROMPT_TOTAL = "wasm_epp.prompt_tokens_total";
-const COMPLETION_TOTAL = "wasm_epp.completion_tokens_total";
-const CACHED_TOTAL = "wasm_epp.cached_tokens_total";
-const PREDICTED_TOTAL = "wasm_epp.predicted_cached_tokens_total";
-const POD_PICKS = "wasm_epp.endpoint_picks_total";
-const POD_TTFT = "wasm_epp.endpoint_ttft_ms";
-const POD_PROMPT = "wasm_epp.endpoint_prompt_tokens_total";
-const POD_CACHED = "wasm_epp.endpoint_cached_tokens_total";
-const POD_PREDICTED = "wasm_epp.endpoint_predicted_cached_tokens_total";
-const POD_CONFIRMED = "wasm_epp.endpoint_prefix_confirmed_total";
-const POD_MISSED = "wasm_epp.endpoint_prefix_missed_total";
-const POD_TTFT_EWMA = "wasm_epp.endpoint_observed_ttft_ms";
-const POD_PREFILL_TPS = "wasm_epp.endpoint_prefill_tokens_per_second";
-const POD_RETENTION = "wasm_epp.endpoint_prefix_retention_seconds";
 const NO_USAGE = "wasm_epp.responses_without_usage";
 const INCOMPLETE = "wasm_epp.responses_incomplete";
-
 const UNKNOWN = "unknown";
-const MODEL_OTHER = label("model_name", OTHER) + label("target_model_name", OTHER);
-const POD_OTHER = label("model_server_pod", OTHER);
-
-function modelLabels(w: ResponseWatch): string {
-  return label("model_name", w.model.length > 0 ? w.model : UNKNOWN) + label("target_model_name", w.target.length > 0 ? w.target : UNKNOWN);
-}
+const ERROR_OTHER = label("model_name", OTHER) + label("target_model_name", OTHER) + label("error_code", OTHER);
+// The learned gauges are set at most this often per pod and worker.
+const GAUGE_EVERY_MS: f64 = 1000;
 
 // The Inference Extension's error codes, for an answer's HTTP status.
 export function errorCode(status: i32, local: bool): string {
@@ -82,12 +56,12 @@ export function noteRouted(root: EppRoot, w: ResponseWatch | null, e: Endpoint, 
   if (w === null) return;
   w.routedMs = now;
   w.pod = e.pod;
-  const m = root.tagged;
-  const labels = modelLabels(w);
-  m.add(REQUEST_TOTAL, labels, MODEL_OTHER, 1);
-  m.gaugeAdd(RUNNING, label("model_name", w.model.length > 0 ? w.model : UNKNOWN), label("model_name", OTHER), 1);
-  m.add(POD_PICKS, label("model_server_pod", e.pod), POD_OTHER, 1);
-  if (w.requestBytes > 0) m.record(REQUEST_SIZES, labels, MODEL_OTHER, <f64>w.requestBytes);
+  const ms = root.series.model(w.model.length > 0 ? w.model : UNKNOWN, w.target.length > 0 ? w.target : UNKNOWN);
+  w.models = ms;
+  incrementMetric(ms.requestTotal, 1);
+  incrementMetric(ms.running, 1);
+  incrementMetric(root.series.pod(e.pod).picks, 1);
+  if (w.requestBytes > 0) recordMetric(ms.requestSizes, <u64>w.requestBytes);
 }
 
 // What answers taught, put into a pick's input: learned speeds, and records older than their
@@ -128,20 +102,29 @@ export function onResponseHeaders(h: EppHttp, endOfStream: bool): void {
   const status = s !== null ? <i32>parseDecimal(s as string) : 0;
   const ct = host.getHeader(host.RESPONSE_HEADERS, "content-type");
   h.streamed = ct !== null && (ct as string).toLowerCase().startsWith("text/event-stream");
+  // A body of known length: only its last bytes are read.
+  const cl = host.getHeader(host.RESPONSE_HEADERS, "content-length");
+  if (cl !== null) {
+    const v = parseDecimal(cl as string);
+    if (v >= 0 && v < 1e15) w.expectedBytes = <i64>v;
+  }
   w.onHeaders(status, endOfStream, host.nowMs());
 }
 
 export function onResponseBody(h: EppHttp, size: usize, endOfStream: bool): void {
   const w = h.watch;
   if (w === null || !w.routed || h.replied || w.ended) return;
-  const now = host.nowMs();
-  const n = w.onBody(<i32>size, now);
+  // The clock is read for the first byte and the end only.
+  if (size > 0 && w.firstByteMs < 0) w.firstByteMs = host.nowMs();
+  const n = w.wanted(<i32>size);
   if (n > 0) {
-    const bytes = host.getResponseBody(<i32>size - n, n);
-    if (bytes !== null) w.tail.push(<i32>size, changetype<usize>(bytes), bytes.byteLength);
-    else w.tail.push(<i32>size, 0, 0);
+    const t = w.ring();
+    if (!host.readResponseBody(<i32>size - n, n, t)) t.push(<i32>size, 0, 0);
+  } else if (size > 0) {
+    w.skipped(<i32>size);
   }
-  if (endOfStream) w.end(now);
+  w.seen += <i64>size;
+  if (endOfStream) w.end(host.nowMs());
 }
 
 // Trailers end the answer too.
@@ -153,7 +136,12 @@ export function onResponseTrailers(h: EppHttp): void {
 // A local reply from this filter (a rejection): counted as the Inference Extension counts its own.
 export function noteLocalReply(root: EppRoot, w: ResponseWatch | null, status: u32): void {
   if (w === null || root.config.acceptPush) return;
-  root.tagged.add(ERROR_TOTAL, modelLabels(w) + label("error_code", errorCode(<i32>status, true)), MODEL_OTHER + label("error_code", OTHER), 1);
+  countError(root, w, errorCode(<i32>status, true));
+}
+
+function countError(root: EppRoot, w: ResponseWatch, code: string): void {
+  const labels = label("model_name", w.model.length > 0 ? w.model : UNKNOWN) + label("target_model_name", w.target.length > 0 ? w.target : UNKNOWN);
+  root.tagged.add(ERROR_TOTAL, labels + label("error_code", code), ERROR_OTHER, 1);
 }
 
 // The stream is over (proxy_on_log): the request's metrics, and what its answer teaches.
@@ -161,52 +149,55 @@ export function finishWatch(h: EppHttp): void {
   const w = h.watch;
   if (w === null) return;
   h.watch = null;
-  if (!w.routed || h.replied) return;
+  w.release();
+  const ms = w.models;
+  if (ms === null || h.replied) return;
   const root = h.root;
   const cfg = root.config;
   const m = root.tagged;
-  const labels = modelLabels(w);
-  m.gaugeAdd(RUNNING, label("model_name", w.model.length > 0 ? w.model : UNKNOWN), label("model_name", OTHER), -1);
-  const pod = label("model_server_pod", w.pod);
+  incrementMetric(ms.running, -1);
   const outcome = w.outcome;
   if (outcome == OUTCOME_INCOMPLETE) {
     m.add(INCOMPLETE, "", "", 1);
     return;
   }
   if (outcome == OUTCOME_ERROR) {
-    m.add(ERROR_TOTAL, labels + label("error_code", errorCode(w.status, false)), MODEL_OTHER + label("error_code", OTHER), 1);
+    countError(root, w, errorCode(w.status, false));
     return;
   }
+  const pod = root.series.pod(w.pod);
   const duration = w.durationMs;
-  m.record(DURATION, labels, MODEL_OTHER, duration);
-  m.record(RESPONSE_SIZES, labels, MODEL_OTHER, <f64>w.tail.total);
+  record(ms.duration, duration);
+  recordMetric(ms.responseSizes, <u64>w.seen);
   const ttft = w.ttftMs;
   if (ttft >= 0) {
-    m.record(TTFT, labels, MODEL_OTHER, ttft);
-    m.record(POD_TTFT, pod, POD_OTHER, ttft);
+    record(ms.ttft, ttft);
+    record(pod.ttft, ttft);
   }
   const u = w.usage;
   if (!u.found) {
     m.add(NO_USAGE, "", "", 1);
   } else {
     if (u.promptTokens >= 0) {
-      m.record(INPUT_TOKENS, labels, MODEL_OTHER, <f64>u.promptTokens);
-      m.add(PROMPT_TOTAL, labels, MODEL_OTHER, u.promptTokens);
-      m.add(POD_PROMPT, pod, POD_OTHER, u.promptTokens);
+      recordMetric(ms.inputTokens, <u64>u.promptTokens);
+      incrementMetric(ms.promptTotal, u.promptTokens);
+      incrementMetric(pod.promptTotal, u.promptTokens);
     }
     if (u.completionTokens >= 0) {
-      m.record(OUTPUT_TOKENS, labels, MODEL_OTHER, <f64>u.completionTokens);
-      m.add(COMPLETION_TOTAL, labels, MODEL_OTHER, u.completionTokens);
-      if (u.completionTokens > 0) m.record(NTPOT, labels, MODEL_OTHER, duration / <f64>u.completionTokens);
+      recordMetric(ms.outputTokens, <u64>u.completionTokens);
+      incrementMetric(ms.completionTotal, u.completionTokens);
+      if (u.completionTokens > 0) record(ms.ntpot, duration / <f64>u.completionTokens);
     }
     const cached = u.cachedTokens > 0 ? u.cachedTokens : 0;
-    m.record(CACHED_TOKENS, labels, MODEL_OTHER, <f64>cached);
-    m.add(CACHED_TOTAL, labels, MODEL_OTHER, cached);
-    m.add(POD_CACHED, pod, POD_OTHER, cached);
+    recordMetric(ms.cachedTokens, <u64>cached);
+    if (cached > 0) {
+      incrementMetric(ms.cachedTotal, cached);
+      incrementMetric(pod.cachedTotal, cached);
+    }
     const predicted = w.predictedCachedTokens(cfg.prefixBlockSize);
     if (predicted > 0) {
-      m.add(PREDICTED_TOTAL, labels, MODEL_OTHER, <i64>predicted);
-      m.add(POD_PREDICTED, pod, POD_OTHER, <i64>predicted);
+      incrementMetric(ms.predictedTotal, <i64>predicted);
+      incrementMetric(pod.predictedTotal, <i64>predicted);
     }
   }
   // What the answer teaches: learned always (the gauges show it), used by picks only where
@@ -215,12 +206,19 @@ export function finishWatch(h: EppHttp): void {
   if (id == 0) return;
   const learner = root.learner;
   const verdict = learner.observe(w, id, h.streamed, cfg.prefixBlockSize);
-  const cachePod = label("model_server_pod", w.cachePod);
-  if (verdict == CONFIRMED) m.add(POD_CONFIRMED, cachePod, POD_OTHER, 1);
-  else if (verdict == MISSED) m.add(POD_MISSED, cachePod, POD_OTHER, 1);
-  const p = learner.pods.has(id) ? learner.pods.get(id) : null;
-  if (p === null) return;
-  if (p.ttftMs >= 0) m.gaugeSet(POD_TTFT_EWMA, cachePod, POD_OTHER, p.ttftMs);
-  if (p.prefillTokensPerSec >= 0) m.gaugeSet(POD_PREFILL_TPS, cachePod, POD_OTHER, p.prefillTokensPerSec);
-  if (verdict != NO_VERDICT) m.gaugeSet(POD_RETENTION, cachePod, POD_OTHER, p.retentionMs / 1000);
+  const cp = w.cachePod == w.pod ? pod : root.series.pod(w.cachePod);
+  if (verdict == CONFIRMED) incrementMetric(cp.confirmed, 1);
+  else if (verdict == MISSED) incrementMetric(cp.missed, 1);
+  const now = w.endMs;
+  if (now - cp.gaugesSetMs < GAUGE_EVERY_MS || !learner.pods.has(id)) return;
+  cp.gaugesSetMs = now;
+  const p = learner.pods.get(id);
+  if (p.ttftMs >= 0) record(cp.observedTtft, p.ttftMs);
+  if (p.prefillTokensPerSec >= 0) record(cp.prefillTokensPerSec, p.prefillTokensPerSec);
+  record(cp.retention, p.retentionMs / 1000);
+}
+
+// Records a histogram value or sets a gauge, rounded (Envoy takes integers).
+function record(id: u32, value: f64): void {
+  recordMetric(id, value > 0 ? <u64>Math.round(value) : 0);
 }

@@ -63,15 +63,43 @@ export class ResponseTail {
     this.held = this.held + n > cap ? cap : this.held + n;
   }
 
-  // The bytes held, oldest first.
+  // The bytes held, oldest first (a copy).
   bytes(): Uint8Array {
-    const out = new Uint8Array(this.held);
+    return this.linear().slice(0);
+  }
+
+  // The bytes held, oldest first, as a view of the ring itself: the ring is rotated in place
+  // when they wrap around its end (three reversals, nothing allocated but the view).
+  linear(): Uint8Array {
     const cap = this.buf.length;
     const start = (this.head - this.held + cap) % cap;
-    const first = start + this.held <= cap ? this.held : cap - start;
-    memory.copy(out.dataStart, this.buf.dataStart + <usize>start, <usize>first);
-    if (this.held > first) memory.copy(out.dataStart + <usize>first, this.buf.dataStart, <usize>(this.held - first));
-    return out;
+    if (start + this.held > cap) {
+      reverse(this.buf, 0, start);
+      reverse(this.buf, start, cap);
+      reverse(this.buf, 0, cap);
+      this.head = this.held % cap;
+      return this.buf.subarray(0, this.held);
+    }
+    return this.buf.subarray(start, start + this.held);
+  }
+
+  // Empties the ring for another answer.
+  reset(): void {
+    this.head = 0;
+    this.held = 0;
+    this.total = 0;
+  }
+}
+
+function reverse(b: Uint8Array, from: i32, to: i32): void {
+  let i = from;
+  let j = to - 1;
+  while (i < j) {
+    const t = unchecked(b[i]);
+    unchecked((b[i] = b[j]));
+    unchecked((b[j] = t));
+    i++;
+    j--;
   }
 }
 

@@ -3,6 +3,7 @@
 // model server reported. Plain logic; the filter feeds it what the host says.
 
 import { ResponseTail, Usage, findUsage } from "./usage";
+import { ModelSeries } from "./series";
 
 export const OUTCOME_OK: i32 = 0; // the response ended with a status below 400
 export const OUTCOME_ERROR: i32 = 1; // the model server (or the proxy before it) answered >= 400
@@ -33,16 +34,23 @@ export class ResponseWatch {
   recordedAgeMs: f64 = -1;
   promptBytes: i64 = 0;
   estimateMs: f64 = -1;
-  tail: ResponseTail;
+  // The answer's last bytes, taken from the worker's spares when the first are read.
+  tail: ResponseTail | null = null;
+  tailBytes: i32;
+  // Body bytes seen, and the answer's length when its headers said (content-length), else -1.
+  seen: i64 = 0;
+  expectedBytes: i64 = -1;
   usage: Usage = new Usage();
+  // The model's metric series, once routed.
+  models: ModelSeries | null = null;
 
   constructor(startMs: f64, tailBytes: i32) {
     this.startMs = startMs;
-    this.tail = new ResponseTail(tailBytes);
+    this.tailBytes = tailBytes;
   }
 
   get routed(): bool {
-    return this.routedMs >= 0;
+    return this.routedMs >= 0 && this.models !== null;
   }
 
   onHeaders(status: i32, endOfStream: bool, now: f64): void {
@@ -51,10 +59,35 @@ export class ResponseWatch {
     if (endOfStream) this.end(now);
   }
 
-  // A body chunk of `size` bytes arrived: how many of its last bytes to read for the tail.
-  onBody(size: i32, now: f64): i32 {
-    if (size > 0 && this.firstByteMs < 0) this.firstByteMs = now;
-    return this.tail.wanted(size);
+  // A body chunk of `size` bytes arrived: how many of its last bytes to read (0: none, as the
+  // answer's known length puts its end further on than the ring reaches back).
+  wanted(size: i32): i32 {
+    if (this.expectedBytes >= 0 && this.seen + <i64>size + <i64>this.tailBytes <= this.expectedBytes) return 0;
+    return size < this.tailBytes ? size : this.tailBytes;
+  }
+
+  // The ring, taken from the worker's spares on first use.
+  ring(): ResponseTail {
+    let t = this.tail;
+    if (t === null) {
+      t = takeTail(this.tailBytes);
+      this.tail = t;
+    }
+    return t;
+  }
+
+  // A chunk of `size` bytes was not read: what the ring held is no longer adjacent to what comes.
+  skipped(size: i32): void {
+    const t = this.tail;
+    if (t !== null) t.push(size, 0, 0);
+  }
+
+  // Gives the ring back to the worker's spares.
+  release(): void {
+    const t = this.tail;
+    if (t === null) return;
+    this.tail = null;
+    giveTail(t);
   }
 
   end(now: f64): void {
@@ -62,7 +95,8 @@ export class ResponseWatch {
     this.ended = true;
     this.endMs = now;
     // Only a successful answer carries usage worth reading.
-    if (this.status >= 200 && this.status < 300) this.usage = findUsage(this.tail.bytes());
+    const t = this.tail;
+    if (t !== null && this.status >= 200 && this.status < 300) this.usage = findUsage(t.linear());
   }
 
   get outcome(): i32 {
@@ -103,4 +137,23 @@ export class ResponseWatch {
     if (bytes > <f64>this.promptBytes) bytes = <f64>this.promptBytes;
     return Math.round(bytes * <f64>u.promptTokens / <f64>this.promptBytes);
   }
+}
+
+// Rings of ended answers, kept for the next ones (per worker VM, at most MAX_SPARES).
+const MAX_SPARES: i32 = 64;
+const spares = new Array<ResponseTail>();
+
+function takeTail(capacity: i32): ResponseTail {
+  while (spares.length > 0) {
+    const t = spares.pop();
+    if (t.capacity == capacity) {
+      t.reset();
+      return t;
+    }
+  }
+  return new ResponseTail(capacity);
+}
+
+function giveTail(t: ResponseTail): void {
+  if (spares.length < MAX_SPARES) spares.push(t);
 }

@@ -95,6 +95,15 @@ test('a non-streaming body: usage read from its tail, whatever its size', () => 
   assert.deepEqual(histogram(g, `inference_objective_response_sizes${LABELS}`), [body.length]);
   // The client got every byte, untouched.
   assert.equal(s.downstream.bodyText.length, body.length);
+  // With content-length, only the chunks within the ring's reach of the end are read; the same
+  // usage is found, in any chunking.
+  for (const chunk of [1, 4095, 4096, 4097, 65536]) {
+    const t = send(g, chatBody('hi', false));
+    t.responseHeaders({ ':status': '200', 'content-type': 'application/json', 'content-length': String(body.length) }, false);
+    for (let i = 0; i < body.length && chunk > 1; i += chunk) t.responseBody(body.slice(i, i + chunk), i + chunk >= body.length);
+    if (chunk === 1) for (let i = body.length - 5000; i < body.length; i++) t.responseBody(body.slice(i === body.length - 5000 ? 0 : i, i + 1), i + 1 >= body.length);
+  }
+  assert.equal(metric(g, `wasm_epp.prompt_tokens_total${LABELS}`), 7 * 6);
 });
 
 test('errors: the model server\'s status, the filter\'s own rejections, and a stream cut short', () => {

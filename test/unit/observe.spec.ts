@@ -121,6 +121,11 @@ describe("ResponseTail", () => {
     t.push(3, a.dataStart, 3);
     t.push(4, a.dataStart + 3, 4);
     expect(String.UTF8.decode(t.bytes().buffer)).toBe("defg");
+    // linear() rotates a wrapped ring in place and keeps it working.
+    t.push(2, a.dataStart, 2);
+    expect(String.UTF8.decode(t.linear().slice(0).buffer)).toBe("fgab");
+    t.push(1, a.dataStart + 2, 1);
+    expect(String.UTF8.decode(t.bytes().buffer)).toBe("gabc");
     t.push(2, a.dataStart, 1); // only the last byte of a 2-byte chunk was read: the ring restarts
     expect(String.UTF8.decode(t.bytes().buffer)).toBe("a");
   });
@@ -150,7 +155,7 @@ function answered(ttft: f64, estimate: f64, prompt: i64, cached: i64, recordedBl
   w.recordedBlocks = recordedBlocks;
   w.recordedAgeMs = ageMs;
   w.onHeaders(200, false, ttft);
-  w.onBody(10, ttft);
+  w.firstByteMs = ttft;
   w.usage.found = true;
   w.usage.promptTokens = prompt;
   w.usage.completionTokens = 5;
@@ -162,14 +167,38 @@ function answered(ttft: f64, estimate: f64, prompt: i64, cached: i64, recordedBl
 }
 
 describe("ResponseWatch", () => {
+  it("reads nothing of a body of known length until its last ring's worth", () => {
+    const w = new ResponseWatch(0, 100);
+    w.expectedBytes = 1000;
+    expect(w.wanted(400)).toBe(0); // ends at 400: 600 to go
+    w.seen = 400;
+    expect(w.wanted(500)).toBe(0); // ends at 900: exactly the ring's 100 before the end
+    w.seen = 900;
+    expect(w.wanted(100)).toBe(100);
+    const u = new ResponseWatch(0, 100); // no content-length: every chunk's tail
+    expect(u.wanted(400)).toBe(100);
+  });
+
+  it("lends its ring back and takes one again", () => {
+    const w = new ResponseWatch(0, 64);
+    const t = w.ring();
+    expect(w.ring()).toBe(t);
+    w.release();
+    expect(w.tail).toBeNull();
+    const v = new ResponseWatch(0, 64);
+    expect(v.ring()).toBe(t); // the spare, emptied
+    expect(t.total).toBe(0);
+  });
+
   it("times an answer and names how it ended", () => {
     const w = new ResponseWatch(100, 256);
     expect(w.outcome).toBe(OUTCOME_INCOMPLETE);
     w.routedMs = 150;
     w.onHeaders(200, false, 180);
-    expect(w.onBody(0, 190)).toBe(0);
-    expect(w.ttftMs).toBe(-1); // an empty chunk is no first byte
-    expect(w.onBody(1000, 220)).toBe(256);
+    expect(w.ttftMs).toBe(-1);
+    expect(w.wanted(1000)).toBe(256);
+    expect(w.wanted(100)).toBe(100);
+    w.firstByteMs = 220;
     expect(w.ttftMs).toBe(120);
     expect(w.upstreamTtftMs).toBe(70);
     w.end(400);
