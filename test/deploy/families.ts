@@ -35,3 +35,18 @@ export const FAMILIES: Array<{ family: string; kind: Kind; labels: string[] }> =
   { family: "wasm_epp.responses_without_usage", kind: "counter", labels: [] },
   { family: "wasm_epp.responses_incomplete", kind: "counter", labels: [] },
 ];
+
+// The labelled families the filter's source defines, with their kinds: the ids of each model's and
+// pod's series (assembly/observe/series.ts, `defineMetric(METRIC_<KIND>, "<family>" + labels)`)
+// and the few families report.ts counts by name (`const X = "<family>"`, added as counters).
+export function definedFamilies(read: (path: string) => string): Map<string, Kind> {
+  const out = new Map<string, Kind>();
+  const KINDS: Record<string, Kind> = { METRIC_COUNTER: "counter", METRIC_GAUGE: "gauge", METRIC_HISTOGRAM: "histogram" };
+  for (const m of read("assembly/observe/series.ts").matchAll(/defineMetric\((METRIC_[A-Z]+), "((?:inference_objective_|wasm_epp\.)[a-z_.]+)" \+/g)) out.set(m[2], KINDS[m[1]]);
+  const report = read("assembly/observe/report.ts");
+  for (const m of report.matchAll(/^const ([A-Z_0-9]+) = "((?:inference_objective_|wasm_epp\.)[a-z_.]+)";$/gm)) {
+    const used = [...report.matchAll(new RegExp(`\\.(add|gaugeAdd|gaugeSet|record)\\(${m[1]}\\b`, "g"))].map((u) => u[1]);
+    if (used.length > 0 && used.every((u) => u === "add")) out.set(m[2], "counter");
+  }
+  return out;
+}

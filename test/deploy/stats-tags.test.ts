@@ -1,7 +1,7 @@
 // The filter's labelled metrics: the stats_tags that turn the `.<tag>=<value>;` parts of its stat
 // names into labels, in both deployments — deploy/envoy/envoy.yaml (standalone Envoy) and the
 // EnvoyProxy's bootstrap patch (Envoy Gateway) — and what they make of every family the filter
-// defines (assembly/observe/report.ts), with Envoy's extraction semantics (test/host/tags.ts).
+// defines (assembly/observe/), with Envoy's extraction semantics (test/host/tags.ts).
 //
 // Envoy Gateway's bootstrap patch (EnvoyProxy spec.bootstrap, internal/xds/bootstrap/util.go):
 //  - type Replace (the default when type is unset) uses `value` as the whole bootstrap;
@@ -27,7 +27,7 @@ import { repoPath, yamlFile } from "./files.ts";
 import { baseSources, KUBECTL, render } from "./kustomize.ts";
 import { TagProducer, tagConfigFromBootstrap, type Tag, type TagSpecifier } from "../host/tags.ts";
 import { prometheusMetricName } from "../host/prometheus.ts";
-import { FAMILIES, type Kind } from "./families.ts";
+import { FAMILIES, definedFamilies } from "./families.ts";
 
 const rendered = KUBECTL !== null;
 const NO_KUBECTL = "kubectl not installed: kubectl kustomize not run (the base's files were checked as written)";
@@ -159,16 +159,10 @@ test("merged into Envoy Gateway's default bootstraps, the four specifiers come l
 });
 
 test("every family the filter defines is listed here, with the kind it is defined as", () => {
-  const src = readFileSync(repoPath("assembly/observe/report.ts"), "utf8");
-  const consts = new Map([...src.matchAll(/^const ([A-Z_0-9]+) = "((?:inference_objective_|wasm_epp\.)[a-z_.]+)";$/gm)].map((m) => [m[1], m[2]]));
-  assert.ok(consts.size >= 20, "the family names in report.ts");
-  assert.deepEqual([...consts.values()].sort(), FAMILIES.map((f) => f.family).sort());
-  // TaggedMetrics: add() defines counters, gaugeAdd()/gaugeSet() gauges, record() histograms.
-  const KIND: Record<string, Kind> = { add: "counter", gaugeAdd: "gauge", gaugeSet: "gauge", record: "histogram" };
-  for (const [constName, family] of consts) {
-    const kinds = new Set([...src.matchAll(new RegExp(`\\.(add|gaugeAdd|gaugeSet|record)\\(${constName}\\b`, "g"))].map((m) => KIND[m[1]]));
-    assert.deepEqual([...kinds], [FAMILIES.find((f) => f.family === family)!.kind], `${family} (${constName})`);
-  }
+  const defined = definedFamilies((path) => readFileSync(repoPath(path), "utf8"));
+  assert.ok(defined.size >= 20, "the families in assembly/observe/");
+  assert.deepEqual([...defined.keys()].sort(), FAMILIES.map((f) => f.family).sort());
+  for (const [family, kind] of defined) assert.equal(kind, FAMILIES.find((f) => f.family === family)!.kind, family);
 });
 
 test("each family's names come out as the family with its labels, in stats_tags order", () => {
