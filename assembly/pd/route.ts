@@ -11,6 +11,7 @@ import { Pool, PdSpec, State, STRATEGY_PREFIX_CACHE, ROLE_DECODE, ROLE_PREFILL }
 import { ParsedRequest } from "../request/openai";
 import { Resolution, handledLine } from "../route";
 import { pickInputFor } from "../pool";
+import * as observe from "../observe/report";
 import { chainSeed } from "../prefix/prompt";
 import { PrefixMatch } from "../prefix/index";
 import { loadKey, recordLoad } from "../schedule/load";
@@ -108,6 +109,8 @@ export function routePd(h: EppHttp, body: ArrayBuffer, req: ParsedRequest, res: 
   // retries (the route itself must have none either).
   for (let k = 0; k < RETRY_HEADERS.length; k++) host.removeHeader(host.REQUEST_HEADERS, RETRY_HEADERS[k]);
   h.dispatch(pool, decoded.index, now, 0);
+  // The prompt's cache hit is the prefill pod's (SGLang's decode server reports it).
+  observe.notePrediction(h.watch, pool, prefilled.index, pd.prefillStrategy == STRATEGY_PREFIX_CACHE ? match : null, prefilled.prefixBlocks, now, prefilled.ttftMs);
   if (!recordLoad(root.store, loadKey(pool.name), p.id, 1, now, cfg.maxEndpoints * 2, prefilled.workMs)) root.count(stats.LOAD_UPDATE_LOST);
   const pending = new PendingPrefill();
   pending.pool = pool.name;
