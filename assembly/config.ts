@@ -113,6 +113,14 @@ export class Config {
   observeTtftDeadband: f64 = 0.2;
   // Distinct label sets per family before further ones are counted as "other".
   observeMaxSeries: i32 = 512;
+  // Affinity by rendezvous hashing (schedule/affinity.ts): 0 off, 1 ties only, 2 placement of
+  // requests the prefix index knows nothing useful about (and ties). Key: through the first user
+  // turn, or affinityBlocks blocks past those every endpoint holds; bound max(mean x factor,
+  // mean + slack).
+  affinityMode: i32 = 0;
+  affinityBlocks: i32 = 4;
+  affinityLoadFactor: f64 = 1.25;
+  affinityLoadSlack: f64 = 2;
 }
 
 export class ConfigResult {
@@ -286,6 +294,17 @@ export function parseConfig(text: string): ConfigResult {
     c.observeAlpha = r.num(ob, "alpha", c.observeAlpha, 0.001, 1, "observe.");
     c.observeTtftDeadband = r.num(ob, "ttft_deadband", c.observeTtftDeadband, 0, 10, "observe.");
     c.observeMaxSeries = r.int(ob, "max_series", c.observeMaxSeries, 1, 65536, "observe.");
+  }
+  const af = r.section(root, "affinity");
+  if (af !== null) {
+    const mode = r.str(af, "mode", "off", "affinity.");
+    if (mode == "off") c.affinityMode = 0;
+    else if (mode == "tiebreak") c.affinityMode = 1;
+    else if (mode == "place") c.affinityMode = 2;
+    else r.fail("affinity.mode", "must be \"off\", \"tiebreak\" or \"place\"");
+    c.affinityBlocks = r.int(af, "blocks", c.affinityBlocks, 1, 4096, "affinity.");
+    c.affinityLoadFactor = r.num(af, "load_factor", c.affinityLoadFactor, 1, 100, "affinity.");
+    c.affinityLoadSlack = r.num(af, "load_slack", c.affinityLoadSlack, 0, 1e6, "affinity.");
   }
   const w = r.section(root, "weights");
   if (w !== null) {

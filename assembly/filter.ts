@@ -432,6 +432,8 @@ export class EppHttp extends Context {
       if (h.length > 0) {
         hashes = h;
         input.prefix = root.prefix.lookup(h, pool.indexById, pool.endpoints.length, now);
+        const kb = req.prompt.affinityBlock(cfg.prefixBlockSize, cfg.affinityBlocks, (input.prefix as PrefixMatch).common);
+        if (kb >= 0) input.affinityKey = unchecked(h[kb]) | 1;
       }
     }
     const recorded = observe.learnedInput(root, input, pool, now);

@@ -24,10 +24,24 @@ export class PromptText {
   bytes: i32 = 0;
   // Prompt bytes seen, recorded or not (past the limit only counted): the prompt's size.
   seen: i64 = 0;
+  // Recorded bytes when the first user message ended (chat requests), else -1: what every later
+  // turn of the conversation starts with.
+  firstUserEnd: i32 = -1;
   limit: i32;
 
   constructor(limit: i32) {
     this.limit = limit;
+  }
+
+  // The block whose chained hash keys the conversation across turns (affinity placement): the
+  // last full block within the first user turn; without turns, the `blocks`-th block past the
+  // `common` ones every endpoint holds (a shared system prompt says nothing of the
+  // conversation), or the last full block of a shorter prompt. -1 when there is none.
+  affinityBlock(blockSize: i32, blocks: i32, common: i32): i32 {
+    const hashed = blockSize > 0 ? this.bytes / blockSize : 0;
+    let k = this.firstUserEnd >= 0 ? this.firstUserEnd / blockSize - 1 : common + blocks - 1;
+    if (k > hashed - 1) k = hashed - 1;
+    return k;
   }
 
   get full(): bool {

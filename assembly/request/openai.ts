@@ -145,11 +145,13 @@ function parseMessages(s: Scanner, prompt: PromptText): bool {
 function parseMessage(s: Scanner, prompt: PromptText): bool {
   if (s.peekKind() != Kind.Object) return parseTextOrRaw(s, prompt);
   s.pos++;
+  let user = false;
   if (!s.objectEnds()) {
     while (true) {
       if (!s.scanKey()) return false;
       if (s.strEquals("role")) {
         if (!parseFieldText(s, prompt)) return false;
+        user = s.strEquals("user");
       } else if (s.strEquals("content")) {
         if (s.peekKind() == Kind.Array) {
           if (!parseContentParts(s, prompt)) return false;
@@ -165,6 +167,7 @@ function parseMessage(s: Scanner, prompt: PromptText): bool {
     }
   }
   prompt.addSeparator(SEP_RECORD);
+  if (user && prompt.firstUserEnd < 0) prompt.firstUserEnd = prompt.bytes;
   return true;
 }
 

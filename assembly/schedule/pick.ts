@@ -12,6 +12,11 @@ import { LoadView } from "./load";
 import { PrefixMatch } from "../prefix/index";
 import { Rng } from "../util/rng";
 import { kvCacheScore, loraScore, prefixScore, queueScore, ttftScore } from "./scorers";
+import { hrwWeight, placeByAffinity } from "./affinity";
+
+export const AFFINITY_OFF: i32 = 0;
+export const AFFINITY_TIEBREAK: i32 = 1;
+export const AFFINITY_PLACE: i32 = 2;
 
 export const PICKED: i32 = 0;
 export const SHED: i32 = 429;
@@ -42,6 +47,8 @@ export class PickInput {
   // Learned from answers (observe/learn.ts): per endpoint id, how much slower (> 1) or faster
   // than estimated it answers; estimates are multiplied by it.
   speed: Map<u32, f64> | null = null;
+  // The request's affinity key (schedule/affinity.ts), 0 when it has none.
+  affinityKey: u64 = 0;
 
   constructor(pool: Pool, cfg: Config, load: LoadView) {
     this.pool = pool;
@@ -67,6 +74,8 @@ export class Pick {
   ttftMs: f64 = 0;
   // The estimate before any learned speed.
   ttftRawMs: f64 = 0;
+  // Chosen by affinity placement rather than by score.
+  placed: bool = false;
 }
 
 // Metrics of endpoint e are older than the saturation threshold.
@@ -163,6 +172,7 @@ export class Scratch {
   load: Float64Array = new Float64Array(0);
   queue: Float64Array = new Float64Array(0);
   est: Float64Array = new Float64Array(0);
+  ids: Uint32Array = new Uint32Array(0);
 
   ensure(n: i32): void {
     if (this.cand.length >= n) return;
@@ -172,6 +182,7 @@ export class Scratch {
     this.load = new Float64Array(size);
     this.queue = new Float64Array(size);
     this.est = new Float64Array(size);
+    this.ids = new Uint32Array(size);
   }
 }
 
@@ -278,6 +289,26 @@ export function pickEndpoint(input: PickInput, rng: Rng): Pick {
   if (minBacklog > input.cfg.ttftOverloadMs) ttftBest = Infinity;
   const prefix = input.prefix;
   const adapter = input.adapter;
+  // Affinity placement: a request the prefix index knows nothing useful about (no endpoint holds
+  // more of it than every endpoint does) goes where rendezvous hashing of its key puts it, within
+  // bounded load, so that every replica sends a conversation's turns to the same pod.
+  const key = input.affinityKey;
+  const mode = key != 0 ? input.cfg.affinityMode : AFFINITY_OFF;
+  if (mode == AFFINITY_PLACE && (prefix === null || prefix.best <= prefix.common)) {
+    const ids = sc.ids;
+    for (let k = 0; k < n; k++) unchecked((ids[k] = unchecked(eps[unchecked(cand[k])]).id));
+    const k = placeByAffinity(key, ids, load, n, input.cfg.affinityLoadFactor, input.cfg.affinityLoadSlack);
+    const chosen = unchecked(cand[k]);
+    result.index = chosen;
+    result.ties = 1;
+    result.placed = true;
+    result.outstanding = unchecked(load[k]);
+    result.prefixBlocks = prefix !== null ? prefix.matched[chosen] : 0;
+    result.workMs = workMs(chosen, input);
+    result.ttftMs = unchecked(est[k]);
+    result.ttftRawMs = result.ttftMs;
+    return result;
+  }
   const band = minLoad * input.cfg.prefixLoadRatio + input.cfg.prefixLoadSlack;
   // Bounded load: endpoints past the cap above the mean do not win; the least loaded is always
   // within it.
@@ -292,6 +323,7 @@ export function pickEndpoint(input: PickInput, rng: Rng): Pick {
   let best = -Infinity;
   let bestK = -1;
   let ties = 0;
+  let bestW: u64 = 0;
   for (let k = 0; k < n; k++) {
     const i = unchecked(cand[k]);
     const e = unchecked(eps[i]);
@@ -312,10 +344,20 @@ export function pickEndpoint(input: PickInput, rng: Rng): Pick {
       best = total;
       bestK = k;
       ties = 1;
+      if (mode != AFFINITY_OFF) bestW = hrwWeight(key, e.id);
     } else if (total >= best - 1e-9) {
-      // Reservoir sampling over ties: each tied candidate wins with equal probability.
       ties++;
-      if (rng.below(ties) == 0) bestK = k;
+      if (mode != AFFINITY_OFF) {
+        // Ties go by rendezvous weight: the same endpoint on every replica.
+        const wt = hrwWeight(key, e.id);
+        if (wt > bestW) {
+          bestK = k;
+          bestW = wt;
+        }
+      } else if (rng.below(ties) == 0) {
+        // Reservoir sampling over ties: each tied candidate wins with equal probability.
+        bestK = k;
+      }
     }
   }
   const chosen = unchecked(cand[bestK]);
