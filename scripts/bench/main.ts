@@ -12,6 +12,7 @@
 //   npm run bench -- --wasm PATH           the filter module the wasm-epp strategies load
 //   npm run bench -- --pods N              pods of every workload (default: its own; 8 for a trace)
 //   npm run bench -- --jobs N              simulations at once, each in a worker process (default: the cores)
+//   npm run bench -- --gateways N          N gateway replicas, each with its own router, behind a random spreader (spread.ts)
 //   --trace-block-tokens B, --trace-speed X, --trace-limit N   how a trace is replayed
 
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -81,7 +82,7 @@ const jobs: Job[] = workloads.flatMap((w, workload) => strategies.filter((s) => 
 const results: ClusterResult[] = new Array(jobs.length);
 const runsOf = (workload: number, strategy: string) => jobs.flatMap((j, k) => (j.workload === workload && j.strategy === strategy ? [results[k]] : []));
 const started = Date.now();
-progress(`seeds ${seeds.join(', ')}; ${jobs.length} runs, ${Math.min(config.jobs, jobs.length)} at a time\n`);
+progress(`seeds ${seeds.join(', ')}; ${config.gateways > 1 ? `${config.gateways} gateway replicas; ` : ''}${jobs.length} runs, ${Math.min(config.jobs, jobs.length)} at a time\n`);
 try {
   await runJobs(config, args, jobs, (i, r) => {
     results[i] = r;
@@ -98,7 +99,12 @@ const rows: Row[] = workloads.flatMap((w, wi) => strategies.filter((s) => runsOn
 const round = (v: number, d = 1) => (Number.isFinite(v) ? Math.round(v * 10 ** d) / 10 ** d : null);
 type Metrics = Record<string, number | null | Array<number | null> | Record<string, number>>;
 // Workloads without criticalities get the bar's checks, those with criticalities the priority checks.
-const out: { workloads: Record<string, { strategies: Record<string, Metrics> }>; verdicts: Record<string, WorkloadVerdict | PriorityVerdict> } = { workloads: {}, verdicts: { ...verdicts(rows), ...priorityVerdicts(rows) } };
+// `gateways` only when the runs had several replicas (with one the output is as it always was).
+const out: { gateways?: number; workloads: Record<string, { strategies: Record<string, Metrics> }>; verdicts: Record<string, WorkloadVerdict | PriorityVerdict> } = {
+  ...(config.gateways > 1 ? { gateways: config.gateways } : {}),
+  workloads: {},
+  verdicts: { ...verdicts(rows), ...priorityVerdicts(rows) },
+};
 for (const r of rows) {
   (out.workloads[r.workload] ??= { strategies: {} }).strategies[r.strategy] = {
     ttft_p50_ms: round(r.ttft_p50_ms),
@@ -128,7 +134,7 @@ if (json) {
   process.stdout.write(JSON.stringify(out) + '\n');
 } else {
   mkdirSync(outDir, { recursive: true });
-  const report = writeReport(outDir, workloads, rows, { quick, seeds, wallS: (Date.now() - started) / 1000 });
+  const report = writeReport(outDir, workloads, rows, { quick, seeds, gateways: config.gateways, wallS: (Date.now() - started) / 1000 });
   process.stdout.write(report.summary);
   process.stdout.write(`\nreport: ${join(outDir, 'report.md')}, charts: ${report.charts.join(', ')}\n`);
   writeFileSync(join(outDir, 'results.json'), JSON.stringify(out, null, 2));

@@ -13,6 +13,7 @@ import { sglangCacheAware } from './strategies/sglang.ts';
 import { precise } from './strategies/precise.ts';
 import { wasmEpp } from './strategies/wasm-epp.ts';
 import { sglangPd } from './strategies/sglang-pd.ts';
+import { spread } from './spread.ts';
 
 // Strategies that route prefill/decode clusters (a decode and a prefill pod per request): only
 // these run on a P/D workload, and only the others on the rest. wasm-epp serves both.
@@ -29,7 +30,22 @@ export function runsOn(strategy: string, w: Workload): boolean {
 }
 
 const FLAGS = new Set(['--quick', '--json']);
-const OPTIONS = new Set(['--out', '--strategies', '--seeds', '--workload', '--wasm', '--pods', '--trace-block-tokens', '--trace-speed', '--trace-limit', '--jobs', '--variants', '--only']);
+const OPTIONS = new Set(['--out', '--strategies', '--seeds', '--workload', '--wasm', '--pods', '--trace-block-tokens', '--trace-speed', '--trace-limit', '--jobs', '--variants', '--only', '--gateways']);
+
+export const MAX_GATEWAYS = 64;
+
+// --gateways N: N replicas of the strategy, each built afresh with its own seed (replica i of a
+// run with seed s: s * 1000 + i), behind a uniformly random spreader (seed s * 1000 + 999), so
+// replicas draw different random streams and the spreader the same stream for every strategy.
+// The cluster, the workload and the arrivals keep the run's seed, whatever N. An oracle is one
+// omniscient router: it runs alone, built with the run's seed as with one gateway.
+export function replicas(make: (seed: number) => Router, seed: number, n: number): Router {
+  const first = make(seed * 1000);
+  if (first.oracle) return make(seed);
+  const all = [first];
+  for (let i = 1; i < n; i++) all.push(make(seed * 1000 + i));
+  return spread(all, seed * 1000 + 999);
+}
 
 export function fail(message: string): never {
   process.stderr.write(`bench: ${message}\n`);
@@ -43,6 +59,8 @@ export interface Setup {
   seeds: number[];
   /** Processes running simulations at once. */
   jobs: number;
+  /** Gateway replicas each run's requests are spread over (--gateways; 1: one router, as always). */
+  gateways: number;
   workloads: Workload[];
   strategies: string[];
   router(strategy: string, seed: number): Router;
@@ -66,6 +84,9 @@ export function setup(args: string[]): Setup {
   };
   const positiveInt = (v: number) => Number.isInteger(v) && v >= 1;
   const quick = args.includes('--quick');
+  const gatewaysArg = values('--gateways')[0];
+  const gateways = gatewaysArg === undefined ? 1 : Number(gatewaysArg);
+  if (!Number.isInteger(gateways) || gateways < 1 || gateways > MAX_GATEWAYS) fail(`--gateways ${gatewaysArg}: an integer from 1 to ${MAX_GATEWAYS}`);
   const pods = number('--pods', positiveInt);
   const trace = { blockTokens: number('--trace-block-tokens', positiveInt), speed: number('--trace-speed', (v) => v > 0), limit: number('--trace-limit', positiveInt) };
 
@@ -142,6 +163,7 @@ export function setup(args: string[]): Setup {
     jobs: number('--jobs', positiveInt) ?? availableParallelism(),
     workloads,
     strategies,
-    router: (name, seed) => STRATEGIES[name](seed),
+    gateways,
+    router: (name, seed) => (gateways === 1 ? STRATEGIES[name](seed) : replicas(STRATEGIES[name], seed, gateways)),
   };
 }
