@@ -113,14 +113,13 @@ export class Config {
   observeTtftDeadband: f64 = 0.2;
   // Distinct label sets per family before further ones are counted as "other".
   observeMaxSeries: i32 = 512;
-  // Affinity by rendezvous hashing (schedule/affinity.ts): 0 off, 1 ties only, 2 placement of
-  // requests the prefix index knows nothing useful about (and ties). Key: through the first user
-  // turn, or affinityBlocks blocks past those every endpoint holds; bound max(mean x factor,
-  // mean + slack).
+  // Affinity by rendezvous hashing (schedule/affinity.ts): 0 off, 1 ties only, 2 also a request
+  // the prefix index knows nothing useful about goes to its key's home among the endpoints scoring
+  // within affinityTolerance (a fraction) of the best. Key: through the first user turn, or
+  // affinityBlocks blocks past those every endpoint holds.
   affinityMode: i32 = 0;
   affinityBlocks: i32 = 4;
-  affinityLoadFactor: f64 = 1.25;
-  affinityLoadSlack: f64 = 2;
+  affinityTolerance: f64 = 0.05;
 }
 
 export class ConfigResult {
@@ -303,8 +302,7 @@ export function parseConfig(text: string): ConfigResult {
     else if (mode == "place") c.affinityMode = 2;
     else r.fail("affinity.mode", "must be \"off\", \"tiebreak\" or \"place\"");
     c.affinityBlocks = r.int(af, "blocks", c.affinityBlocks, 1, 4096, "affinity.");
-    c.affinityLoadFactor = r.num(af, "load_factor", c.affinityLoadFactor, 1, 100, "affinity.");
-    c.affinityLoadSlack = r.num(af, "load_slack", c.affinityLoadSlack, 0, 1e6, "affinity.");
+    c.affinityTolerance = r.num(af, "tolerance", c.affinityTolerance, 0, 10, "affinity.");
   }
   const w = r.section(root, "weights");
   if (w !== null) {

@@ -12,7 +12,7 @@ import { LoadView } from "./load";
 import { PrefixMatch } from "../prefix/index";
 import { Rng } from "../util/rng";
 import { kvCacheScore, loraScore, prefixScore, queueScore, ttftScore } from "./scorers";
-import { hrwWeight, placeByAffinity } from "./affinity";
+import { hrwWeight } from "./affinity";
 
 export const AFFINITY_OFF: i32 = 0;
 export const AFFINITY_TIEBREAK: i32 = 1;
@@ -172,7 +172,7 @@ export class Scratch {
   load: Float64Array = new Float64Array(0);
   queue: Float64Array = new Float64Array(0);
   est: Float64Array = new Float64Array(0);
-  ids: Uint32Array = new Uint32Array(0);
+  tot: Float64Array = new Float64Array(0);
 
   ensure(n: i32): void {
     if (this.cand.length >= n) return;
@@ -182,7 +182,7 @@ export class Scratch {
     this.load = new Float64Array(size);
     this.queue = new Float64Array(size);
     this.est = new Float64Array(size);
-    this.ids = new Uint32Array(size);
+    this.tot = new Float64Array(size);
   }
 }
 
@@ -289,26 +289,14 @@ export function pickEndpoint(input: PickInput, rng: Rng): Pick {
   if (minBacklog > input.cfg.ttftOverloadMs) ttftBest = Infinity;
   const prefix = input.prefix;
   const adapter = input.adapter;
-  // Affinity placement: a request the prefix index knows nothing useful about (no endpoint holds
-  // more of it than every endpoint does) goes where rendezvous hashing of its key puts it, within
-  // bounded load, so that every replica sends a conversation's turns to the same pod.
+  // Affinity (schedule/affinity.ts): a request the prefix index knows nothing useful about (no
+  // endpoint holds more of it than every endpoint does) goes, among the candidates scoring within
+  // affinity.tolerance of the best, to the one rendezvous hashing of its key ranks first; so every
+  // replica sends a conversation's turns to the same pod while the pods are about equally good.
   const key = input.affinityKey;
   const mode = key != 0 ? input.cfg.affinityMode : AFFINITY_OFF;
-  if (mode == AFFINITY_PLACE && (prefix === null || prefix.best <= prefix.common)) {
-    const ids = sc.ids;
-    for (let k = 0; k < n; k++) unchecked((ids[k] = unchecked(eps[unchecked(cand[k])]).id));
-    const k = placeByAffinity(key, ids, load, n, input.cfg.affinityLoadFactor, input.cfg.affinityLoadSlack);
-    const chosen = unchecked(cand[k]);
-    result.index = chosen;
-    result.ties = 1;
-    result.placed = true;
-    result.outstanding = unchecked(load[k]);
-    result.prefixBlocks = prefix !== null ? prefix.matched[chosen] : 0;
-    result.workMs = workMs(chosen, input);
-    result.ttftMs = unchecked(est[k]);
-    result.ttftRawMs = result.ttftMs;
-    return result;
-  }
+  const place = mode == AFFINITY_PLACE && (prefix === null || prefix.best <= prefix.common);
+  const totals = sc.tot;
   const band = minLoad * input.cfg.prefixLoadRatio + input.cfg.prefixLoadSlack;
   // Bounded load: endpoints past the cap above the mean do not win; the least loaded is always
   // within it.
@@ -340,6 +328,7 @@ export function pickEndpoint(input: PickInput, rng: Rng): Pick {
     if (prefix !== null && unchecked(load[k]) <= band) {
       total += w.prefix * prefixScore(prefix.matched[i], prefix.total, prefix.common);
     }
+    unchecked((totals[k] = total));
     if (total > best + 1e-9) {
       best = total;
       bestK = k;
@@ -359,6 +348,21 @@ export function pickEndpoint(input: PickInput, rng: Rng): Pick {
         bestK = k;
       }
     }
+  }
+  if (place) {
+    const floor = best - Math.abs(best) * input.cfg.affinityTolerance - 1e-9;
+    let top: u64 = 0;
+    let first = true;
+    for (let k = 0; k < n; k++) {
+      if (unchecked(totals[k]) < floor || unchecked(load[k]) > cap) continue;
+      const wt = hrwWeight(key, unchecked(eps[unchecked(cand[k])]).id);
+      if (first || wt > top) {
+        top = wt;
+        bestK = k;
+        first = false;
+      }
+    }
+    result.placed = true;
   }
   const chosen = unchecked(cand[bestK]);
   result.index = chosen;

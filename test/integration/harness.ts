@@ -27,6 +27,8 @@ export interface GatewayOptions {
   clock?: 'manual' | 'real';
   /** The upstream of the routing filter's outbound calls (prefill copies, aborts). */
   httpCallHandler?: HttpCallHandler;
+  /** Seed of the host's WASI random source (default 1): replicas of one gateway differ in it. */
+  seed?: number;
 }
 
 export class Gateway {
@@ -37,7 +39,7 @@ export class Gateway {
 
   constructor(opts: GatewayOptions = {}) {
     // Seeded WASI random (the filter's tie-breaking), so every run routes the same way.
-    this.host = new ProxyWasmHost({ clock: opts.clock ?? 'manual', logLevel: 'debug', randomSeed: 1 });
+    this.host = new ProxyWasmHost({ clock: opts.clock ?? 'manual', logLevel: 'debug', randomSeed: opts.seed ?? 1 });
     const workers = opts.workers ?? 2;
     // Both filters share one vm_config (so one VM per worker), environment included.
     const env = opts.env ?? { WASM_EPP_PUSH_TOKEN: TOKEN };
