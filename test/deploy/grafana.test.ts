@@ -2,7 +2,7 @@
 // DS_PROMETHEUS variable, as the seeds' vLLM dashboard does) whose every query names only metrics
 // that exist: the sidecar's (read from its own registry), the filter's (read from
 // assembly/stats.ts, named as Envoy's /stats/prometheus prints them), the filter's labelled
-// families (listed below and checked against assembly/observe/) and vLLM's (read from
+// families (test/deploy/families.ts, checked against assembly/observe/ in stats-tags.test.ts) and vLLM's (read from
 // the fake V0/V1 /metrics pages the sidecar tests use).
 
 import { test } from "node:test";
@@ -11,7 +11,7 @@ import { readFileSync } from "node:fs";
 import { repoPath } from "./files.ts";
 import { SidecarMetrics } from "../../sidecar/observability/metrics.ts";
 import { defaultState, vllmV0Exposition, vllmV1Exposition } from "../fakes/model-metrics.ts";
-import { FAMILIES, definedFamilies } from "./families.ts";
+import { FAMILIES } from "./families.ts";
 
 const dashboard = JSON.parse(readFileSync(repoPath("deploy/grafana/wasm-epp.json"), "utf8"));
 const panels: any[] = dashboard.panels.filter((p: any) => p.type !== "row");
@@ -197,13 +197,6 @@ test("coverage: priority queuing (size per band, time held, outcomes per band) a
   for (const n of [...m.counters, ...m.gauges, ...m.histograms].filter((x) => x.startsWith("queue_") || x.startsWith("pd_"))) {
     assert.ok(all.includes(`wasm_epp_${n}`), `${n} has no panel`);
   }
-});
-
-test("the labelled families listed here are the ones assembly/observe/ defines, as the same kinds", () => {
-  const defined = definedFamilies((path) => readFileSync(repoPath(path), "utf8"));
-  assert.ok(defined.size >= 20, "the families in assembly/observe/");
-  assert.deepEqual([...defined.keys()].sort(), LABELLED_FAMILIES.map((f) => f.family).sort());
-  for (const [family, kind] of defined) assert.equal(kind, LABELLED_FAMILIES.find((f) => f.family === family)!.kind, family);
 });
 
 test("answer rows: every metric is a labelled family, grouped only by labels it carries", () => {
