@@ -90,7 +90,8 @@ export function readAdminStatsConfig(path: string = ENVOY_YAML): AdminStatsConfi
 export async function startAdmin(opts: AdminOptions): Promise<AdminServer> {
   const { host } = opts;
   const config = readAdminStatsConfig(opts.configPath);
-  const flush = () => host.stats.flush();
+  // Merged samples are dropped: the stack may run for days.
+  const flush = () => host.stats.flush(true);
 
   const send = (res: ServerResponse, status: number, type: string, body: string, head: boolean) => {
     res.writeHead(status, {

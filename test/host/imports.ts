@@ -451,7 +451,7 @@ export function buildImports(vm: WasmVm): Record<string, HostFn> {
       const s = vm.histograms.get(id);
       if (s) {
         s.samples.push(value);
-        s.value = BigInt(s.samples.length);
+        s.value += 1n;
         return WasmResult.Ok;
       }
     }

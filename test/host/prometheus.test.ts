@@ -352,3 +352,18 @@ test('admin config: flush interval from the bootstrap (Duration forms), stats_fl
   assert.deepEqual(noDefaults.tags.produce('cluster.c.x').tags, []);
   assert.deepEqual(noDefaults.tags.produce('wasmcustom.a.model_name=m;').tags, [{ name: 'model_name', value: 'm' }]);
 });
+
+test('flush(true) forgets merged samples and keeps what the admin endpoints show', () => {
+  const s = new StatsStore();
+  const h = s.getOrCreate('wasmcustom.lat', 'histogram');
+  h.samples.push(5n, 50n);
+  h.value = 2n;
+  s.flush(true);
+  assert.equal(h.samples.length, 0);
+  h.samples.push(500n);
+  h.value = 3n;
+  s.flush(true);
+  const text = renderPrometheus(s);
+  assert.deepEqual(text.split('\n').filter((l) => l.startsWith('lat_count')), ['lat_count{} 3']);
+  assert.equal(h.samples.length, 0);
+});
