@@ -12,12 +12,10 @@
 // Each label set is a stat of its own, defined on first use and remembered by this worker. Label
 // values come from the routing state (model and pod names), never from a client as such, and each
 // family has at most maxSeries label sets per worker: further ones are counted under "other".
+// A model's and a pod's series are kept by id in series.ts; TaggedMetrics counts the rest by name
+// (errors by code).
 
-import { defineMetric, incrementMetric, recordMetric, METRIC_COUNTER, METRIC_GAUGE, METRIC_HISTOGRAM } from "../host";
-
-export const COUNTER: i32 = METRIC_COUNTER;
-export const GAUGE: i32 = METRIC_GAUGE;
-export const HISTOGRAM: i32 = METRIC_HISTOGRAM;
+import { defineMetric, incrementMetric, METRIC_COUNTER } from "../host";
 
 const MAX_VALUE_CHARS: i32 = 128;
 export const OTHER: string = "other";
@@ -59,42 +57,27 @@ export class TaggedMetrics {
     this.maxSeries = maxSeries;
   }
 
-  // The metric id of `family` with `labels` (a concatenation of label() results); past the
-  // family's bound, the id of its "other" series (`overflow`: the same labels with every value
-  // "other").
-  id(kind: i32, family: string, labels: string, overflow: string): u32 {
+  // The counter of `family` with `labels` (a concatenation of label() results); past the
+  // family's bound, its "other" series (`overflow`: the same labels with every value "other").
+  private id(family: string, labels: string, overflow: string): u32 {
     const key = family + labels;
     if (this.ids.has(key)) return this.ids.get(key);
     const n = this.series.has(family) ? this.series.get(family) : 0;
     if (n >= this.maxSeries) {
       const okey = family + overflow;
       if (this.ids.has(okey)) return this.ids.get(okey);
-      const oid = defineMetric(kind, okey);
+      const oid = defineMetric(METRIC_COUNTER, okey);
       this.ids.set(okey, oid);
       return oid;
     }
     this.series.set(family, n + 1);
-    const id = defineMetric(kind, key);
+    const id = defineMetric(METRIC_COUNTER, key);
     this.ids.set(key, id);
     return id;
   }
 
   add(family: string, labels: string, overflow: string, by: i64): void {
     if (by == 0) return;
-    incrementMetric(this.id(COUNTER, family, labels, overflow), by);
-  }
-
-  // Gauges are process-wide in Envoy: every worker adds to the same value.
-  gaugeAdd(family: string, labels: string, overflow: string, by: i64): void {
-    incrementMetric(this.id(GAUGE, family, labels, overflow), by);
-  }
-
-  // Sets a gauge (Envoy: the last worker to set it wins).
-  gaugeSet(family: string, labels: string, overflow: string, value: f64): void {
-    recordMetric(this.id(GAUGE, family, labels, overflow), value > 0 ? <u64>Math.round(value) : 0);
-  }
-
-  record(family: string, labels: string, overflow: string, value: f64): void {
-    recordMetric(this.id(HISTOGRAM, family, labels, overflow), value > 0 ? <u64>Math.round(value) : 0);
+    incrementMetric(this.id(family, labels, overflow), by);
   }
 }

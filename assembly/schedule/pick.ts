@@ -74,8 +74,6 @@ export class Pick {
   ttftMs: f64 = 0;
   // The estimate before any learned speed.
   ttftRawMs: f64 = 0;
-  // Chosen by affinity placement rather than by score.
-  placed: bool = false;
 }
 
 // Metrics of endpoint e are older than the saturation threshold.
@@ -362,7 +360,6 @@ export function pickEndpoint(input: PickInput, rng: Rng): Pick {
         first = false;
       }
     }
-    result.placed = true;
   }
   const chosen = unchecked(cand[bestK]);
   result.index = chosen;
