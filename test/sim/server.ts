@@ -191,6 +191,9 @@ export async function startPod(opts: PodOptions = {}): Promise<Pod> {
   let kick: NodeJS.Immediate | undefined;
   let stepping = false;
   let dead = false;
+  // A step starts no earlier than the last one ended: timers can fire a little early, and a
+  // step dated before its predecessor's end would put the engine's records out of order.
+  let lastEnd = 0;
   let genAt = now();
   let genTokens = 0;
   let genRate = 0;
@@ -199,9 +202,10 @@ export async function startPod(opts: PodOptions = {}): Promise<Pod> {
   const loop = () => {
     kick = undefined;
     if (stepping || dead) return;
-    const start = now();
+    const start = Math.max(now(), lastEnd);
     const r = engine.step(start);
     if (!r) return;
+    lastEnd = r.startMs + r.durationMs;
     stepping = true;
     let events = r.events;
     if (role === "decode") {
