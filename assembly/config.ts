@@ -120,6 +120,12 @@ export class Config {
   affinityMode: i32 = 0;
   affinityBlocks: i32 = 4;
   affinityTolerance: f64 = 0.05;
+  // Sharing the prefix index with the gateway's other replicas (peers/, docs/replicas.md): the
+  // routing filter journals what it records in a ring of peersJournal records for its sidecar
+  // to pass on, and the push listener merges peers' records of at most peersMaxImportBytes.
+  peersEnabled: bool = false;
+  peersJournal: i32 = 4096;
+  peersMaxImportBytes: i32 = 1048576;
 }
 
 export class ConfigResult {
@@ -303,6 +309,12 @@ export function parseConfig(text: string): ConfigResult {
     else r.fail("affinity.mode", "must be \"off\", \"tiebreak\" or \"place\"");
     c.affinityBlocks = r.int(af, "blocks", c.affinityBlocks, 1, 4096, "affinity.");
     c.affinityTolerance = r.num(af, "tolerance", c.affinityTolerance, 0, 10, "affinity.");
+  }
+  const pe = r.section(root, "peers");
+  if (pe !== null) {
+    c.peersEnabled = r.bool(pe, "enabled", c.peersEnabled, "peers.");
+    c.peersJournal = r.int(pe, "journal", c.peersJournal, 16, 1048576, "peers.");
+    c.peersMaxImportBytes = r.int(pe, "max_import_bytes", c.peersMaxImportBytes, 1024, 64 * 1024 * 1024, "peers.");
   }
   const w = r.section(root, "weights");
   if (w !== null) {

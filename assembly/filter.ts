@@ -21,6 +21,7 @@ import { ErrorReply } from "./errors";
 import * as stats from "./stats";
 import { Stats } from "./stats";
 import { PushHandler } from "./push";
+import { configureSharing, countJournal } from "./peers/handler";
 import { PdCalls } from "./pd/calls";
 import { prefillAnswered } from "./pd/answer";
 import { routePd } from "./pd/route";
@@ -89,6 +90,7 @@ export class EppRoot extends RootContext {
     if (this.stats === null) this.stats = new Stats();
     this.cache = new StateCache(this.store, c.maxEndpoints);
     this.prefix = new PrefixIndex(this.store, c.prefixIndexSets, c.prefixTtlMs);
+    if (!c.acceptPush) configureSharing(this.store, this.prefix, c.peersEnabled, c.peersJournal, c.peersMaxImportBytes);
     this.tagged = new TaggedMetrics(c.observeMaxSeries);
     this.series = new SeriesCache(c.observeMaxSeries);
     this.learner = new Learner(c.observeAlpha, c.prefixTtlMs, c.ttftFloorMs, c.maxEndpoints, c.observeTtftDeadband);
@@ -467,6 +469,7 @@ export class EppHttp extends Context {
       totalBlocks = m.total;
       const writes = root.prefix.record(hashes as StaticArray<u64>, m.grid, e.id, picked.prefixBlocks, now);
       (root.stats as Stats).inc(stats.PREFIX_INDEX_WRITES, writes);
+      countJournal(root.stats as Stats, root.prefix);
       if (picked.prefixBlocks > 0) root.count(stats.PREFIX_HIT);
     }
     root.count(stats.ROUTED);

@@ -176,6 +176,14 @@ export function sendResponse(status: u32, details: string, body: string, names: 
     changetype<usize>(h), <usize>h.byteLength, <u32>-1) == OK;
 }
 
+// A local response with a binary body.
+export function sendResponseBytes(status: u32, details: string, body: ArrayBuffer, names: Array<string>, values: Array<string>): bool {
+  const d = bytesOf(details);
+  const h = serializePairs(names, values);
+  return abi.proxy_send_local_response(status, changetype<usize>(d), <usize>d.byteLength, changetype<usize>(body), <usize>body.byteLength,
+    changetype<usize>(h), <usize>h.byteLength, <u32>-1) == OK;
+}
+
 // ---- shared data ----------------------------------------------------------------------------
 
 export class Shared {

@@ -1,6 +1,7 @@
 // The push endpoint of the ext-config listener (plugin configuration `accept_push: true`):
 //   POST /wasm-epp/v1/state   store a state document (204; 400 invalid, 401, 409 older, 413)
 //   GET  /wasm-epp/v1/state   read back the stored document (200; 404 when none)
+//   GET|POST /wasm-epp/v1/prefix  the prefix journal, and peers' records (peers/handler.ts)
 // Both need `authorization: Bearer <token>`. The listener is bound to 127.0.0.1 in the shipped
 // Envoy configurations; the token keeps other processes in the pod out as well.
 
@@ -14,6 +15,7 @@ import { ErrorReply } from "./errors";
 import * as stats from "./stats";
 import { bearerMatches } from "./util/auth";
 import { Stats } from "./stats";
+import { PREFIX_PATH, serveJournal, importBatch, importLimit, sendError, sharingOff, importTooLarge } from "./peers/handler";
 
 export const STATE_PATH = "/wasm-epp/v1/state";
 
@@ -22,6 +24,8 @@ export class PushHandler {
   token: string;
   store: SharedStore;
   stats: Stats;
+  // POST /wasm-epp/v1/prefix: the batch's size limit (0 for a state document).
+  prefixLimit: u32 = 0;
 
   constructor(cfg: Config, token: string, store: SharedStore, s: Stats) {
     this.cfg = cfg;
@@ -35,8 +39,9 @@ export class PushHandler {
     const pathHeader = host.getHeader(host.REQUEST_HEADERS, ":path");
     let path = pathHeader !== null ? pathHeader : "";
     const q = path.indexOf("?");
+    const query = q >= 0 ? path.substring(q + 1) : "";
     if (q >= 0) path = path.substring(0, q);
-    if (path != STATE_PATH) {
+    if (path != STATE_PATH && path != PREFIX_PATH) {
       this.reply(errors.notFound(path), [], []);
       return false;
     }
@@ -52,6 +57,7 @@ export class PushHandler {
       this.reply(errors.unauthorized(), ["www-authenticate"], ["Bearer realm=\"wasm-epp\""]);
       return false;
     }
+    if (path == PREFIX_PATH) return this.onPrefixHeaders(method, query, endOfStream);
     if (method == "GET") {
       const doc = storedDocument(this.store);
       if (doc === null) {
@@ -75,8 +81,42 @@ export class PushHandler {
     return true;
   }
 
+  private onPrefixHeaders(method: string, query: string, endOfStream: bool): bool {
+    if (method == "GET") {
+      serveJournal(this.store, query);
+      return false;
+    }
+    const limit = importLimit(this.store);
+    if (limit == 0) {
+      sendError(sharingOff());
+      return false;
+    }
+    const cl = host.getHeader(host.REQUEST_HEADERS, "content-length");
+    if (cl !== null && cl.length > 0 && (cl.length > 12 || I64.parseInt(cl) > <i64>limit)) {
+      sendError(importTooLarge(limit));
+      return false;
+    }
+    if (endOfStream) {
+      // An empty batch: nothing to merge.
+      host.sendResponse(204, "wasm_epp_prefix_merged", "", ["x-wasm-epp-prefix-merged", "x-wasm-epp-prefix-skipped", "x-wasm-epp-prefix-records"], ["0", "0", "0"]);
+      return false;
+    }
+    this.prefixLimit = limit;
+    return true;
+  }
+
   // Returns false when the request was answered.
   onBody(size: i32, endOfStream: bool): bool {
+    if (this.prefixLimit > 0) {
+      if (<u32>size > this.prefixLimit) {
+        sendError(importTooLarge(this.prefixLimit));
+        return false;
+      }
+      if (!endOfStream) return true;
+      const batch = size > 0 ? host.getBody(size) : new ArrayBuffer(0);
+      importBatch(this.store, batch !== null ? batch as ArrayBuffer : new ArrayBuffer(0), this.stats);
+      return false;
+    }
     if (size > this.cfg.maxStateBytes) {
       this.stats.inc(stats.PUSH_TOO_LARGE);
       this.reply(errors.stateTooLarge(this.cfg.maxStateBytes), [], []);

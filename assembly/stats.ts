@@ -45,7 +45,13 @@ export const QUEUE_ADMITTED: i32 = 36; // ... released to an endpoint
 export const QUEUE_EXPIRED: i32 = 39; // 429 queue_timeout
 export const QUEUE_REJECTED: i32 = 42; // 429 queue_full at arrival
 export const QUEUE_CANCELLED: i32 = 45; // the client went away while held
-const COUNT: i32 = 48;
+// Prefix sharing with the gateway's other replicas (peers/).
+export const PEER_RECORDS_JOURNALED: i32 = 48; // records journaled for the sidecar to pass on
+export const PEER_RECORDS_DROPPED: i32 = 49; // ... dropped under contention for the journal head
+export const PEER_HASHES_MERGED: i32 = 50; // other replicas' entries merged into the index
+export const PEER_HASHES_SKIPPED: i32 = 51; // ... skipped: expired, or not newer than the index's
+export const PEER_BATCHES_INVALID: i32 = 52; // batches refused as malformed
+const COUNT: i32 = 53;
 
 const NAMES: StaticArray<string> = [
   "requests_routed",
@@ -86,6 +92,11 @@ const NAMES: StaticArray<string> = [
   "queue_expired_critical", "queue_expired_standard", "queue_expired_sheddable",
   "queue_rejected_critical", "queue_rejected_standard", "queue_rejected_sheddable",
   "queue_cancelled_critical", "queue_cancelled_standard", "queue_cancelled_sheddable",
+  "peer_records_journaled",
+  "peer_records_dropped",
+  "peer_hashes_merged",
+  "peer_hashes_skipped",
+  "peer_batches_invalid",
 ];
 
 export const GAUGE_STATE_VERSION: i32 = 0;

@@ -3,6 +3,7 @@
 // prefill copy sent from the root context (calls.ts tracks it, answer.ts handles its answer); the
 // request itself on to the decode pod.
 
+import { countJournal } from "../peers/handler";
 import * as host from "../host";
 import * as errors from "../errors";
 import * as stats from "../stats";
@@ -129,8 +130,14 @@ export function routePd(h: EppHttp, body: ArrayBuffer, req: ParsedRequest, res: 
     const m = match as PrefixMatch;
     totalBlocks = m.total;
     let writes = 0;
-    if (pd.prefillStrategy == STRATEGY_PREFIX_CACHE) writes += root.prefix.record(hashes as StaticArray<u64>, m.grid, p.id, prefilled.prefixBlocks, now);
-    if (pd.decodeStrategy == STRATEGY_PREFIX_CACHE) writes += root.prefix.record(hashes as StaticArray<u64>, m.grid, d.id, decoded.prefixBlocks, now);
+    if (pd.prefillStrategy == STRATEGY_PREFIX_CACHE) {
+      writes += root.prefix.record(hashes as StaticArray<u64>, m.grid, p.id, prefilled.prefixBlocks, now);
+      countJournal(root.stats as Stats, root.prefix);
+    }
+    if (pd.decodeStrategy == STRATEGY_PREFIX_CACHE) {
+      writes += root.prefix.record(hashes as StaticArray<u64>, m.grid, d.id, decoded.prefixBlocks, now);
+      countJournal(root.stats as Stats, root.prefix);
+    }
     (root.stats as Stats).inc(stats.PREFIX_INDEX_WRITES, writes);
     if (prefilled.prefixBlocks > 0) root.count(stats.PREFIX_HIT);
   }

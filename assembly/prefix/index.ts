@@ -21,6 +21,7 @@
 // n x { u32 endpoint id, u32 time (ms since the epoch, modulo 2^32) } }.
 
 import { SharedStore } from "../util/store";
+import { PrefixJournal } from "../peers/journal";
 
 export const WAYS: i32 = 4;
 export const ENDPOINTS: i32 = 4;
@@ -106,6 +107,20 @@ export class IndexSet {
 
   // Records that endpoint `ep` was sent the prefix `hash` at time `now`.
   touch(hash: u64, ep: u32, now: u32, ttl: u32): void {
+    this.put(hash, ep, now, now, ttl, false);
+  }
+
+  // Merges another replica's record: endpoint `ep` was sent `hash` at time `t` (at or before
+  // `now`). Newer wins, so merging the same record twice changes nothing: false when the set
+  // already knows ep had it at t or later, when t is older than the TTL, or when every entry the
+  // record would push out is fresher than it.
+  merge(hash: u64, ep: u32, t: u32, now: u32, ttl: u32): bool {
+    if (now - t > ttl) return false;
+    return this.put(hash, ep, t, now, ttl, true);
+  }
+
+  private put(hash: u64, ep: u32, t: u32, now: u32, ttl: u32, newerOnly: bool): bool {
+    const age = now - t;
     let i = this.find(hash);
     if (i < 0) {
       if (this.hashes.length < WAYS) {
@@ -118,6 +133,7 @@ export class IndexSet {
         }
       } else {
         i = this.leastRecent(now);
+        if (newerOnly && this.newestAge(i, now) < age) return false;
         unchecked((this.hashes[i] = hash));
         unchecked((this.crowded[i] = false));
         for (let k = 0; k < ENDPOINTS; k++) unchecked((this.eps[i * ENDPOINTS + k] = 0));
@@ -129,39 +145,48 @@ export class IndexSet {
     let oldestAge: u32 = 0;
     for (let k = 0; k < ENDPOINTS; k++) {
       const e = unchecked(this.eps[i * ENDPOINTS + k]);
+      const slotAge = now - unchecked(this.times[i * ENDPOINTS + k]);
       if (e == ep) {
+        if (newerOnly && slotAge <= age) return false;
         slot = k;
         break;
       }
-      const age = now - unchecked(this.times[i * ENDPOINTS + k]);
-      if (e == 0 || age > ttl) {
+      if (e == 0 || slotAge > ttl) {
         if (slot < 0) slot = k;
         continue;
       }
-      if (oldest < 0 || age > oldestAge) {
+      if (oldest < 0 || slotAge > oldestAge) {
         oldest = k;
-        oldestAge = age;
+        oldestAge = slotAge;
       }
     }
     if (slot < 0) {
       // Every slot holds another endpoint that had this block within the TTL.
-      slot = oldest;
       unchecked((this.crowded[i] = true));
+      if (newerOnly && oldestAge <= age) return true;
+      slot = oldest;
     }
     unchecked((this.eps[i * ENDPOINTS + slot] = ep));
-    unchecked((this.times[i * ENDPOINTS + slot] = now));
+    unchecked((this.times[i * ENDPOINTS + slot] = t));
+    return true;
+  }
+
+  // The age of entry i's most recent endpoint.
+  private newestAge(i: i32, now: u32): u32 {
+    let newest: u32 = 0xffffffff;
+    for (let k = 0; k < ENDPOINTS; k++) {
+      if (unchecked(this.eps[i * ENDPOINTS + k]) == 0) continue;
+      const age = now - unchecked(this.times[i * ENDPOINTS + k]);
+      if (age < newest) newest = age;
+    }
+    return newest;
   }
 
   private leastRecent(now: u32): i32 {
     let best = 0;
     let bestAge: u32 = 0;
     for (let i = 0; i < this.hashes.length; i++) {
-      let newest: u32 = 0xffffffff; // smallest age among the entry's endpoints
-      for (let k = 0; k < ENDPOINTS; k++) {
-        if (unchecked(this.eps[i * ENDPOINTS + k]) == 0) continue;
-        const age = now - unchecked(this.times[i * ENDPOINTS + k]);
-        if (age < newest) newest = age;
-      }
+      const newest = this.newestAge(i, now);
       if (i == 0 || newest > bestAge) {
         best = i;
         bestAge = newest;
@@ -215,6 +240,11 @@ export class PrefixIndex {
   store: SharedStore;
   sets: u32;
   ttl: u32;
+  // When set, what record() writes is also journaled for the gateway's other replicas.
+  journal: PrefixJournal | null = null;
+  // What became of the last record()'s journal entry: 1 journaled, -1 dropped, 0 none.
+  lastJournal: i32 = 0;
+  private written: Array<u64> = new Array<u64>();
 
   constructor(store: SharedStore, sets: i32, ttlMs: f64) {
     this.store = store;
@@ -298,19 +328,39 @@ export class PrefixIndex {
   // grid position past what it already had. Returns the number of sets written.
   record(hashes: StaticArray<u64>, grid: Array<i32>, ep: u32, matched: i32, nowMs: f64): i32 {
     const now = ms32(nowMs);
+    const journal = this.journal;
+    const written = this.written;
+    written.length = 0;
     let writes = 0;
     for (let gi = 0; gi < grid.length; gi++) {
       const pos = unchecked(grid[gi]);
+      const h = unchecked(hashes[pos]);
       if (pos < matched) {
         // Already recorded. Keep the positions every lookup gallops through (grid indices
         // 0, 1, 3, 7, ...) recent, so a prefix in constant use never ages out of the index.
         if ((gi & (gi + 1)) != 0) continue;
-        if (this.touch(unchecked(hashes[pos]), ep, now, true)) writes++;
+        if (!this.touch(h, ep, now, true)) continue;
+      } else if (!this.touch(h, ep, now, false)) {
         continue;
       }
-      if (this.touch(unchecked(hashes[pos]), ep, now, false)) writes++;
+      writes++;
+      if (journal !== null) written.push(h);
     }
+    this.lastJournal = 0;
+    if (journal !== null && written.length > 0) this.lastJournal = journal.append(ep, now, written) ? 1 : -1;
     return writes;
+  }
+
+  // Merges another replica's record of one hash (peers/merge.ts): true when it was news.
+  merge(h: u64, ep: u32, t: u32, now: u32): bool {
+    const key = this.key(h);
+    for (let attempt = 0; attempt < MAX_WRITE_ATTEMPTS; attempt++) {
+      const set = IndexSet.decode(this.store.get(key));
+      const cas = this.store.cas;
+      if (!set.merge(h, ep, t, now, this.ttl)) return false;
+      if (this.store.set(key, set.encode(), cas)) return true;
+    }
+    return false;
   }
 
   private touch(h: u64, ep: u32, now: u32, onlyIfOld: bool): bool {

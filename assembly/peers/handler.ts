@@ -1,0 +1,121 @@
+// The push listener's prefix-sharing endpoint (docs/replicas.md), for the sidecar only (the
+// listener is on loopback and token-checked by PushHandler before anything here runs):
+//   GET  /wasm-epp/v1/prefix?since=N   the journal from N on: 200, records as the body,
+//                                      x-wasm-epp-prefix-next and x-wasm-epp-prefix-lost
+//   POST /wasm-epp/v1/prefix           merge other replicas' records: 204 with
+//                                      x-wasm-epp-prefix-merged and x-wasm-epp-prefix-skipped
+// Both answer 404 prefix_sharing_off until a routing filter of this VM runs with peers.enabled.
+
+import * as host from "../host";
+import { ErrorReply } from "../errors";
+import { PrefixIndex } from "../prefix/index";
+import { SharedStore } from "../util/store";
+import { PrefixJournal, SharingParams } from "./journal";
+import { mergeBatch } from "./merge";
+import * as stats from "../stats";
+import { Stats } from "../stats";
+
+export const PREFIX_PATH = "/wasm-epp/v1/prefix";
+export const RECORDS_TYPE = "application/vnd.wasm-epp.prefix-records";
+// Largest body one GET returns; the sidecar asks again from x-wasm-epp-prefix-next.
+const MAX_READ_BYTES: i32 = 1 << 20;
+
+export function sharingOff(): ErrorReply {
+  return new ErrorReply(404, "invalid_request_error", "prefix_sharing_off", "prefix sharing is off: set peers.enabled in the routing filter's configuration");
+}
+
+export function importTooLarge(limit: u32): ErrorReply {
+  return new ErrorReply(413, "invalid_request_error", "prefix_batch_too_large", "the batch is larger than peers.max_import_bytes (" + limit.toString() + " bytes)");
+}
+
+// `since` from a query string ("since=123&..."): -1 when absent; -2 when not a number.
+export function sinceOf(query: string): i64 {
+  let start = 0;
+  while (start < query.length) {
+    let end = query.indexOf("&", start);
+    if (end < 0) end = query.length;
+    if (query.substring(start, start + 6) == "since=") {
+      const v = query.substring(start + 6, end);
+      if (v.length == 0 || v.length > 19) return -2;
+      for (let i = 0; i < v.length; i++) {
+        const c = v.charCodeAt(i);
+        if (c < 0x30 || c > 0x39) return -2;
+      }
+      return I64.parseInt(v);
+    }
+    start = end + 1;
+  }
+  return -1;
+}
+
+// Counts what became of the last record()'s journal entry.
+export function countJournal(s: Stats, index: PrefixIndex): void {
+  if (index.lastJournal > 0) s.inc(stats.PEER_RECORDS_JOURNALED);
+  else if (index.lastJournal < 0) s.inc(stats.PEER_RECORDS_DROPPED);
+}
+
+// The routing filter's part at configuration: publish its sharing settings for the push
+// listener, and journal what its index records when sharing is on.
+export function configureSharing(store: SharedStore, index: PrefixIndex, enabled: bool, journal: i32, maxImportBytes: i32): void {
+  const params = new SharingParams();
+  params.slots = enabled ? <u32>journal : 0;
+  params.sets = index.sets;
+  params.ttlMs = index.ttl;
+  params.maxImportBytes = <u32>maxImportBytes;
+  params.save(store);
+  index.journal = enabled ? new PrefixJournal(store, <u32>journal) : null;
+}
+
+export function sendError(e: ErrorReply): void {
+  host.sendResponse(e.status, e.details(), e.body(), ["content-type"], ["application/json"]);
+}
+
+export function serveJournal(store: SharedStore, query: string): void {
+  const params = SharingParams.load(store);
+  if (params === null) {
+    sendError(sharingOff());
+    return;
+  }
+  const since = sinceOf(query);
+  if (since == -2) {
+    sendError(new ErrorReply(400, "invalid_request_error", "invalid_cursor", "since must be a non-negative integer"));
+    return;
+  }
+  const r = new PrefixJournal(store, params.slots).read(since, MAX_READ_BYTES);
+  host.sendResponseBytes(200, "wasm_epp_prefix_journal", r.body,
+    ["content-type", "x-wasm-epp-prefix-next", "x-wasm-epp-prefix-lost", "x-wasm-epp-prefix-records"],
+    [RECORDS_TYPE, r.next.toString(), r.lost.toString(), r.records.toString()]);
+}
+
+// The import limit, or 0 when sharing is off.
+export function importLimit(store: SharedStore): u32 {
+  const params = SharingParams.load(store);
+  return params === null ? 0 : params.maxImportBytes;
+}
+
+// Merges a batch; false when it was refused (malformed, or sharing is off).
+export function importBatch(store: SharedStore, body: ArrayBuffer, s: Stats): bool {
+  const params = SharingParams.load(store);
+  if (params === null) {
+    sendError(sharingOff());
+    return false;
+  }
+  if (<u32>body.byteLength > params.maxImportBytes) {
+    sendError(importTooLarge(params.maxImportBytes));
+    return false;
+  }
+  const index = new PrefixIndex(store, <i32>params.sets, <f64>params.ttlMs);
+  const r = mergeBatch(index, body, host.nowMs());
+  if (r.error.length > 0) {
+    s.inc(stats.PEER_BATCHES_INVALID);
+    host.log(host.LOG_WARN, "wasm-epp: refused a prefix batch: " + r.error);
+    sendError(new ErrorReply(400, "invalid_request_error", "invalid_prefix_batch", r.error));
+    return false;
+  }
+  s.inc(stats.PEER_HASHES_MERGED, r.merged);
+  s.inc(stats.PEER_HASHES_SKIPPED, r.skipped);
+  host.sendResponse(204, "wasm_epp_prefix_merged", "",
+    ["x-wasm-epp-prefix-merged", "x-wasm-epp-prefix-skipped", "x-wasm-epp-prefix-records"],
+    [r.merged.toString(), r.skipped.toString(), r.records.toString()]);
+  return true;
+}
