@@ -1,0 +1,158 @@
+// Prefix sharing between gateway replicas (docs/replicas.md), through the push listener as the
+// sidecar uses it: replica A's journal, read with a cursor, merged into replica B, makes B send a
+// conversation's next turn to the pod A sent its first turn to.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Gateway, endpoints, errorCode, DEST, type GatewayOptions } from './harness.ts';
+import type { RequestResult } from '../../test/host/index.ts';
+
+const RECORDS = 'application/vnd.wasm-epp.prefix-records';
+const PEERS = { peers: { enabled: true } };
+
+function replica(seed: number, opts: GatewayOptions = {}): Gateway {
+  const g = new Gateway({ workers: 2, seed, config: PEERS, ...opts });
+  g.pushState(endpoints(4), { strategy: 'PREFIX_CACHE' } as never);
+  return g;
+}
+
+function journal(g: Gateway, since?: number, worker = 0): RequestResult {
+  return g.pushRaw('', {}, worker, 'GET', `/wasm-epp/v1/prefix${since === undefined ? '' : `?since=${since}`}`);
+}
+
+function merge(g: Gateway, batch: Uint8Array, worker = 0): RequestResult {
+  return g.pushRaw(batch, { 'content-type': RECORDS }, worker, 'POST', '/wasm-epp/v1/prefix');
+}
+
+function turn(k: number, turns: number): string {
+  const messages: Array<{ role: string; content: string }> = [{ role: 'system', content: `Session ${k}. You are a careful assistant for a travel company. Answer briefly and politely, and cite timetables.` }];
+  for (let t = 0; t < turns; t++) {
+    messages.push({ role: 'user', content: `Conversation ${k}, question ${t}: which trains go from Zurich to Milan on weekdays, and how long do they take? ${'Details please. '.repeat(8)}` });
+    if (t < turns - 1) messages.push({ role: 'assistant', content: `Several, about three hours and twenty minutes (${k}.${t}). ${'Timetable line. '.repeat(8)}` });
+  }
+  return JSON.stringify({ model: '/model/qwen', messages });
+}
+
+const OK = { response: { status: 200, body: '{}' } };
+
+// Records of a batch: [endpoint, time, hashes].
+function records(b: Uint8Array): Array<[number, number, number]> {
+  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  const out: Array<[number, number, number]> = [];
+  for (let off = 0; off < b.byteLength;) {
+    const n = v.getUint8(off + 8);
+    out.push([v.getUint32(off, true), v.getUint32(off + 4, true), n]);
+    off += 9 + 8 * n;
+  }
+  return out;
+}
+
+test('a replica\'s journal, merged into another, sends the next turns to the first turn\'s pod', () => {
+  const a = replica(1);
+  const b = replica(2);
+  // Nothing journaled yet.
+  const empty = journal(a);
+  assert.equal(empty.status, 200);
+  // An empty local reply carries no content-type: Envoy drops it with the body.
+  assert.equal(empty.header('content-type'), undefined);
+  assert.equal(empty.header('x-wasm-epp-prefix-next'), '0');
+  assert.equal(empty.kind === 'local' ? empty.body.byteLength : -1, 0);
+
+  const first: string[] = [];
+  for (let k = 0; k < 20; k++) {
+    const r = a.chat(turn(k, 1), OK, k % 2);
+    assert.equal(r.kind, 'upstream');
+    first.push(r.header(DEST)!);
+  }
+  // Both workers journaled into the one ring of shared data.
+  const got = journal(a, 0, 1);
+  assert.equal(got.status, 200);
+  assert.equal(got.header('content-type'), RECORDS);
+  assert.equal(got.header('x-wasm-epp-prefix-next'), '20');
+  assert.equal(got.header('x-wasm-epp-prefix-lost'), '0');
+  assert.equal(got.header('x-wasm-epp-prefix-records'), '20');
+  const batch = got.kind === 'local' ? got.body : new Uint8Array();
+  const recs = records(batch);
+  assert.equal(recs.length, 20);
+  const ids = new Set(recs.map((r) => r[0]));
+  assert.ok(ids.size >= 2 && ids.size <= 4, `records name the pods (${ids.size} distinct)`);
+  for (const r of recs) assert.equal(r[1], a.now % 2 ** 32);
+  assert.equal(a.counter('peer_records_journaled'), 20);
+  // The cursor moves on.
+  assert.equal(journal(a, 20).header('x-wasm-epp-prefix-records'), '0');
+
+  const merged = merge(b, batch);
+  assert.equal(merged.status, 204, merged.kind === 'local' ? merged.bodyText : '');
+  const count = Number(merged.header('x-wasm-epp-prefix-merged'));
+  assert.equal(count, recs.reduce((s, r) => s + r[2], 0));
+  assert.equal(merged.header('x-wasm-epp-prefix-skipped'), '0');
+  assert.equal(b.counter('peer_hashes_merged'), count);
+  // Idempotent: the same batch again is all skipped.
+  const again = merge(b, batch, 1);
+  assert.equal(again.header('x-wasm-epp-prefix-merged'), '0');
+  assert.equal(again.header('x-wasm-epp-prefix-skipped'), String(count));
+  // B's journal holds nothing it merged: no echo.
+  assert.equal(journal(b).header('x-wasm-epp-prefix-records'), '0');
+
+  let same = 0;
+  for (let k = 0; k < 20; k++) if (b.chat(turn(k, 2), OK, k % 2).header(DEST) === first[k]) same++;
+  assert.equal(same, 20, `${same} of 20 second turns through B went to the first turn's pod`);
+});
+
+test('without the merge, the second replica scatters the same turns', () => {
+  const a = replica(1);
+  const b = replica(2);
+  const first: string[] = [];
+  for (let k = 0; k < 20; k++) first.push(a.chat(turn(k, 1), OK).header(DEST)!);
+  let same = 0;
+  for (let k = 0; k < 20; k++) if (b.chat(turn(k, 2), OK).header(DEST) === first[k]) same++;
+  assert.ok(same < 14, `${same} of 20 by chance`);
+});
+
+test('the ring: a reader that fell behind is told how many records it lost', () => {
+  const a = new Gateway({ workers: 1, seed: 1, config: { peers: { enabled: true, journal: 16 } } });
+  a.pushState(endpoints(4), { strategy: 'PREFIX_CACHE' } as never);
+  for (let k = 0; k < 40; k++) a.chat(turn(k, 1), OK);
+  const r = journal(a, 0);
+  assert.equal(r.header('x-wasm-epp-prefix-next'), '40');
+  assert.equal(r.header('x-wasm-epp-prefix-lost'), '24');
+  assert.equal(r.header('x-wasm-epp-prefix-records'), '16');
+});
+
+test('refusals: sharing off, no token, bad cursor, oversize, malformed; nothing merged', () => {
+  const off = new Gateway({ workers: 1 });
+  off.pushState(endpoints(4), { strategy: 'PREFIX_CACHE' } as never);
+  const r404 = journal(off);
+  assert.equal(r404.status, 404);
+  assert.equal(errorCode(r404), 'prefix_sharing_off');
+  assert.equal(errorCode(merge(off, new Uint8Array(9 + 8))), 'prefix_sharing_off');
+  off.chat(turn(1, 1), OK);
+  assert.equal(off.counter('peer_records_journaled'), 0);
+
+  const b = new Gateway({ workers: 1, config: { peers: { enabled: true, max_import_bytes: 1024 } } });
+  b.pushState(endpoints(4), { strategy: 'PREFIX_CACHE' } as never);
+  const anon = b.pushRaw('', { authorization: 'Bearer wrong-token-0123456789' }, 0, 'GET', '/wasm-epp/v1/prefix');
+  assert.equal(anon.status, 401);
+  const anonPost = b.pushRaw(new Uint8Array(17), { authorization: 'Bearer wrong-token-0123456789' }, 0, 'POST', '/wasm-epp/v1/prefix');
+  assert.equal(anonPost.status, 401);
+  const badCursor = b.pushRaw('', {}, 0, 'GET', '/wasm-epp/v1/prefix?since=abc');
+  assert.equal(badCursor.status, 400);
+  assert.equal(errorCode(badCursor), 'invalid_cursor');
+  const big = merge(b, new Uint8Array(2048));
+  assert.equal(big.status, 413);
+  assert.equal(errorCode(big), 'prefix_batch_too_large');
+  // A record cut short after a good one: refused whole.
+  const bad = new Uint8Array(17 + 5);
+  const v = new DataView(bad.buffer);
+  v.setUint32(0, 7, true);
+  v.setUint32(4, b.now % 2 ** 32, true);
+  v.setUint8(8, 1);
+  const r400 = merge(b, bad);
+  assert.equal(r400.status, 400);
+  assert.equal(errorCode(r400), 'invalid_prefix_batch');
+  assert.match(r400.kind === 'local' ? r400.bodyText : '', /malformed prefix record at byte 17 of 22/);
+  assert.equal(b.counter('peer_batches_invalid'), 1);
+  assert.equal(b.counter('peer_hashes_merged'), 0);
+  // An empty batch is fine.
+  assert.equal(merge(b, new Uint8Array(0)).status, 204);
+});
