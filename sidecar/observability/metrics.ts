@@ -10,8 +10,9 @@ import type { ErrorCode } from "../errors.ts";
 import type { ScrapeObserver, ScrapeTarget } from "../metrics/scraper.ts";
 import type { PushObserver } from "../push/pusher.ts";
 import type { PoolStats } from "../state/document.ts";
+import { PEER_ERROR_REASONS, type Direction, type PeerErrorReason, type PeerObserver } from "../peers/observer.ts";
 
-export class SidecarMetrics implements ScrapeObserver, PushObserver {
+export class SidecarMetrics implements ScrapeObserver, PushObserver, PeerObserver {
   readonly registry = new client.Registry();
   private readonly poolKv: client.Gauge<"name" | "namespace">;
   private readonly poolQueue: client.Gauge<"name" | "namespace">;
@@ -28,6 +29,13 @@ export class SidecarMetrics implements ScrapeObserver, PushObserver {
   private readonly watchRestarts: client.Counter<"resource">;
   private readonly warnings: client.Counter<"code">;
   private readonly lastPush = new Map<string, number>();
+  private readonly peerSentBytes: client.Counter<"peer">;
+  private readonly peerReceivedBytes: client.Counter<"peer">;
+  private readonly peerRecordsTotal: client.Counter<"direction">;
+  private readonly peerErrors: client.Counter<"peer" | "reason">;
+  private readonly peersGauge: client.Gauge<"state">;
+  private readonly peerStore: client.Gauge;
+  private readonly journalLostTotal: client.Counter;
   private readonly pools = new Map<string, { name: string; namespace: string }>();
 
   constructor(
@@ -83,6 +91,50 @@ export class SidecarMetrics implements ScrapeObserver, PushObserver {
     this.stateVersion = new client.Gauge({ name: "wasm_epp_sidecar_state_version", help: "Version of the newest state document built.", registers: [r] });
     this.watchRestarts = new client.Counter({ name: "wasm_epp_sidecar_watch_restarts_total", help: "List/watch restarts after an error, by resource.", labelNames: ["resource"] as const, registers: [r] });
     this.warnings = new client.Counter({ name: "wasm_epp_sidecar_warnings_total", help: "Degraded inputs (invalid manifests, pools, models, addresses), by code.", labelNames: ["code"] as const, registers: [r] });
+    // Prefix-index sharing between gateway replicas (sidecar/peers/).
+    this.peerSentBytes = new client.Counter({ name: "wasm_epp_sidecar_peer_sent_bytes_total", help: "Bytes of prefix records sent to a peer and accepted by it.", labelNames: ["peer"] as const, registers: [r] });
+    this.peerReceivedBytes = new client.Counter({ name: "wasm_epp_sidecar_peer_received_bytes_total", help: "Bytes of prefix records received from a peer (\"other\": an address that is not a known peer).", labelNames: ["peer"] as const, registers: [r] });
+    this.peerRecordsTotal = new client.Counter({ name: "wasm_epp_sidecar_peer_records_total", help: "Prefix records: exported by the own filter, sent to peers (once per peer), received from peers, imported into the own filter.", labelNames: ["direction"] as const, registers: [r] });
+    this.peerErrors = new client.Counter({ name: "wasm_epp_sidecar_peer_errors_total", help: "Failed prefix-record exchanges, by peer (\"filter\": the own filter) and reason.", labelNames: ["peer", "reason"] as const, registers: [r] });
+    this.peersGauge = new client.Gauge({ name: "wasm_epp_sidecar_peers", help: "Peers known (static and discovered, without this replica) and reachable (their last exchange succeeded).", labelNames: ["state"] as const, registers: [r] });
+    this.peerStore = new client.Gauge({ name: "wasm_epp_sidecar_peer_store_bytes", help: "Bytes of prefix records kept for peers' snapshots.", registers: [r] });
+    this.journalLostTotal = new client.Counter({ name: "wasm_epp_sidecar_prefix_journal_lost_total", help: "Prefix records the own filter's journal overwrote before they were pulled.", registers: [r] });
+    for (const direction of ["exported", "sent", "received", "imported"] as const) this.peerRecordsTotal.inc({ direction }, 0);
+  }
+
+  peerSent(peer: string, bytes: number): void {
+    this.peerSentBytes.inc({ peer }, bytes);
+  }
+
+  peerReceived(peer: string, bytes: number): void {
+    this.peerReceivedBytes.inc({ peer }, bytes);
+  }
+
+  peerRecords(direction: Direction, n: number): void {
+    this.peerRecordsTotal.inc({ direction }, n);
+  }
+
+  peerError(peer: string, reason: PeerErrorReason): void {
+    this.peerErrors.inc({ peer, reason });
+  }
+
+  peerCounts(known: number, reachable: number): void {
+    this.peersGauge.set({ state: "known" }, known);
+    this.peersGauge.set({ state: "reachable" }, reachable);
+  }
+
+  peerStoreBytes(bytes: number): void {
+    this.peerStore.set(bytes);
+  }
+
+  journalLost(n: number): void {
+    this.journalLostTotal.inc(n);
+  }
+
+  forgetPeer(peer: string): void {
+    this.peerSentBytes.remove({ peer });
+    this.peerReceivedBytes.remove({ peer });
+    for (const reason of PEER_ERROR_REASONS) this.peerErrors.remove({ peer, reason });
   }
 
   scraped(t: ScrapeTarget, seconds: number, bytes: number): void {
