@@ -1,9 +1,11 @@
 // Wiring: source -> reconciler <- scraper; reconciler -> pusher; metrics and the HTTP endpoints.
 
+import { readFileSync } from "node:fs";
 import type { KubeConfig } from "@kubernetes/client-node";
-import type { Options } from "./cli.ts";
+import { DEFAULT_PEER_PORT, peerSharing, POD_IP_ENV, type Options } from "./cli.ts";
+import { SidecarError } from "./errors.ts";
 import { FileSource } from "./k8s/file-source.ts";
-import { KubeSource } from "./k8s/kube-source.ts";
+import { KubeSource, loadKubeConfig } from "./k8s/kube-source.ts";
 import type { ResourceSource } from "./k8s/types.ts";
 import { Scraper } from "./metrics/scraper.ts";
 import { Logger } from "./observability/log.ts";
@@ -12,6 +14,9 @@ import { startObservabilityServer, type ObservabilityServer } from "./observabil
 import { Pusher } from "./push/pusher.ts";
 import { TokenSource } from "./push/token.ts";
 import { Reconciler } from "./state/reconciler.ts";
+import { EndpointSlicePeers, localAddresses, parsePeerAddress, StaticPeers, type Peer, type PeerSource } from "./peers/discovery.ts";
+import { PeerExchange } from "./peers/exchange.ts";
+import { PeerToken } from "./peers/token.ts";
 
 export interface SidecarDeps {
   log?: Logger;
@@ -20,6 +25,8 @@ export interface SidecarDeps {
   watchTimeoutSeconds?: () => number;
   watchBackoffMaxMs?: number;
   manifestPollMs?: number;
+  serviceAccountNamespaceFile?: string; // tests
+  localAddresses?: Set<string>; // tests: this host's addresses
 }
 
 export interface Sidecar {
@@ -27,6 +34,8 @@ export interface Sidecar {
   readonly metrics: SidecarMetrics;
   readonly reconciler: Reconciler;
   readonly scraper: Scraper;
+  // Prefix-index sharing with the other gateway replicas, when a peer source is configured.
+  readonly peers?: PeerExchange;
   ready(): boolean;
   // Stops watching and scraping, lets the pushes in flight finish, closes the metrics port.
   stop(): Promise<void>;
@@ -55,6 +64,7 @@ export async function startSidecar(o: Options, deps: SidecarDeps = {}): Promise<
   }
 
   let accepted = false;
+  let peers: PeerExchange | undefined;
   const pusher = new Pusher({
     urls: o.pushUrls,
     token,
@@ -63,7 +73,7 @@ export async function startSidecar(o: Options, deps: SidecarDeps = {}): Promise<
     log,
     observer: metrics,
     onAccepted: (url, version) => {
-      if (!accepted) log.info("first_push_accepted", `${url} accepted state version ${version}; ready`, { url, version });
+      if (!accepted) log.info("first_push_accepted", `${url} accepted state version ${version}; ${peers && !peers.warmedUp() ? "ready once the warm-up from a peer is over" : "ready"}`, { url, version });
       accepted = true;
     },
   });
@@ -95,10 +105,35 @@ export async function startSidecar(o: Options, deps: SidecarDeps = {}): Promise<
     metrics,
   });
 
-  const server: ObservabilityServer = await startObservabilityServer({ port: o.metricsPort, address: o.metricsAddress, registry: metrics.registry, ready: () => accepted });
+  // Peer sharing's sources and token are checked before anything listens.
+  const peerSetup = peerSharing(o) ? peerSources(o, deps, log, metrics) : undefined;
+  // Ready: Envoy accepted a state document, and a replica sharing prefixes has warmed up (or
+  // given up within --peer-warmup-timeout).
+  const ready = () => accepted && (peers === undefined || peers.warmedUp());
+  const server: ObservabilityServer = await startObservabilityServer({ port: o.metricsPort, address: o.metricsAddress, registry: metrics.registry, ready });
   try {
+    if (peerSetup) {
+      peers = await PeerExchange.start({
+        filterOrigin: new URL(new URL(o.pushUrls[0]).origin),
+        pushToken: token,
+        peerToken: peerSetup.token,
+        sources: peerSetup.sources,
+        isSelf: peerSetup.isSelf,
+        intervalMs: o.peerIntervalMs,
+        maxBytes: o.peerMaxBytes,
+        timeoutMs: o.peerTimeoutMs,
+        storeBytes: o.peerStoreBytes,
+        ttlMs: o.peerTtlMs,
+        port: o.peerPort,
+        address: o.peerAddress,
+        warmupTimeoutMs: o.peerWarmupTimeoutMs,
+        log,
+        observer: metrics,
+      });
+    }
     await source.start(() => reconciler!.markDirty());
   } catch (err) {
+    await peers?.stop();
     await server.close();
     throw err;
   }
@@ -110,11 +145,12 @@ export async function startSidecar(o: Options, deps: SidecarDeps = {}): Promise<
     log.info("state_found", `the push listener holds state version ${stored}; continuing from there`, { version: stored });
   }
   reconciler.start();
-  log.info("started", `watching ${o.manifests !== undefined ? `manifests in ${o.manifests}` : "the Kubernetes API"}; pushing to ${o.pushUrls.join(", ")}; metrics on port ${server.port}`, {
+  log.info("started", `watching ${o.manifests !== undefined ? `manifests in ${o.manifests}` : "the Kubernetes API"}; pushing to ${o.pushUrls.join(", ")}; metrics on port ${server.port}${peers ? `; sharing prefixes with peers on port ${peers.port}` : ""}`, {
     mode: o.manifests !== undefined ? "files" : "kubernetes",
     metrics_port: server.port,
     push_urls: o.pushUrls,
     pools: o.pools,
+    ...(peers ? { peer_port: peers.port } : {}),
   });
 
   let stopping: Promise<void> | undefined;
@@ -123,10 +159,12 @@ export async function startSidecar(o: Options, deps: SidecarDeps = {}): Promise<
     metrics,
     reconciler,
     scraper,
-    ready: () => accepted,
+    peers,
+    ready,
     stop() {
       stopping ??= (async () => {
         reconciler!.stop();
+        await peers?.stop();
         await source.stop();
         await scraper.stop();
         await pusher.stop();
@@ -135,4 +173,50 @@ export async function startSidecar(o: Options, deps: SidecarDeps = {}): Promise<
       return stopping;
     },
   };
+}
+
+const SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
+
+// The peer sources (static list, EndpointSlices), the peer token, and how to recognise this
+// replica among the peers.
+function peerSources(o: Options, deps: SidecarDeps, log: Logger, metrics: SidecarMetrics): { sources: PeerSource[]; token: PeerToken; isSelf: (p: Peer, ownPort: number) => boolean } {
+  const env = deps.env ?? process.env;
+  const token = new PeerToken(o.peerTokenFile!);
+  const podIp = (o.podIp ?? env[POD_IP_ENV] ?? "").trim().toLowerCase() || undefined;
+  const local = deps.localAddresses ?? localAddresses();
+  const ownAddress = (host: string) => host === podIp || local.has(host) || host === "localhost";
+  const sources: PeerSource[] = [];
+  if (o.peers.length > 0) sources.push(new StaticPeers(o.peers.map((p) => parsePeerAddress(p)!)));
+  if (o.peerService !== undefined || o.peerSelector !== undefined) {
+    const namespace = o.peerNamespace ?? podNamespace(env, deps.serviceAccountNamespaceFile ?? SERVICE_ACCOUNT_NAMESPACE);
+    if (namespace === undefined) throw new SidecarError("usage", "--peer-service / --peer-selector: give --peer-namespace (no POD_NAMESPACE and no service account namespace file)");
+    const port = o.peerDiscoveryPort === undefined ? (o.peerPort || DEFAULT_PEER_PORT) : /^\d+$/.test(o.peerDiscoveryPort) ? Number(o.peerDiscoveryPort) : o.peerDiscoveryPort;
+    sources.push(
+      new EndpointSlicePeers({
+        kubeconfig: deps.kubeConfig ?? loadKubeConfig(o.kubeconfig),
+        namespace,
+        labelSelector: o.peerService !== undefined ? `kubernetes.io/service-name=${o.peerService}` : o.peerSelector!,
+        port,
+        exclude: ownAddress,
+        log,
+        onRestart: (r) => metrics.watchRestarted(r),
+        watchTimeoutSeconds: deps.watchTimeoutSeconds,
+        backoffMaxMs: deps.watchBackoffMaxMs,
+      }),
+    );
+  }
+  // A static list may name every replica, this one included: leave out an entry on this host at
+  // this replica's own peer port.
+  return { sources, token, isSelf: (p, ownPort) => p.port === ownPort && ownAddress(p.host) };
+}
+
+function podNamespace(env: NodeJS.ProcessEnv, file: string): string | undefined {
+  const fromEnv = (env.POD_NAMESPACE ?? "").trim();
+  if (fromEnv) return fromEnv;
+  try {
+    const ns = readFileSync(file, "utf8").trim();
+    return ns || undefined;
+  } catch {
+    return undefined;
+  }
 }

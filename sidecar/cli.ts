@@ -1,12 +1,16 @@
 // Command-line flags: one table drives parsing, validation and --help.
 
+import { isIP } from "node:net";
 import { parseArgs } from "node:util";
 import { SidecarError } from "./errors.ts";
+import { parsePeerAddress } from "./peers/address.ts";
 import { LEVELS, type Level } from "./observability/log.ts";
 import { formatBytes, formatDuration, parseBytes, parseDuration } from "./util/units.ts";
 
 export const DEFAULT_PUSH_URL = "http://127.0.0.1:19100/wasm-epp/v1/state";
 export const TOKEN_ENV = "WASM_EPP_PUSH_TOKEN";
+export const POD_IP_ENV = "POD_IP";
+export const DEFAULT_PEER_PORT = 19200;
 
 export interface Options {
   manifests?: string;
@@ -27,6 +31,21 @@ export interface Options {
   pushTimeoutMs: number;
   metricsPort: number;
   metricsAddress: string;
+  peers: string[];
+  peerService?: string;
+  peerSelector?: string;
+  peerNamespace?: string;
+  peerDiscoveryPort?: string;
+  podIp?: string;
+  peerPort: number;
+  peerAddress: string;
+  peerTokenFile?: string;
+  peerIntervalMs: number;
+  peerMaxBytes: number;
+  peerTimeoutMs: number;
+  peerStoreBytes: number;
+  peerTtlMs: number;
+  peerWarmupTimeoutMs: number;
   logLevel: Level;
   help: boolean;
   version: boolean;
@@ -83,6 +102,36 @@ const FLAGS: Flag[] = [
     help: "Port for /metrics, /healthz and /readyz (0: any free port, logged at start)." },
   { name: "metrics-address", key: "metricsAddress", kind: "string", default: "0.0.0.0", value: "ADDR",
     help: "Address the metrics port binds." },
+  { name: "peer", key: "peers", kind: "string", multiple: true, value: "ADDR:PORT",
+    help: "Share prefix-index records with the gateway replica whose sidecar's peer port is ADDR:PORT (ip, [ipv6] or host name). Either this or --peer-service / --peer-selector turns peer sharing on; the other --peer-* flags take effect only then." },
+  { name: "peer-service", key: "peerService", kind: "string", value: "NAME",
+    help: "Kubernetes mode: the peers are the endpoints of the gateway Service NAME in --peer-namespace, from its EndpointSlices (label kubernetes.io/service-name=NAME), followed as replicas come and go; this pod is left out." },
+  { name: "peer-selector", key: "peerSelector", kind: "string", value: "SELECTOR",
+    help: "Kubernetes mode: like --peer-service, choosing the EndpointSlices by this label selector instead (slices carry their Service's labels; Envoy Gateway's Services are named with a hash but labelled gateway.envoyproxy.io/owning-gateway-name and -namespace)." },
+  { name: "peer-namespace", key: "peerNamespace", kind: "string", value: "NS",
+    help: "Namespace of the gateway Service for --peer-service / --peer-selector. Default: this pod's namespace (POD_NAMESPACE, else the service account's namespace file)." },
+  { name: "peer-discovery-port", key: "peerDiscoveryPort", kind: "string", value: "PORT|NAME",
+    help: "Port of the discovered peers: a number, or the name of a port of the Service. Default: --peer-port, the same on every replica." },
+  { name: "pod-ip", key: "podIp", kind: "string", value: "ADDR",
+    help: `This pod's address, left out of the discovered peers. Default: $${POD_IP_ENV}; the addresses of this host's interfaces are always left out.` },
+  { name: "peer-port", key: "peerPort", kind: "int", default: DEFAULT_PEER_PORT, min: 0, max: 65535,
+    help: "Port where peers send records and fetch snapshots (0: any free port, logged at start)." },
+  { name: "peer-address", key: "peerAddress", kind: "string", default: "0.0.0.0", value: "ADDR",
+    help: "Address the peer port binds. Peers must reach it; restrict who can with a NetworkPolicy." },
+  { name: "peer-token-file", key: "peerTokenFile", kind: "string", value: "PATH",
+    help: "File holding the bearer token every replica presents to its peers and checks on their requests (one shared Secret). Required with a peer source." },
+  { name: "peer-interval", key: "peerIntervalMs", kind: "duration", default: 100, min: 10, max: 60_000,
+    help: "Time between two pulls of the own filter's new prefix records, and between two sends to one peer." },
+  { name: "peer-max-bytes", key: "peerMaxBytes", kind: "bytes", default: 1024 * 1024, min: 1024, max: 64 * 1024 * 1024,
+    help: "Largest batch of records sent to a peer, accepted from one (413 beyond) or posted into the own filter; at most the filter's peers.max_import_bytes." },
+  { name: "peer-timeout", key: "peerTimeoutMs", kind: "duration", default: 1000, min: 10, max: 60_000,
+    help: "Deadline for one request to a peer or to the own filter's prefix endpoint." },
+  { name: "peer-store-bytes", key: "peerStoreBytes", kind: "bytes", default: 64 * 1024 * 1024, min: 64 * 1024, max: 4 * 1024 * 1024 * 1024,
+    help: "Records kept for peers' snapshots (exported and received), the oldest dropped beyond this." },
+  { name: "peer-ttl", key: "peerTtlMs", kind: "duration", default: 600_000, min: 1000, max: 86_400_000,
+    help: "Age at which a kept record is dropped. Match the filter's prefix.ttl_ms." },
+  { name: "peer-warmup-timeout", key: "peerWarmupTimeoutMs", kind: "duration", default: 5000, min: 0, max: 600_000,
+    help: "At start, time allowed to fetch one peer's snapshot and post it into the filter before reporting ready (0: no warm-up)." },
   { name: "log-level", key: "logLevel", kind: "string", default: "info", value: LEVELS.join("|"),
     help: "Least severe level logged (JSON lines on stderr)." },
   { name: "help", key: "help", kind: "boolean", help: "Print this help and exit." },
@@ -102,7 +151,7 @@ export function parseOptions(argv: string[]): Options {
   } catch (err) {
     throw new SidecarError("usage", (err as Error).message);
   }
-  const out: Record<string, unknown> = { pools: [], pushUrls: [], help: false, version: false };
+  const out: Record<string, unknown> = { pools: [], pushUrls: [], peers: [], help: false, version: false };
   for (const f of FLAGS) {
     const raw = values[f.name];
     if (raw === undefined) {
@@ -138,7 +187,43 @@ export function parseOptions(argv: string[]): Options {
     throw new SidecarError("usage", "--manifests and --kubeconfig exclude each other");
   }
   if (o.scrapeTimeoutMs > 60_000) throw new SidecarError("usage", "--scrape-timeout is too long");
+  validatePeerOptions(o);
   return o;
+}
+
+// Peer sharing is on when a peer source is configured.
+export function peerSharing(o: Options): boolean {
+  return o.peers.length > 0 || o.peerService !== undefined || o.peerSelector !== undefined;
+}
+
+function validatePeerOptions(o: Options): void {
+  for (const p of o.peers) {
+    if (!parsePeerAddress(p)) throw new SidecarError("usage", `--peer ${p}: must be ADDR:PORT (ip, [ipv6] or host name, port 1-65535)`);
+  }
+  if (o.peerService !== undefined && !/^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$/.test(o.peerService)) {
+    throw new SidecarError("usage", `--peer-service ${o.peerService}: not a Service name`);
+  }
+  if (o.peerSelector !== undefined) {
+    for (const term of o.peerSelector.split(",")) {
+      if (!/^\s*(!?[A-Za-z0-9][-A-Za-z0-9_./]*|[A-Za-z0-9][-A-Za-z0-9_./]*\s*(=|==|!=)\s*[-A-Za-z0-9_.]*)\s*$/.test(term)) {
+        throw new SidecarError("usage", `--peer-selector ${o.peerSelector}: "${term}" is not a label requirement (key=value, key!=value, key, !key)`);
+      }
+    }
+  }
+  if (o.peerService !== undefined && o.peerSelector !== undefined) throw new SidecarError("usage", "--peer-service and --peer-selector exclude each other");
+  const discovery = o.peerService !== undefined || o.peerSelector !== undefined;
+  if (discovery && o.manifests !== undefined) throw new SidecarError("usage", "--peer-service / --peer-selector need Kubernetes mode (without --manifests); use --peer ADDR:PORT in file mode");
+  if (o.peerDiscoveryPort !== undefined) {
+    const n = /^\d+$/.test(o.peerDiscoveryPort) ? Number(o.peerDiscoveryPort) : undefined;
+    if (n !== undefined ? n < 1 || n > 65535 : !/^[a-z0-9]([-a-z0-9]{0,13}[a-z0-9])?$/.test(o.peerDiscoveryPort)) {
+      throw new SidecarError("usage", `--peer-discovery-port ${o.peerDiscoveryPort}: must be a port number or a port name`);
+    }
+  }
+  if (o.podIp !== undefined && isIP(o.podIp) === 0) throw new SidecarError("usage", `--pod-ip ${o.podIp}: not an IP address`);
+  if (peerSharing(o)) {
+    if (o.peerTokenFile === undefined) throw new SidecarError("usage", "peer sharing (--peer, --peer-service or --peer-selector) needs --peer-token-file");
+    if (o.peerPort !== 0 && o.peerPort === o.metricsPort) throw new SidecarError("usage", `--peer-port and --metrics-port are both ${o.peerPort}`);
+  }
 }
 
 function convert(f: Flag, text: string): string | number {
@@ -184,6 +269,8 @@ export function helpText(version: string): string {
     "",
     "Watches InferencePools, InferenceModels and their Pods, scrapes every model server's",
     "/metrics, scores the endpoints and pushes the routing state to the wasm-epp filter in Envoy.",
+    "With a peer source it also shares the filter's prefix-index records with the other gateway",
+    "replicas' sidecars.",
     "",
     "Usage: node build/sidecar.js [flags]",
     "",
@@ -204,6 +291,8 @@ export function helpText(version: string): string {
     "",
     "Environment:",
     `  ${TOKEN_ENV}   push bearer token when --push-token-file is not given`,
+    `  ${POD_IP_ENV}                this pod's address when --pod-ip is not given (peer discovery)`,
+    "  POD_NAMESPACE         the default --peer-namespace",
     "",
     "Logs are JSON lines on stderr. Exit status: 0 after SIGTERM/SIGINT, 1 on a start-up",
     "error (token, kubeconfig, manifests, listener), 2 on a usage error.",

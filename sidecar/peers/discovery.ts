@@ -13,12 +13,9 @@ import { networkInterfaces } from "node:os";
 import { DiscoveryV1Api, type KubeConfig, type KubernetesListObject, type KubernetesObject } from "@kubernetes/client-node";
 import { Informer } from "../k8s/informer.ts";
 import type { Logger } from "../observability/log.ts";
+import { peerId, type Peer } from "./address.ts";
 
-export interface Peer {
-  id: string; // "ip:port" or "[ipv6]:port": the metrics label and the log field
-  host: string;
-  port: number;
-}
+export { parsePeerAddress, peerId, type Peer } from "./address.ts";
 
 export interface PeerSource {
   start(onChange: () => void): void;
@@ -26,20 +23,6 @@ export interface PeerSource {
   peers(): Peer[];
   // Listed at least once (a static list always is).
   synced(): boolean;
-}
-
-export function peerId(host: string, port: number): string {
-  return `${host.includes(":") ? `[${host}]` : host}:${port}`;
-}
-
-// "10.0.0.1:19200", "[fd00::1]:19200", "gw-1.example:19200"; undefined when not ADDR:PORT.
-export function parsePeerAddress(text: string): Peer | undefined {
-  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)):(\d{1,5})$/.exec(text.trim());
-  if (!m) return undefined;
-  const port = Number(m[3]);
-  if (port < 1 || port > 65535) return undefined;
-  const host = (m[1] ?? m[2]).toLowerCase();
-  return { id: peerId(host, port), host, port };
 }
 
 // This host's own addresses (every interface), to leave this pod out of the discovered peers.
