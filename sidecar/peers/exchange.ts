@@ -221,6 +221,10 @@ export class PeerExchange {
   // --- warm-up -----------------------------------------------------------------------------------
 
   private async runWarmup(): Promise<WarmupOutcome> {
+    if (this.o.warmupTimeoutMs <= 0) {
+      this.o.log.info("warmup_skipped", "--peer-warmup-timeout is 0: no warm-up", {});
+      return { result: "disabled" };
+    }
     const t0 = Date.now();
     const outcome = await warmUp({
       deadline: t0 + this.o.warmupTimeoutMs,
@@ -248,6 +252,8 @@ export class PeerExchange {
     });
     const ms = Date.now() - t0;
     switch (outcome.result) {
+      case "disabled":
+        break;
       case "done":
         this.o.log.info("warmup_done", `imported ${outcome.imported} of ${outcome.records} prefix records (${outcome.bytes} bytes) from ${outcome.peer}'s snapshot in ${ms}ms`, { peer: outcome.peer, records: outcome.records, imported: outcome.imported, ms });
         break;

@@ -10,6 +10,7 @@ import { count, rebatch } from "./records.ts";
 export type WarmupOutcome =
   | { result: "done"; peer: string; records: number; bytes: number; imported: number }
   | { result: "no_peers" }
+  | { result: "disabled" }
   | { result: "unreachable"; tried: string[]; last: string }
   | { result: "timeout"; during: "discovery" | "snapshot" | "import"; imported?: number }
   | { result: "sharing_off"; message: string };
