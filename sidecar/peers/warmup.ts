@@ -73,6 +73,7 @@ export async function warmUp(d: WarmupDeps): Promise<WarmupOutcome> {
     }
     return { result: "done", peer: peer.id, records, bytes: r.body.length, imported };
   }
+  if (left() <= 0) return { result: "timeout", during: "snapshot" };
   return { result: "unreachable", tried, last };
 }
 
