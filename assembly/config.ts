@@ -126,6 +126,8 @@ export class Config {
   peersEnabled: bool = false;
   peersJournal: i32 = 4096;
   peersMaxImportBytes: i32 = 1048576;
+  // The other replicas' loads (peers/load.ts) count in picks until this old.
+  peersLoadTtlMs: f64 = 1000;
 }
 
 export class ConfigResult {
@@ -315,6 +317,7 @@ export function parseConfig(text: string): ConfigResult {
     c.peersEnabled = r.bool(pe, "enabled", c.peersEnabled, "peers.");
     c.peersJournal = r.int(pe, "journal", c.peersJournal, 16, 1048576, "peers.");
     c.peersMaxImportBytes = r.int(pe, "max_import_bytes", c.peersMaxImportBytes, 1024, 64 * 1024 * 1024, "peers.");
+    c.peersLoadTtlMs = r.num(pe, "load_ttl_ms", c.peersLoadTtlMs, 10, 600000, "peers.");
   }
   const w = r.section(root, "weights");
   if (w !== null) {

@@ -90,7 +90,7 @@ export class EppRoot extends RootContext {
     if (this.stats === null) this.stats = new Stats();
     this.cache = new StateCache(this.store, c.maxEndpoints);
     this.prefix = new PrefixIndex(this.store, c.prefixIndexSets, c.prefixTtlMs);
-    if (!c.acceptPush) configureSharing(this.store, this.prefix, c.peersEnabled, c.peersJournal, c.peersMaxImportBytes);
+    if (!c.acceptPush) configureSharing(this.store, this.prefix, c);
     this.tagged = new TaggedMetrics(c.observeMaxSeries);
     this.series = new SeriesCache(c.observeMaxSeries);
     this.learner = new Learner(c.observeAlpha, c.prefixTtlMs, c.ttftFloorMs, c.maxEndpoints, c.observeTtftDeadband);

@@ -5,7 +5,8 @@
 import * as errors from "./errors";
 import * as stats from "./stats";
 import { Pool, State } from "./state/document";
-import { LoadView, loadKey } from "./schedule/load";
+import { LoadView, PoolLoad, loadKey } from "./schedule/load";
+import { peersLoad } from "./peers/load";
 import { PickInput } from "./schedule/pick";
 import { EppHttp, EppRoot } from "./filter";
 
@@ -37,10 +38,12 @@ export function isDegraded(root: EppRoot, st: State, now: f64): bool {
   return true;
 }
 
-// What a pick sees: the pool, the endpoints' in-flight counts shared by every worker, the state's
-// age.
+// What a pick sees: the pool, the endpoints' in-flight counts shared by every worker (and, when
+// the gateway's replicas share their loads, theirs), the state's age.
 export function pickInputFor(root: EppRoot, pool: Pool, state: State, now: f64): PickInput {
-  const input = new PickInput(pool, root.config, new LoadView(root.store.get(loadKey(pool.name))));
+  const local = new LoadView(root.store.get(loadKey(pool.name)));
+  const peers = root.config.peersEnabled ? peersLoad(root.store, pool.name, now, root.config.peersLoadTtlMs) : null;
+  const input = new PickInput(pool, root.config, new PoolLoad(local, peers));
   input.nowMs = now;
   input.generatedAtMs = state.generatedAtMs;
   input.degraded = isDegraded(root, state, now);

@@ -2,6 +2,7 @@
 //   POST /wasm-epp/v1/state   store a state document (204; 400 invalid, 401, 409 older, 413)
 //   GET  /wasm-epp/v1/state   read back the stored document (200; 404 when none)
 //   GET|POST /wasm-epp/v1/prefix  the prefix journal, and peers' records (peers/handler.ts)
+//   GET|POST /wasm-epp/v1/load    this replica's load record, and peers' (peers/handler.ts)
 // Both need `authorization: Bearer <token>`. The listener is bound to 127.0.0.1 in the shipped
 // Envoy configurations; the token keeps other processes in the pod out as well.
 
@@ -15,7 +16,7 @@ import { ErrorReply } from "./errors";
 import * as stats from "./stats";
 import { bearerMatches } from "./util/auth";
 import { Stats } from "./stats";
-import { PREFIX_PATH, serveJournal, importBatch, importLimit, sendError, sharingOff, importTooLarge } from "./peers/handler";
+import { PREFIX_PATH, LOAD_PATH, serveJournal, importBatch, importLimit, sendError, sharingOff, importTooLarge, serveLoad, importLoad, loadLimit } from "./peers/handler";
 
 export const STATE_PATH = "/wasm-epp/v1/state";
 
@@ -24,8 +25,10 @@ export class PushHandler {
   token: string;
   store: SharedStore;
   stats: Stats;
-  // POST /wasm-epp/v1/prefix: the batch's size limit (0 for a state document).
+  // POST /wasm-epp/v1/prefix or /load: the body's size limit (0 for a state document).
   prefixLimit: u32 = 0;
+  isLoad: bool = false;
+  query: string = "";
 
   constructor(cfg: Config, token: string, store: SharedStore, s: Stats) {
     this.cfg = cfg;
@@ -41,7 +44,7 @@ export class PushHandler {
     const q = path.indexOf("?");
     const query = q >= 0 ? path.substring(q + 1) : "";
     if (q >= 0) path = path.substring(0, q);
-    if (path != STATE_PATH && path != PREFIX_PATH) {
+    if (path != STATE_PATH && path != PREFIX_PATH && path != LOAD_PATH) {
       this.reply(errors.notFound(path), [], []);
       return false;
     }
@@ -58,6 +61,7 @@ export class PushHandler {
       return false;
     }
     if (path == PREFIX_PATH) return this.onPrefixHeaders(method, query, endOfStream);
+    if (path == LOAD_PATH) return this.onLoadHeaders(method, query, endOfStream);
     if (method == "GET") {
       const doc = storedDocument(this.store);
       if (doc === null) {
@@ -105,16 +109,38 @@ export class PushHandler {
     return true;
   }
 
+  private onLoadHeaders(method: string, query: string, endOfStream: bool): bool {
+    if (method == "GET") {
+      serveLoad(this.store, query);
+      return false;
+    }
+    const limit = loadLimit(this.store);
+    if (limit == 0) {
+      sendError(sharingOff());
+      return false;
+    }
+    if (endOfStream) {
+      importLoad(this.store, query, new ArrayBuffer(0), this.stats);
+      return false;
+    }
+    this.prefixLimit = limit;
+    this.isLoad = true;
+    this.query = query;
+    return true;
+  }
+
   // Returns false when the request was answered.
   onBody(size: i32, endOfStream: bool): bool {
     if (this.prefixLimit > 0) {
       if (<u32>size > this.prefixLimit) {
-        sendError(importTooLarge(this.prefixLimit));
+        sendError(this.isLoad ? new ErrorReply(413, "invalid_request_error", "load_record_too_large", "the load record is larger than " + this.prefixLimit.toString() + " bytes") : importTooLarge(this.prefixLimit));
         return false;
       }
       if (!endOfStream) return true;
-      const batch = size > 0 ? host.getBody(size) : new ArrayBuffer(0);
-      importBatch(this.store, batch !== null ? batch as ArrayBuffer : new ArrayBuffer(0), this.stats);
+      const got = size > 0 ? host.getBody(size) : new ArrayBuffer(0);
+      const body = got !== null ? got as ArrayBuffer : new ArrayBuffer(0);
+      if (this.isLoad) importLoad(this.store, this.query, body, this.stats);
+      else importBatch(this.store, body, this.stats);
       return false;
     }
     if (size > this.cfg.maxStateBytes) {

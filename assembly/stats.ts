@@ -50,8 +50,9 @@ export const PEER_RECORDS_JOURNALED: i32 = 48; // records journaled for the side
 export const PEER_RECORDS_DROPPED: i32 = 49; // ... dropped under contention for the journal head
 export const PEER_HASHES_MERGED: i32 = 50; // other replicas' entries merged into the index
 export const PEER_HASHES_SKIPPED: i32 = 51; // ... skipped: expired, or not newer than the index's
-export const PEER_BATCHES_INVALID: i32 = 52; // batches refused as malformed
-const COUNT: i32 = 53;
+export const PEER_BATCHES_INVALID: i32 = 52; // batches and load records refused as malformed
+export const PEER_LOADS_MERGED: i32 = 53; // other replicas' load records taken
+const COUNT: i32 = 54;
 
 const NAMES: StaticArray<string> = [
   "requests_routed",
@@ -97,6 +98,7 @@ const NAMES: StaticArray<string> = [
   "peer_hashes_merged",
   "peer_hashes_skipped",
   "peer_batches_invalid",
+  "peer_loads_merged",
 ];
 
 export const GAUGE_STATE_VERSION: i32 = 0;

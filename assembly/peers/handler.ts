@@ -4,7 +4,10 @@
 //                                      x-wasm-epp-prefix-next and x-wasm-epp-prefix-lost
 //   POST /wasm-epp/v1/prefix           merge other replicas' records: 204 with
 //                                      x-wasm-epp-prefix-merged and x-wasm-epp-prefix-skipped
-// Both answer 404 prefix_sharing_off until a routing filter of this VM runs with peers.enabled.
+//   GET  /wasm-epp/v1/load?pool=NS/NAME    this replica's load record of the pool (raw bytes;
+//                                          empty before its first request)
+//   POST /wasm-epp/v1/load?pool=NS/NAME&replica=NAME   another replica's record: 204
+// All answer 404 prefix_sharing_off until a routing filter of this VM runs with peers.enabled.
 
 import * as host from "../host";
 import { ErrorReply } from "../errors";
@@ -14,8 +17,13 @@ import { PrefixJournal, SharingParams } from "./journal";
 import { mergeBatch } from "./merge";
 import * as stats from "../stats";
 import { Stats } from "../stats";
+import { Config, isPoolName } from "../config";
+import { loadKey } from "../schedule/load";
+import { fnv1a32 } from "../util/hash";
+import { isLoadRecord, updatePeerLoad, MAX_RECORD_BYTES } from "./load";
 
 export const PREFIX_PATH = "/wasm-epp/v1/prefix";
+export const LOAD_PATH = "/wasm-epp/v1/load";
 export const RECORDS_TYPE = "application/vnd.wasm-epp.prefix-records";
 // Largest body one GET returns; the sidecar asks again from x-wasm-epp-prefix-next.
 const MAX_READ_BYTES: i32 = 1 << 20;
@@ -28,24 +36,56 @@ export function importTooLarge(limit: u32): ErrorReply {
   return new ErrorReply(413, "invalid_request_error", "prefix_batch_too_large", "the batch is larger than peers.max_import_bytes (" + limit.toString() + " bytes)");
 }
 
-// `since` from a query string ("since=123&..."): -1 when absent; -2 when not a number.
-export function sinceOf(query: string): i64 {
+// The value of `name` in a query string ("a=1&name=v"), %XX-decoded; null when absent or not
+// decodable.
+export function queryParam(query: string, name: string): string | null {
   let start = 0;
-  while (start < query.length) {
+  const prefix = name + "=";
+  while (start <= query.length) {
     let end = query.indexOf("&", start);
     if (end < 0) end = query.length;
-    if (query.substring(start, start + 6) == "since=") {
-      const v = query.substring(start + 6, end);
-      if (v.length == 0 || v.length > 19) return -2;
-      for (let i = 0; i < v.length; i++) {
-        const c = v.charCodeAt(i);
-        if (c < 0x30 || c > 0x39) return -2;
-      }
-      return I64.parseInt(v);
-    }
+    if (query.substring(start, start + prefix.length) == prefix) return percentDecoded(query.substring(start + prefix.length, end));
     start = end + 1;
   }
+  return null;
+}
+
+function percentDecoded(v: string): string | null {
+  if (v.indexOf("%") < 0) return v;
+  let out = "";
+  for (let i = 0; i < v.length; i++) {
+    const c = v.charCodeAt(i);
+    if (c != 0x25) {
+      out += String.fromCharCode(c);
+      continue;
+    }
+    if (i + 2 >= v.length) return null;
+    const hi = hexValue(v.charCodeAt(i + 1));
+    const lo = hexValue(v.charCodeAt(i + 2));
+    if (hi < 0 || lo < 0) return null;
+    out += String.fromCharCode(hi * 16 + lo);
+    i += 2;
+  }
+  return out;
+}
+
+function hexValue(c: i32): i32 {
+  if (c >= 0x30 && c <= 0x39) return c - 0x30;
+  if (c >= 0x41 && c <= 0x46) return c - 0x41 + 10;
+  if (c >= 0x61 && c <= 0x66) return c - 0x61 + 10;
   return -1;
+}
+
+// `since` from a query string: -1 when absent; -2 when not a non-negative integer.
+export function sinceOf(query: string): i64 {
+  const v = queryParam(query, "since");
+  if (v === null) return query.indexOf("since=") >= 0 ? -2 : -1;
+  if (v.length == 0 || v.length > 18) return -2;
+  for (let i = 0; i < v.length; i++) {
+    const c = v.charCodeAt(i);
+    if (c < 0x30 || c > 0x39) return -2;
+  }
+  return I64.parseInt(v);
 }
 
 // Counts what became of the last record()'s journal entry.
@@ -56,12 +96,16 @@ export function countJournal(s: Stats, index: PrefixIndex): void {
 
 // The routing filter's part at configuration: publish its sharing settings for the push
 // listener, and journal what its index records when sharing is on.
-export function configureSharing(store: SharedStore, index: PrefixIndex, enabled: bool, journal: i32, maxImportBytes: i32): void {
+export function configureSharing(store: SharedStore, index: PrefixIndex, cfg: Config): void {
+  const enabled = cfg.peersEnabled;
+  const journal = cfg.peersJournal;
   const params = new SharingParams();
   params.slots = enabled ? <u32>journal : 0;
   params.sets = index.sets;
   params.ttlMs = index.ttl;
-  params.maxImportBytes = <u32>maxImportBytes;
+  params.maxImportBytes = <u32>cfg.peersMaxImportBytes;
+  params.loadTtlMs = <u32>cfg.peersLoadTtlMs;
+  params.maxEndpoints = <u32>cfg.maxEndpoints;
   params.save(store);
   index.journal = enabled ? new PrefixJournal(store, <u32>journal) : null;
 }
@@ -118,4 +162,53 @@ export function importBatch(store: SharedStore, body: ArrayBuffer, s: Stats): bo
     ["x-wasm-epp-prefix-merged", "x-wasm-epp-prefix-skipped", "x-wasm-epp-prefix-records"],
     [r.merged.toString(), r.skipped.toString(), r.records.toString()]);
   return true;
+}
+
+// GET /wasm-epp/v1/load?pool=NS/NAME: this replica's record, as the routing filter keeps it.
+export function serveLoad(store: SharedStore, query: string): void {
+  if (SharingParams.load(store) === null) {
+    sendError(sharingOff());
+    return;
+  }
+  const pool = queryParam(query, "pool");
+  if (pool === null || !isPoolName(pool)) {
+    sendError(new ErrorReply(400, "invalid_request_error", "invalid_pool", "pool must name an inference pool as namespace/name"));
+    return;
+  }
+  const record = store.get(loadKey(pool));
+  host.sendResponseBytes(200, "wasm_epp_load", record !== null ? record : new ArrayBuffer(0), ["content-type"], [LOAD_TYPE]);
+}
+
+export const LOAD_TYPE = "application/vnd.wasm-epp.load-record";
+
+// The load body's limit, or 0 when sharing is off.
+export function loadLimit(store: SharedStore): u32 {
+  return SharingParams.load(store) === null ? 0 : <u32>MAX_RECORD_BYTES;
+}
+
+// POST /wasm-epp/v1/load?pool=NS/NAME&replica=NAME: another replica's record of the pool.
+export function importLoad(store: SharedStore, query: string, body: ArrayBuffer, s: Stats): void {
+  const params = SharingParams.load(store);
+  if (params === null) {
+    sendError(sharingOff());
+    return;
+  }
+  const pool = queryParam(query, "pool");
+  const replica = queryParam(query, "replica");
+  if (pool === null || !isPoolName(pool) || replica === null || replica.length == 0 || replica.length > 253) {
+    sendError(new ErrorReply(400, "invalid_request_error", "invalid_load_target", "pool (namespace/name) and replica (the sending replica's name) are required"));
+    return;
+  }
+  if (!isLoadRecord(body)) {
+    s.inc(stats.PEER_BATCHES_INVALID);
+    sendError(new ErrorReply(400, "invalid_request_error", "invalid_load_record", "the body is not a load record"));
+    return;
+  }
+  const n = updatePeerLoad(store, pool, fnv1a32(replica), body, host.nowMs(), <f64>params.loadTtlMs, <i32>params.maxEndpoints * 2);
+  if (n < 0) {
+    sendError(new ErrorReply(503, "server_error", "state_store_busy", "the load could not be stored, retry"));
+    return;
+  }
+  s.inc(stats.PEER_LOADS_MERGED);
+  host.sendResponse(204, "wasm_epp_load_merged", "", ["x-wasm-epp-load-replicas"], [n.toString()]);
 }

@@ -37,32 +37,39 @@ export function writeRecord(p: usize, ep: u32, time: u32, hashes: Array<u64>): v
 }
 
 // The routing filter's settings the push listener needs to serve and merge records: the ring
-// size, the index's geometry and TTL, and the import limit. slots == 0: sharing is off.
+// size, the index's geometry and TTL, the import limit, how long a peer's load counts, and the
+// load record's bound. slots == 0: sharing is off.
 export class SharingParams {
   slots: u32 = 0;
   sets: u32 = 0;
   ttlMs: u32 = 0;
   maxImportBytes: u32 = 0;
+  loadTtlMs: u32 = 0;
+  maxEndpoints: u32 = 0;
 
   static load(shared: SharedStore): SharingParams | null {
     const buf = shared.get(PARAMS_KEY);
-    if (buf === null || buf.byteLength != 16) return null;
+    if (buf === null || buf.byteLength != 24) return null;
     const p = changetype<usize>(buf);
     const s = new SharingParams();
     s.slots = load<u32>(p);
     s.sets = load<u32>(p + 4);
     s.ttlMs = load<u32>(p + 8);
     s.maxImportBytes = load<u32>(p + 12);
+    s.loadTtlMs = load<u32>(p + 16);
+    s.maxEndpoints = load<u32>(p + 20);
     return s.slots > 0 && s.sets > 0 ? s : null;
   }
 
   save(shared: SharedStore): void {
-    const buf = new ArrayBuffer(16);
+    const buf = new ArrayBuffer(24);
     const p = changetype<usize>(buf);
     store<u32>(p, this.slots);
     store<u32>(p + 4, this.sets);
     store<u32>(p + 8, this.ttlMs);
     store<u32>(p + 12, this.maxImportBytes);
+    store<u32>(p + 16, this.loadTtlMs);
+    store<u32>(p + 20, this.maxEndpoints);
     shared.set(PARAMS_KEY, buf, 0);
   }
 }

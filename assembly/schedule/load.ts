@@ -259,3 +259,86 @@ export function recordLoad(shared: SharedStore, key: string, id: u32, delta: i32
 export function loadKey(pool: string): string {
   return "wasm-epp/load/" + pool;
 }
+
+// What a pick sees of an endpoint's load: this gateway's record, plus (when the gateway's
+// replicas share their loads, peers/load.ts) the sum of the other replicas' records as their
+// sidecars last sent them. In-flight requests and net dispatches add up; so does prefill
+// backlog, since an endpoint prefills one request after another whoever sent it.
+export class PoolLoad {
+  local: LoadView;
+  peers: LoadView;
+
+  constructor(local: LoadView, peers: LoadView | null = null) {
+    this.local = local;
+    this.peers = peers !== null ? peers : new LoadView(null);
+  }
+
+  // Whether this gateway's clients run closed loop: its own record alone says.
+  get coupled(): f64 {
+    return this.local.coupled;
+  }
+
+  inflightOf(id: u32): i32 {
+    let n = this.local.inflightAt(this.local.find(id));
+    if (this.peers.count > 0) n += this.peers.inflightAt(this.peers.find(id));
+    return n;
+  }
+
+  netSinceOf(id: u32, sinceMs: f64, nowMs: f64): i32 {
+    let n = this.local.netSince(this.local.find(id), sinceMs, nowMs);
+    if (this.peers.count > 0) n += this.peers.netSince(this.peers.find(id), sinceMs, nowMs);
+    return n;
+  }
+
+  backlogOf(id: u32, nowMs: f64): f64 {
+    let b = this.local.backlogMs(this.local.find(id), nowMs);
+    if (this.peers.count > 0) b += this.peers.backlogMs(this.peers.find(id), nowMs);
+    return b;
+  }
+}
+
+// One record summing several (peers' records, as peers/load.ts keeps them) at `nowMs`: the
+// union of their endpoints; in-flight and net dispatches per time bucket added (buckets aligned
+// on the newest head); busy-until as now plus the sum of the backlogs. Header fields other than
+// the head are zero (only this gateway's own record says whether its clients run closed loop).
+export function sumRecords(views: Array<LoadView>, nowMs: f64, maxEntries: i32): ArrayBuffer {
+  let head: u32 = 0;
+  const ids = new Array<u32>();
+  for (let v = 0; v < views.length; v++) {
+    const lv = unchecked(views[v]);
+    if (lv.head > head) head = lv.head;
+    for (let i = 0; i < lv.count; i++) ids.push(lv.idAt(i));
+  }
+  ids.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  let distinct = 0;
+  for (let i = 0; i < ids.length; i++) if (i == 0 || unchecked(ids[i]) != unchecked(ids[i - 1])) unchecked((ids[distinct++] = ids[i]));
+  ids.length = distinct < maxEntries ? distinct : maxEntries;
+  const out = new ArrayBuffer(HEADER + ids.length * ENTRY);
+  const o = changetype<usize>(out);
+  store<u32>(o, MAGIC);
+  store<u32>(o, head, 4);
+  store<u32>(o, <u32>ids.length, 8);
+  for (let k = 0; k < ids.length; k++) {
+    const id = unchecked(ids[k]);
+    const e = o + <usize>(HEADER + k * ENTRY);
+    let inflight = 0;
+    let backlog: f64 = 0;
+    store<u32>(e, id);
+    for (let v = 0; v < views.length; v++) {
+      const lv = unchecked(views[v]);
+      const i = lv.find(id);
+      if (i < 0) continue;
+      inflight += lv.inflightAt(i);
+      backlog += lv.backlogMs(i, nowMs);
+      const shift = <i32>(head - lv.head);
+      for (let b = 0; b + shift < BUCKETS; b++) {
+        const at = e + <usize>(NET + 2 * (b + shift));
+        const s = <i32>load<i16>(at) + lv.netAt(i, b);
+        store<i16>(at, <i16>(s < -32768 ? -32768 : s > 32767 ? 32767 : s));
+      }
+    }
+    store<i32>(e, inflight, 4);
+    store<f64>(e, backlog > 0 ? nowMs + backlog : 0, 8);
+  }
+  return out;
+}

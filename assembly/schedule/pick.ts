@@ -8,7 +8,7 @@
 
 import { Config } from "../config";
 import { Endpoint, Pool, ROLE_NONE, SHEDDABLE } from "../state/document";
-import { LoadView } from "./load";
+import { PoolLoad } from "./load";
 import { PrefixMatch } from "../prefix/index";
 import { Rng } from "../util/rng";
 import { kvCacheScore, loraScore, prefixScore, queueScore, ttftScore } from "./scorers";
@@ -38,7 +38,7 @@ export class PickInput {
   promptTokens: f64 = 0;
   // The target is a LoRA adapter some endpoint has loaded or queued (set by pickEndpoint).
   adapter: bool = false;
-  load: LoadView;
+  load: PoolLoad;
   scratch: Scratch = SHARED_SCRATCH;
   // In a prefill/decode pool: only endpoints of this role are candidates (ROLE_NONE: any).
   role: i32 = ROLE_NONE;
@@ -50,7 +50,7 @@ export class PickInput {
   // The request's affinity key (schedule/affinity.ts), 0 when it has none.
   affinityKey: u64 = 0;
 
-  constructor(pool: Pool, cfg: Config, load: LoadView) {
+  constructor(pool: Pool, cfg: Config, load: PoolLoad) {
     this.pool = pool;
     this.cfg = cfg;
     this.load = load;
@@ -90,7 +90,7 @@ export function isSaturated(e: Endpoint, input: PickInput): bool {
 // Requests this proxy sent to e since its metrics were taken, less those finished since (never
 // negative).
 export function sentSince(e: Endpoint, input: PickInput): f64 {
-  const n = input.load.netSince(input.load.find(e.id), input.generatedAtMs - e.metricsAgeMs, input.nowMs);
+  const n = input.load.netSinceOf(e.id, input.generatedAtMs - e.metricsAgeMs, input.nowMs);
   return n > 0 ? <f64>n : 0;
 }
 
@@ -100,18 +100,17 @@ export function sentSince(e: Endpoint, input: PickInput): f64 {
 // full instead of piling onto the one that looked shortest. In degraded mode: this proxy's own
 // requests in flight there.
 export function queued(e: Endpoint, input: PickInput): f64 {
-  if (input.degraded) return <f64>input.load.inflightAt(input.load.find(e.id));
+  if (input.degraded) return <f64>input.load.inflightOf(e.id);
   return e.waiting + (e.kvUsage >= input.cfg.kvThreshold ? sentSince(e, input) : 0);
 }
 
 // Outstanding requests on e: what the metrics showed plus what this proxy sent or saw finish
 // since, and never less than what this proxy has in flight there.
 export function outstanding(e: Endpoint, input: PickInput): f64 {
-  const li = input.load.find(e.id);
-  const inflight = <f64>input.load.inflightAt(li);
+  const inflight = <f64>input.load.inflightOf(e.id);
   if (input.degraded) return inflight;
   const metricsAt = input.generatedAtMs - e.metricsAgeMs;
-  const est = e.running + e.waiting + <f64>input.load.netSince(li, metricsAt, input.nowMs);
+  const est = e.running + e.waiting + <f64>input.load.netSinceOf(e.id, metricsAt, input.nowMs);
   return est > inflight ? est : inflight;
 }
 
@@ -135,7 +134,7 @@ export function workMs(i: i32, input: PickInput): f64 {
 // is still due, then this request's own uncached prefill; and when requests are queued there
 // (no KV cache to start them), the wait for each of them to be admitted.
 export function estimateTtftMs(e: Endpoint, i: i32, input: PickInput): f64 {
-  return estimateWith(e, i, input, input.load.backlogMs(input.load.find(e.id), input.nowMs), queued(e, input));
+  return estimateWith(e, i, input, input.load.backlogOf(e.id, input.nowMs), queued(e, input));
 }
 
 // The estimate from the endpoint's backlog and queue, already looked up (the pick has them).
@@ -258,7 +257,7 @@ export function pickEndpoint(input: PickInput, rng: Rng): Pick {
     sumLoad += v;
     const q = queued(e, input);
     unchecked((queues[k] = q));
-    const bl = input.load.backlogMs(input.load.find(e.id), input.nowMs);
+    const bl = input.load.backlogOf(e.id, input.nowMs);
     if (bl < minBacklog) minBacklog = bl;
     let t = estimateWith(e, i, input, bl, q);
     const sp = input.speed;

@@ -156,3 +156,69 @@ test('refusals: sharing off, no token, bad cursor, oversize, malformed; nothing 
   // An empty batch is fine.
   assert.equal(merge(b, new Uint8Array(0)).status, 204);
 });
+
+// Opens n streams through replica g and leaves them in flight; counts their pods.
+function burst(g: Gateway, n: number, tag: string): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (let i = 0; i < n; i++) {
+    const s = g.routing.worker(i % 2).newHttpStream();
+    s.requestHeaders({ ':method': 'POST', ':path': '/v1/chat/completions', ':authority': 'gw', 'content-type': 'application/json' }, false);
+    s.requestBody(new TextEncoder().encode(JSON.stringify({ model: '/model/qwen', messages: [{ role: 'user', content: `${tag} ${i}: ${'a question with some length to it. '.repeat(20)}` }] })), true);
+    const dest = s.upstream.header(DEST) ?? 'none';
+    counts.set(dest, (counts.get(dest) ?? 0) + 1);
+  }
+  return counts;
+}
+
+function loadOf(g: Gateway): RequestResult {
+  return g.pushRaw('', {}, 0, 'GET', '/wasm-epp/v1/load?pool=default/vllm-qwen-pool');
+}
+
+function giveLoad(g: Gateway, record: Uint8Array, replica: string): RequestResult {
+  return g.pushRaw(record, { 'content-type': 'application/vnd.wasm-epp.load-record' }, 0, 'POST', `/wasm-epp/v1/load?pool=default/vllm-qwen-pool&replica=${replica}`);
+}
+
+test('loads: what replica A has in flight counts in replica B\'s picks, until A falls silent', () => {
+  // A sees only pods 1 and 2 ready: its burst loads them. B sees all four.
+  const a = new Gateway({ workers: 2, seed: 1, config: PEERS });
+  a.pushState(endpoints(4).map((e, i) => ({ ...e, ready: i < 2 })), { strategy: 'PREFIX_CACHE' } as never);
+  const sent = burst(a, 40, 'a');
+  assert.equal(sent.size, 2, JSON.stringify([...sent]));
+  const rec = loadOf(a);
+  assert.equal(rec.status, 200);
+  assert.equal(rec.header('content-type'), 'application/vnd.wasm-epp.load-record');
+  const record = rec.kind === 'local' ? rec.body : new Uint8Array();
+  assert.ok(record.byteLength > 24);
+
+  // Without A's load, B's burst of 4 lands on A's pods too.
+  const blind = replica(2);
+  const blindSent = burst(blind, 4, 'b');
+  assert.ok([...blindSent.keys()].some((pod) => sent.has(pod)), `blind: ${JSON.stringify([...blindSent])}`);
+  // With it, B sends its 4 to the two pods A left idle.
+  const b = replica(2);
+  const given = giveLoad(b, record, 'gateway-a');
+  assert.equal(given.status, 204, given.kind === 'local' ? given.bodyText : '');
+  assert.equal(given.header('x-wasm-epp-load-replicas'), '1');
+  assert.equal(b.counter('peer_loads_merged'), 1);
+  const bSent = burst(b, 4, 'b');
+  for (const pod of bSent.keys()) assert.ok(!sent.has(pod), `B sent to ${pod}, which A loaded: ${JSON.stringify([...bSent])}`);
+
+  // A falls silent: after peers.load_ttl_ms (1 s) B counts only its own, and A's pods, idle as
+  // far as B knows, get its requests again.
+  b.host.advance(1500);
+  const later = burst(b, 4, 'b2');
+  assert.ok([...later.keys()].some((pod) => sent.has(pod)), `B alone: ${JSON.stringify([...later])}`);
+});
+
+test('loads: refusals', () => {
+  const off = new Gateway({ workers: 1 });
+  off.pushState(endpoints(4), { strategy: 'PREFIX_CACHE' } as never);
+  assert.equal(errorCode(loadOf(off)), 'prefix_sharing_off');
+  const b = replica(3);
+  assert.equal(errorCode(b.pushRaw('', {}, 0, 'GET', '/wasm-epp/v1/load?pool=nope')), 'invalid_pool');
+  assert.equal(errorCode(giveLoad(b, new Uint8Array(40), 'x')), 'invalid_load_record');
+  assert.equal(errorCode(b.pushRaw(new Uint8Array(0), {}, 0, 'POST', '/wasm-epp/v1/load?pool=default/vllm-qwen-pool')), 'invalid_load_target');
+  assert.equal(b.pushRaw('', { authorization: 'Bearer wrong-token-0123456789' }, 0, 'GET', '/wasm-epp/v1/load?pool=default/vllm-qwen-pool').status, 401);
+  // An empty record is a replica with nothing in flight.
+  assert.equal(giveLoad(b, new Uint8Array(0), 'idle').status, 204);
+});

@@ -1,7 +1,9 @@
 import { gridPositions, IndexSet, PrefixIndex, ENDPOINTS, WAYS } from "../../assembly/prefix/index";
 import { PrefixJournal, SharingParams, recordSize, writeRecord } from "../../assembly/peers/journal";
 import { checkBatch, mergeBatch } from "../../assembly/peers/merge";
-import { sinceOf } from "../../assembly/peers/handler";
+import { sinceOf, queryParam } from "../../assembly/peers/handler";
+import { LoadView, PoolLoad, sumRecords } from "../../assembly/schedule/load";
+import { updatePeerLoad, peersLoad, isLoadRecord } from "../../assembly/peers/load";
 import { MemoryStore } from "../../assembly/util/store";
 
 const TTL: u32 = 600000;
@@ -242,5 +244,92 @@ describe("the cursor", () => {
     expect(sinceOf("since=-3")).toBe(-2);
     expect(sinceOf("since=1x")).toBe(-2);
     expect(sinceOf("since=99999999999999999999")).toBe(-2);
+  });
+});
+
+// ---- loads ----
+
+function rec(buf: ArrayBuffer | null, id: u32, delta: i32, now: f64, work: f64 = 0): ArrayBuffer {
+  const next = new LoadView(buf).with(id, delta, now, 64, work);
+  return next !== null ? next : (buf as ArrayBuffer);
+}
+
+describe("summed loads", () => {
+  it("adds in-flight, net dispatches and backlogs; the union of endpoints", () => {
+    const t = NOW;
+    let a: ArrayBuffer | null = null;
+    a = rec(a, 5, 1, t, 100);
+    a = rec(a, 5, 1, t + 1, 50);
+    a = rec(a, 9, 1, t + 2);
+    let b: ArrayBuffer | null = null;
+    b = rec(b, 5, 1, t + 70, 30); // a later time bucket
+    b = rec(b, 7, 1, t + 70);
+    const sum = new LoadView(sumRecords([new LoadView(a), new LoadView(b)], t + 80, 64));
+    expect(sum.count).toBe(3);
+    expect(sum.inflightAt(sum.find(5))).toBe(3);
+    expect(sum.inflightAt(sum.find(7))).toBe(1);
+    expect(sum.inflightAt(sum.find(9))).toBe(1);
+    // Backlog: a's 150 ms from t (70 left at t + 80), b's 30 from t + 70 (20 left).
+    expect(sum.backlogMs(sum.find(5), t + 80)).toBeCloseTo(90, 6);
+    // Net dispatches since t: both records' buckets, aligned.
+    expect(sum.netSince(sum.find(5), t, t + 80)).toBe(3);
+    expect(sum.netSince(sum.find(5), t + 70, t + 80)).toBe(1);
+  });
+
+  it("a pick's view adds the peers' sum to its own record", () => {
+    let a: ArrayBuffer | null = null;
+    a = rec(a, 5, 1, NOW, 40);
+    let b: ArrayBuffer | null = null;
+    b = rec(b, 5, 1, NOW, 60);
+    b = rec(b, 5, 1, NOW, 0);
+    const both = new PoolLoad(new LoadView(a), new LoadView(sumRecords([new LoadView(b)], NOW, 64)));
+    expect(both.inflightOf(5)).toBe(3);
+    expect(both.backlogOf(5, NOW)).toBeCloseTo(100, 6);
+    expect(both.netSinceOf(5, NOW - 1, NOW)).toBe(3);
+    const alone = new PoolLoad(new LoadView(a));
+    expect(alone.inflightOf(5)).toBe(1);
+    expect(alone.inflightOf(6)).toBe(0);
+  });
+});
+
+describe("peers' loads in shared data", () => {
+  it("keeps each replica's latest record, sums them, and forgets silent ones", () => {
+    const shared = new MemoryStore();
+    const a = rec(null, 5, 1, NOW);
+    const b = rec(rec(null, 5, 1, NOW), 5, 1, NOW);
+    expect(peersLoad(shared, "ns/p", NOW, 1000)).toBeNull();
+    expect(updatePeerLoad(shared, "ns/p", 1, a, NOW, 1000, 64)).toBe(1);
+    expect(updatePeerLoad(shared, "ns/p", 2, b, NOW + 10, 1000, 64)).toBe(2);
+    let v = peersLoad(shared, "ns/p", NOW + 20, 1000) as LoadView;
+    expect(v.inflightAt(v.find(5))).toBe(3);
+    // Replica 1 again, now with nothing in flight: replaced, not added.
+    expect(updatePeerLoad(shared, "ns/p", 1, new ArrayBuffer(0), NOW + 30, 1000, 64)).toBe(2);
+    v = peersLoad(shared, "ns/p", NOW + 40, 1000) as LoadView;
+    expect(v.inflightAt(v.find(5))).toBe(2);
+    // Replica 2 falls silent: dropped at the next update after its TTL.
+    expect(updatePeerLoad(shared, "ns/p", 1, a, NOW + 1500, 1000, 64)).toBe(1);
+    v = peersLoad(shared, "ns/p", NOW + 1500, 1000) as LoadView;
+    expect(v.inflightAt(v.find(5))).toBe(1);
+    // Everyone silent: the sum itself expires.
+    expect(peersLoad(shared, "ns/p", NOW + 2600, 1000)).toBeNull();
+    // Other pools are apart.
+    expect(peersLoad(shared, "ns/q", NOW + 1500, 1000)).toBeNull();
+  });
+
+  it("tells load records from garbage", () => {
+    expect(isLoadRecord(new ArrayBuffer(0))).toBe(true);
+    expect(isLoadRecord(rec(null, 5, 1, NOW))).toBe(true);
+    expect(isLoadRecord(new ArrayBuffer(30))).toBe(false);
+  });
+});
+
+describe("query parameters", () => {
+  it("finds and percent-decodes values", () => {
+    expect(queryParam("pool=ns/p&replica=r-1", "pool") as string).toBe("ns/p");
+    expect(queryParam("pool=ns%2Fp", "pool") as string).toBe("ns/p");
+    expect(queryParam("replica=r-1", "pool")).toBeNull();
+    expect(queryParam("pool=ns%2", "pool")).toBeNull();
+    expect(queryParam("pool=ns%zz", "pool")).toBeNull();
+    expect(queryParam("pool=", "pool") as string).toBe("");
   });
 });

@@ -1,7 +1,7 @@
 import { Held, WorkerQueue } from "../../assembly/queue/band";
 import { heldEverywhere, holders, publishCounts, higherWaiting, sameOrHigherWaiting, STALE_MS } from "../../assembly/queue/counts";
 import { poolSaturation } from "../../assembly/queue/gate";
-import { LoadView, recordLoad, loadKey } from "../../assembly/schedule/load";
+import { LoadView, PoolLoad, recordLoad, loadKey } from "../../assembly/schedule/load";
 import { PickInput } from "../../assembly/schedule/pick";
 import { Config, parseConfig } from "../../assembly/config";
 import { Endpoint, Pool } from "../../assembly/state/document";
@@ -101,7 +101,7 @@ function input(eps: Array<Endpoint>, load: LoadView = new LoadView(null)): PickI
   const p = new Pool();
   p.name = "ns/p";
   for (let i = 0; i < eps.length; i++) p.addEndpoint(eps[i]);
-  const i = new PickInput(p, new Config(), load);
+  const i = new PickInput(p, new Config(), new PoolLoad(load));
   i.nowMs = NOW;
   i.generatedAtMs = NOW - 20;
   return i;

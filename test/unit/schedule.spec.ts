@@ -1,4 +1,4 @@
-import { LoadView, recordLoad, BUCKET_MS, BUCKETS } from "../../assembly/schedule/load";
+import { LoadView, PoolLoad, recordLoad, BUCKET_MS, BUCKETS } from "../../assembly/schedule/load";
 import { queueScore, kvCacheScore, loraScore, prefixScore, ttftScore } from "../../assembly/schedule/scorers";
 import { PickInput, pickEndpoint, isSaturated, outstanding, queued, cachedTokens, workMs, estimateTtftMs, podSaturation, PICKED, SHED, NO_ENDPOINT } from "../../assembly/schedule/pick";
 import { Config } from "../../assembly/config";
@@ -32,7 +32,7 @@ function pool(eps: Array<Endpoint>): Pool {
 }
 
 function input(p: Pool, load: LoadView = new LoadView(null)): PickInput {
-  const i = new PickInput(p, new Config(), load);
+  const i = new PickInput(p, new Config(), new PoolLoad(load));
   i.nowMs = NOW;
   i.generatedAtMs = NOW - 20;
   return i;
@@ -285,10 +285,10 @@ describe("pickEndpoint", () => {
     const inp = input(pool([e]));
     expect(outstanding(e, inp)).toBe(4);
     let load = apply(null, e.id, 1, NOW - 10); // after the metrics were taken
-    inp.load = new LoadView(load);
+    inp.load = new PoolLoad(new LoadView(load));
     expect(outstanding(e, inp)).toBe(5);
     for (let i = 0; i < 9; i++) load = apply(load, e.id, 1, NOW - 10);
-    inp.load = new LoadView(load);
+    inp.load = new PoolLoad(new LoadView(load));
     expect(outstanding(e, inp)).toBe(14);
     inp.degraded = true;
     expect(outstanding(e, inp)).toBe(10);
@@ -358,7 +358,7 @@ describe("pickEndpoint", () => {
     expect(cachedTokens(0, inp)).toBe(1000);
     m.matched[0] = 40;
     // p0 has 500 ms of prefill due: p1, without the prefix, is sooner.
-    inp.load = new LoadView(apply(null, p.endpoints[0].id, 1, NOW, 16, 500));
+    inp.load = new PoolLoad(new LoadView(apply(null, p.endpoints[0].id, 1, NOW, 16, 500)));
     expect(estimateTtftMs(p.endpoints[0], 0, inp)).toBe(572);
     expect(estimateTtftMs(p.endpoints[1], 1, inp)).toBe(168);
     inp.cfg.weights.ttft = 10;
