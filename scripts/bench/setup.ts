@@ -14,6 +14,7 @@ import { precise } from './strategies/precise.ts';
 import { wasmEpp } from './strategies/wasm-epp.ts';
 import { sglangPd } from './strategies/sglang-pd.ts';
 import { spread } from './spread.ts';
+import { PeerNet } from './exchange.ts';
 
 // Strategies that route prefill/decode clusters (a decode and a prefill pod per request): only
 // these run on a P/D workload, and only the others on the rest. wasm-epp serves both.
@@ -39,11 +40,16 @@ export const MAX_GATEWAYS = 64;
 // replicas draw different random streams and the spreader the same stream for every strategy.
 // The cluster, the workload and the arrivals keep the run's seed, whatever N. An oracle is one
 // omniscient router: it runs alone, built with the run's seed as with one gateway.
-export function replicas(make: (seed: number) => Router, seed: number, n: number): Router {
-  const first = make(seed * 1000);
+// Replicas that share state the way their sidecars would (wasm-epp's prefix exchange) join one
+// PeerNet; the others ignore it.
+export type MakeRouter = (seed: number, peers?: PeerNet) => Router;
+
+export function replicas(make: MakeRouter, seed: number, n: number): Router {
+  const net = new PeerNet();
+  const first = make(seed * 1000, net);
   if (first.oracle) return make(seed);
   const all = [first];
-  for (let i = 1; i < n; i++) all.push(make(seed * 1000 + i));
+  for (let i = 1; i < n; i++) all.push(make(seed * 1000 + i, net));
   return spread(all, seed * 1000 + 999);
 }
 
@@ -99,15 +105,15 @@ export function setup(args: string[]): Setup {
       fail(`cannot read the filter module ${wasmPath}: ${(e as Error).message}`);
     }
   };
-  const STRATEGIES: Record<string, (seed: number) => Router> = {
+  const STRATEGIES: Record<string, MakeRouter> = {
     'round-robin': () => roundRobin(),
     random: (seed) => random(seed),
     'least-request': (seed) => leastRequest({ seed }),
     gie: (seed) => gie(seed),
     'gie-flow-control': (seed) => gieFlowControl(seed),
     'sglang-cache-aware': () => sglangCacheAware(),
-    'wasm-epp': (seed) => wasmEpp({ wasm: wasm(), seed }),
-    'wasm-epp-default': (seed) => Object.assign(wasmEpp({ wasm: wasm(), seed, strategy: 'DEFAULT', pd: { prefillPrefix: false, decodePrefix: false } }), { name: 'wasm-epp-default' }),
+    'wasm-epp': (seed, peers) => wasmEpp({ wasm: wasm(), seed, peers }),
+    'wasm-epp-default': (seed, peers) => Object.assign(wasmEpp({ wasm: wasm(), seed, peers, strategy: 'DEFAULT', pd: { prefillPrefix: false, decodePrefix: false } }), { name: 'wasm-epp-default' }),
     precise: (seed) => precise(seed),
     'pd-round-robin': () => pdRoundRobin(),
     'pd-least-request': (seed) => pdLeastRequest({ seed }),
@@ -130,8 +136,8 @@ export function setup(args: string[]): Setup {
       // prefill/decode workloads (which roles are prefix-aware), not plugin configuration.
       const { pd_prefix: pdPrefix, ...config } = raw as Record<string, unknown> & { pd_prefix?: { prefill?: boolean; decode?: boolean } };
       const pd = pdPrefix ? { prefillPrefix: pdPrefix.prefill ?? true, decodePrefix: pdPrefix.decode ?? true } : undefined;
-      STRATEGIES[`wasm-epp:${name}`] = (seed) => Object.assign(wasmEpp({ wasm: wasm(), seed, config, pd }), { name: `wasm-epp:${name}` });
-      STRATEGIES[`wasm-epp-default:${name}`] = (seed) => Object.assign(wasmEpp({ wasm: wasm(), seed, strategy: 'DEFAULT', config, pd: { prefillPrefix: false, decodePrefix: false } }), { name: `wasm-epp-default:${name}` });
+      STRATEGIES[`wasm-epp:${name}`] = (seed, peers) => Object.assign(wasmEpp({ wasm: wasm(), seed, config, pd, peers }), { name: `wasm-epp:${name}` });
+      STRATEGIES[`wasm-epp-default:${name}`] = (seed, peers) => Object.assign(wasmEpp({ wasm: wasm(), seed, peers, strategy: 'DEFAULT', config, pd: { prefillPrefix: false, decodePrefix: false } }), { name: `wasm-epp-default:${name}` });
     }
   }
   const chosen = values('--strategies').flatMap((s) => s.split(',')).filter(Boolean);

@@ -174,6 +174,7 @@ function replicaView(view: RouterView, inFlight: number[]): RouterView {
       },
     };
     if (p.role !== undefined) Object.defineProperty(pv, 'role', { value: p.role, enumerable: true });
+    if ('removed' in p) Object.defineProperty(pv, 'removed', { get: () => p.removed, enumerable: true });
     return pv;
   });
   return {

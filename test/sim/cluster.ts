@@ -66,6 +66,12 @@
 //     maxVirtualMs stops the run, unfinished (held requests included);
 //   - requests may carry a criticality (SimRequest.criticality); records keep it, and
 //     ClusterResult.sentByCriticality counts the requests sent per criticality.
+//
+// Removing pods (`cluster.removals`, not with P/D), as Kubernetes scales a Deployment down: at
+// atMs the pod is deleted — PodView.removed turns true (a router's watch sees it at once) and it
+// is no longer scraped — and it keeps serving for graceMs (a preStop hook's delay: endpoints
+// take a moment to leave every proxy), finishing what it has. A request sent to it after that
+// fails ("connection refused": ClusterResult.failed), and its client goes on.
 
 import { Engine, type EngineEvent, type EngineOptions, type PdRole, type PdSnapshot } from "./engine.ts";
 import { kvBytesPerToken, kvTransferDoneMs, RDMA_200G, type KvLink } from "./cost-model.ts";
@@ -110,6 +116,8 @@ export interface PodView {
   readonly outstanding: number;
   /** P/D clusters only: the pod's role. */
   readonly role?: PdRole;
+  /** The pod was deleted (cluster.removals): route nothing more to it. */
+  readonly removed?: boolean;
 }
 
 /** An answer's usage as the server reports it (cachedTokens: the prefix-cache hit at admission; the prefill pod's in P/D). */
@@ -197,6 +205,8 @@ export interface ClusterOptions {
   pd?: PdClusterOptions;
   /** Metric names of the pages routers get in onScrape (default: "vllm", or "sglang" with `pd`). */
   runtime?: "vllm" | "sglang";
+  /** Pods deleted during the run (see the top of this file); graceMs defaults to 5000. */
+  removals?: Array<{ pod: number; atMs: number; graceMs?: number }>;
 }
 
 export interface PdClusterOptions {
@@ -251,11 +261,12 @@ export interface RejectedRecord {
   criticality?: SimRequest["criticality"];
 }
 
-/** P/D: a request that failed. */
+/** A request that failed (P/D, or sent to a removed pod). */
 export interface FailedRecord {
   id: string;
   pod: number;
-  prefillPod: number;
+  /** P/D only. */
+  prefillPod?: number;
   sentMs: number;
   failedMs: number;
   error: string;
@@ -293,7 +304,7 @@ export interface ClusterResult {
   /** Over samples taken while requests were still being sent: mean of (max - min) KV usage across pods, and of the standard deviation. */
   kvSpread: { meanRange: number; meanStdDev: number };
   samples: { tMs: number[]; kvUsage: number[][]; running: number[][]; waiting: number[][] };
-  /** P/D clusters only: requests that failed. */
+  /** P/D clusters, and clusters with removals: requests that failed. */
   failed?: FailedRecord[];
   /** Requests the router answered itself; present when the router held or rejected any request, or requests had criticalities. */
   rejected?: RejectedRecord[];
@@ -320,6 +331,7 @@ const enum Kind {
   Transfer, // P/D: a request's KV reached its decode pod
   Timeout, // P/D: a decode request's waiting timeout
   Tick, // the router holds requests: onTick
+  Remove, // a pod is deleted (cluster.removals)
 }
 
 interface Ev {
@@ -423,6 +435,14 @@ export async function simulate(o: SimulateOptions): Promise<ClusterResult> {
   const startQueued = new Array<boolean>(n).fill(false);
   const outstanding = new Array<number>(n).fill(0);
   const metrics: (PodMetrics | null)[] = new Array(n).fill(null);
+  const removedAt = new Array<number>(n).fill(Infinity);
+  const refusingAt = new Array<number>(n).fill(Infinity);
+  const removals = c.removals ?? [];
+  if (removals.length > 0 && pd) throw new Error("cluster.removals: not with P/D");
+  for (const r of removals) {
+    if (!Number.isInteger(r.pod) || r.pod < 0 || r.pod >= n) throw new RangeError(`cluster.removals: pod ${r.pod} of ${n}`);
+    if (!(r.atMs >= 0) || !((r.graceMs ?? 0) >= 0)) throw new RangeError("cluster.removals: atMs and graceMs must be >= 0");
+  }
   const pods: PodView[] = [];
   for (let i = 0; i < n; i++) {
     const pv: PodView = {
@@ -437,6 +457,7 @@ export async function simulate(o: SimulateOptions): Promise<ClusterResult> {
       },
     };
     if (pd) Object.defineProperty(pv, "role", { value: roles[i], enumerable: true });
+    if (removals.length > 0) Object.defineProperty(pv, "removed", { get: () => now >= removedAt[i], enumerable: true });
     pods.push(pv);
   }
   let now = 0;
@@ -580,11 +601,23 @@ export async function simulate(o: SimulateOptions): Promise<ClusterResult> {
     kick(f.prefill!);
   };
 
-  /** Sends a request to its pod(s): at once (sentMs = now), or when the router releases it. */
-  const submit = (req: SimRequest, route: RouteDecision, sentMs: number, wasHeld: boolean) => {
-    if (pd) return sendPd(req, route, sentMs, wasHeld);
+  /** Sends a request to its pod(s): at once (sentMs = now), or when the router releases it. False when it failed at once. */
+  const submit = (req: SimRequest, route: RouteDecision, sentMs: number, wasHeld: boolean): boolean => {
+    if (pd) {
+      sendPd(req, route, sentMs, wasHeld);
+      return true;
+    }
     const pod = route as number;
     if (!Number.isInteger(pod) || pod < 0 || pod >= n) throw new Error(`router ${o.router.name} returned pod ${typeof pod === "object" ? JSON.stringify(pod) : pod} of ${n}`);
+    if (now >= refusingAt[pod]) {
+      // The pod is gone: the connection is refused, the request fails at once.
+      if (wasHeld) inFlight--;
+      failed.push({ id: req.id, pod, sentMs, failedMs: now, error: `pod-${pod} was removed: connection refused` });
+      o.router.onFinished?.(req, pod, now);
+      o.source.onFinished?.(req, [], now);
+      lastSendMs = now;
+      return false;
+    }
     engines[pod].submit({ id: req.id, tokens: req.tokens, maxTokens: req.maxTokens, lora: req.lora ?? null }, now);
     const f: Flight = { req, pod, sentMs, firstTokenMs: NaN, cachedTokens: 0 };
     if (wasHeld) f.dispatchedMs = now;
@@ -594,6 +627,7 @@ export async function simulate(o: SimulateOptions): Promise<ClusterResult> {
     if (!wasHeld) inFlight++;
     lastSendMs = now;
     kick(pod);
+    return true;
   };
 
   // ---- holds and rejections ----
@@ -630,7 +664,7 @@ export async function simulate(o: SimulateOptions): Promise<ClusterResult> {
   const isHold = (d: RouteDecision): d is RouteHold => typeof d === "object" && d !== null && (d as RouteHold).hold === true;
   const isReject = (d: RouteDecision): d is RouteReject => typeof d === "object" && d !== null && "reject" in d;
 
-  /** Applies the decisions the router made on held requests; true when any was a rejection. */
+  /** Applies the decisions the router made on held requests; true when any request ended there (rejected, or failed at once). */
   const applyPending = (): boolean => {
     let any = false;
     while (pending.length > 0) {
@@ -641,8 +675,8 @@ export async function simulate(o: SimulateOptions): Promise<ClusterResult> {
       if ("reject" in d) {
         reject(h.req, d.reject, h.sentMs, true);
         any = true;
-      } else {
-        submit(h.req, d.pod, h.sentMs, true);
+      } else if (!submit(h.req, d.pod, h.sentMs, true)) {
+        any = true;
       }
     }
     return any;
@@ -760,6 +794,11 @@ export async function simulate(o: SimulateOptions): Promise<ClusterResult> {
     schedule(scrapeRng.next() * (scrapeBase + scrapeJitter), Kind.Scrape, i);
   }
   schedule(0, Kind.Sample);
+  for (const r of removals) {
+    removedAt[r.pod] = Math.min(removedAt[r.pod], r.atMs);
+    refusingAt[r.pod] = Math.min(refusingAt[r.pod], r.atMs + (r.graceMs ?? 5000));
+    schedule(r.atMs, Kind.Remove, r.pod);
+  }
   if (o.arrival.kind === "poisson") {
     if (!(o.arrival.ratePerSec > 0)) throw new RangeError("poisson arrivals need ratePerSec > 0");
     schedule(0, Kind.Arrival);
@@ -800,7 +839,10 @@ export async function simulate(o: SimulateOptions): Promise<ClusterResult> {
         }
         break;
       }
+      case Kind.Remove:
+        break;
       case Kind.Scrape:
+        if (now >= removedAt[ev.pod]) break; // a deleted pod is no longer scraped
         await scrape(ev.pod);
         schedule(now + scrapeBase + scrapeRng.next() * scrapeJitter, Kind.Scrape, ev.pod);
         break;
@@ -892,7 +934,7 @@ export async function simulate(o: SimulateOptions): Promise<ClusterResult> {
     kvSpread: { meanRange: counted ? ranges / counted : 0, meanStdDev: counted ? devs / counted : 0 },
     samples: { tMs: sampleT, kvUsage: sampleKv, running: sampleRun, waiting: sampleWait },
   };
-  if (pd) result.failed = failed;
+  if (pd || removals.length > 0) result.failed = failed;
   if (tracked) result.rejected = rejected;
   if (Object.keys(sentBy).length > 0) result.sentByCriticality = sentBy;
   const own = o.router.stats?.();

@@ -24,7 +24,7 @@
 // is advanced on every hook, and every tickMs (the filter's queue.tick_ms, 10 ms by default)
 // while streams are held, so the filter's proxy_on_tick runs and releases them.
 
-import type { HoldControl, PdRoute, Router, RouteDecision } from '../../../test/sim/cluster.ts';
+import type { HoldControl, PdRoute, PodView, Router, RouteDecision } from '../../../test/sim/cluster.ts';
 import type { Criticality } from '../../../test/sim/workload.ts';
 import { ProxyWasmHost, type HttpCallReply, type HttpStream, type Plugin } from '../../../test/host/index.ts';
 import { buildDocument, renderDocument, type EndpointInput } from '../../../sidecar/state/document.ts';
@@ -33,6 +33,7 @@ import { extract, selectorFor } from '../../../sidecar/metrics/runtime.ts';
 import type { TargetRecord } from '../../../sidecar/metrics/scraper.ts';
 import type { InferenceModel, InferencePool, InferenceTrafficPolicy } from '../../../sidecar/k8s/types.ts';
 import { detokenize } from '../../../test/sim/tokens.ts';
+import type { PeerLink, PeerNet } from '../exchange.ts';
 
 export interface WasmEppOptions {
   wasm: Uint8Array;
@@ -52,6 +53,17 @@ export interface WasmEppOptions {
   pd?: { prefillPrefix: boolean; decodePrefix: boolean };
   /** The simulated servers report prompt cache hits (vLLM --enable-prompt-tokens-details; default true). */
   reportCachedTokens?: boolean;
+  /**
+   * Gateway replicas whose sidecars share prefix-index records (exchange.ts): this replica joins,
+   * with the filter's peers.enabled, unless the configuration turns peers off.
+   */
+  peers?: PeerNet;
+  /**
+   * Chaos: the gateway instance restarts at this virtual time. The new one starts empty; its
+   * sidecar pushes the state at once and, when sharing, first warms its filter from a peer's
+   * snapshot; the old one finishes the streams it has.
+   */
+  restartAtMs?: number;
 }
 
 const ROLE_LABEL = 'rolebasedgroup.workloads.x-k8s.io/role';
@@ -67,22 +79,43 @@ export function wasmEpp(o: WasmEppOptions): Router {
   const coalesce = o.coalesceMs ?? 20;
   const latency = o.pushLatencyMs ?? 2;
   const staleMs = o.metricsStaleMs ?? 1000;
-  const host = new ProxyWasmHost({ clock: 'manual', startTimeMs: T0, logLevel: process.env.WASM_EPP_DEBUG ? 'warn' : 'error', maxLogEntries: 1000, logSink: process.env.WASM_EPP_DEBUG ? (e) => { if (e.message.startsWith('DBG')) console.error(e.message); } : undefined, randomSeed: o.seed ?? 1 });
+  const peersConfig = (o.config?.peers ?? {}) as { enabled?: unknown };
+  const sharing = o.peers !== undefined && peersConfig.enabled !== false;
+  const { share_load: _shareLoad, ...filterPeers } = peersConfig as Record<string, unknown>;
+  const config = sharing ? { ...o.config, peers: { ...filterPeers, enabled: true } } : o.config;
+  const link: PeerLink | undefined = sharing ? o.peers!.join() : undefined;
+  // The sidecars also pass on each replica's load (peers.share_load, a bench-only switch: off to
+  // measure the prefix exchange alone).
+  const sharesLoad = sharing && (peersConfig as { share_load?: unknown }).share_load !== false;
   const env = { WASM_EPP_PUSH_TOKEN: TOKEN };
   const common = { wasm: o.wasm, rootId: 'wasm-epp', vmId: 'wasm-epp', env, workers: 2, allowOnHeadersStopIteration: true, bufferLimitBytes: 64 << 20 };
   // Prefill calls: answered when the simulated prefill pod's part of the request ends.
   const rooms = new Map<string, string>();
   const prefills = new Map<string, (r: HttpCallReply | Error) => void>();
-  const routing: Plugin = host.loadPlugin({
-    ...common, name: 'wasm-epp', configuration: JSON.stringify({ pool: 'default/sim-pool', log_requests: false, ...o.config }),
-    clusters: [{ name: 'wasm_epp_original_dst', type: 'original_dst', httpHeaderName: 'x-gateway-destination-endpoint' }],
-    httpCallHandler: (call) => {
-      const room = /"bootstrap_room":(\d+)/.exec(call.bodyText)?.[1];
-      if (!room) return { status: 400 };
-      return new Promise<HttpCallReply>((resolve, reject) => prefills.set(room, (r) => (r instanceof Error ? reject(r) : resolve(r))));
-    },
-  });
-  const push: Plugin = host.loadPlugin({ ...common, name: 'ext-config', configuration: JSON.stringify({ accept_push: true }) });
+  // The gateway instance: Envoy with its filter VMs and shared data. A restart (o.restartAtMs)
+  // replaces it; the old one keeps the streams it has until they finish (Envoy drains).
+  let host!: ProxyWasmHost;
+  let routing!: Plugin;
+  let push!: Plugin;
+  const retired: ProxyWasmHost[] = [];
+  const boot = (atMs: number) => {
+    host = new ProxyWasmHost({ clock: 'manual', startTimeMs: T0 + atMs, logLevel: process.env.WASM_EPP_DEBUG ? 'warn' : 'error', maxLogEntries: 1000, logSink: process.env.WASM_EPP_DEBUG ? (e) => { if (e.message.startsWith('DBG')) console.error(e.message); } : undefined, randomSeed: (o.seed ?? 1) + retired.length * 7919 });
+    routing = host.loadPlugin({
+      ...common, name: 'wasm-epp', configuration: JSON.stringify({ pool: 'default/sim-pool', log_requests: false, ...config }),
+      clusters: [{ name: 'wasm_epp_original_dst', type: 'original_dst', httpHeaderName: 'x-gateway-destination-endpoint' }],
+      httpCallHandler: (call) => {
+        const room = /"bootstrap_room":(\d+)/.exec(call.bodyText)?.[1];
+        if (!room) return { status: 400 };
+        return new Promise<HttpCallReply>((resolve, reject) => prefills.set(room, (r) => (r instanceof Error ? reject(r) : resolve(r))));
+      },
+    });
+    push = host.loadPlugin({ ...common, name: 'ext-config', configuration: JSON.stringify({ accept_push: true }) });
+  };
+  boot(0);
+  const hosts = () => (retired.length === 0 ? [host] : [host, ...retired]);
+  const drainAll = () => {
+    for (const h of hosts()) h.drain();
+  };
 
   const pool: InferencePool = {
     apiVersion: 'inference.networking.x-k8s.io/v1alpha2', kind: 'InferencePool',
@@ -172,29 +205,46 @@ export function wasmEpp(o: WasmEppOptions): Router {
       throw new Error(`a held stream ended without a reply (${s.state})`);
     }
   };
+  // The pods as the cluster shows them (set at the first request): a deletion is seen at once.
+  let podViews: readonly PodView[] = [];
+  let removedSeen = 0;
+  const watchPods = (now: number) => {
+    let removed = 0;
+    for (const p of podViews) if (p.removed) removed++;
+    if (removed === removedSeen) return;
+    removedSeen = removed;
+    // The sidecar's watch event: a new document, within the coalescing window.
+    lastKey = '';
+    if (pushDue === Infinity) pushDue = Math.max(now, lastBuildAt + coalesce);
+  };
+  let restarts = 0;
   const changed: Array<[string, HttpStream]> = [];
   const checkHeld = () => {
     while (changed.length > 0) {
       const [id, s] = changed.shift()!;
       if (held.get(id) === s) settled(id, s);
     }
-    if (host.traps.length > 0) throw new Error(`the filter trapped: ${host.traps[0].message}`);
+    for (const h of hosts()) if (h.traps.length > 0) throw new Error(`the filter trapped: ${h.traps[0].message}`);
   };
 
   const clockTo = (now: number) => {
     const target = T0 + now;
-    const d = target - host.clock.nowMs();
-    if (d > 0) host.advance(d);
+    for (const h of hosts()) {
+      const d = target - h.clock.nowMs();
+      if (d > 0) h.advance(d);
+    }
   };
 
   const build = (now: number) => {
     // Before the first request the pods' addresses are not known: nothing to publish yet.
     if (addresses.length === 0) return;
     lastBuildAt = now;
+    // A deleted pod leaves the sidecar's document as soon as its watch sees it.
+    const live = addresses.map((_, i) => !podViews[i]?.removed);
     const endpoints: EndpointInput[] = addresses.map((a, i) => ({
       pod: `pod-${i}`, ip: a.split(':')[0], k8sReady: true, firstSeenMs: 0, record: records[i],
       ...(roles[i] ? { labels: { [ROLE_LABEL]: roles[i]! } } : {}),
-    }));
+    })).filter((_, i) => live[i]);
     const built = buildDocument({ pools: [{ spec, endpoints }], models, defaultNamespace: 'default', metricsStaleMs: staleMs, nowMs: T0 + now });
     // The sidecar pushes when the document changes, and at least every push interval (1 s).
     if (built.key === lastKey && now - lastPushAt < 1000) return;
@@ -211,33 +261,105 @@ export function wasmEpp(o: WasmEppOptions): Router {
     if (r.status !== 204) throw new Error(`the filter refused the sidecar's document: ${r.status} ${r.kind === 'local' ? r.bodyText : ''}`);
   };
 
+  // The sidecar's prefix exchange (exchange.ts): read the journal, merge what peers sent.
+  const PREFIX = '/wasm-epp/v1/prefix';
+  const pull = (l: PeerLink, at: number) => {
+    l.pulled();
+    const r = push.worker(0).requestSync({ method: 'GET', path: `${PREFIX}?since=${l.cursor}`, headers: { authorization: `Bearer ${TOKEN}` } });
+    if (r.status !== 200) throw new Error(`the filter refused the sidecar's journal read: ${r.status} ${r.kind === 'local' ? r.bodyText : ''}`);
+    l.cursor = Number(r.header('x-wasm-epp-prefix-next'));
+    const lost = Number(r.header('x-wasm-epp-prefix-lost'));
+    if (lost > 0) journalLost += lost;
+    if (r.kind === 'local' && r.body.byteLength > 0) l.send(r.body.slice(), at);
+    if (sharesLoad) {
+      const ld = push.worker(0).requestSync({ method: 'GET', path: `/wasm-epp/v1/load?pool=default/sim-pool`, headers: { authorization: `Bearer ${TOKEN}` } });
+      if (ld.status !== 200) throw new Error(`the filter refused the sidecar's load read: ${ld.status} ${ld.kind === 'local' ? ld.bodyText : ''}`);
+      l.sendLoad(ld.kind === 'local' ? ld.body.slice() : new Uint8Array(), at);
+    }
+  };
+  const mergeLoad = (from: number, record: Uint8Array) => {
+    const r = push.worker(0).requestSync({ method: 'POST', path: `/wasm-epp/v1/load?pool=default/sim-pool&replica=replica-${from}`, headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/vnd.wasm-epp.load-record' }, body: record });
+    if (r.status !== 204) throw new Error(`the filter refused a peer's load: ${r.status} ${r.kind === 'local' ? r.bodyText : ''}`);
+  };
+  const mergeBatch = (batch: Uint8Array): number => {
+    const r = push.worker(0).requestSync({ method: 'POST', path: PREFIX, headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/vnd.wasm-epp.prefix-records' }, body: batch });
+    if (r.status !== 204) throw new Error(`the filter refused a peer's batch: ${r.status} ${r.kind === 'local' ? r.bodyText : ''}`);
+    return Number(r.header('x-wasm-epp-prefix-merged'));
+  };
+  let journalLost = 0;
+
+  // Chaos: a new gateway instance replaces this one.
+  let restartDue = o.restartAtMs ?? Infinity;
+  const restart = (at: number) => {
+    restartDue = Infinity;
+    if (held.size > 0) throw new Error('restarting a replica that holds requests is not modelled');
+    retired.push(host);
+    boot(at);
+    restarts++;
+    // Its sidecar starts with it: documents on their way to the old instance are gone.
+    deliveries.length = 0;
+    pushDue = Infinity;
+    if (link) {
+      // Warm-up before ready: a peer's snapshot into the new filter, then a fresh cursor.
+      link.cursor = 0;
+      for (const batch of link.snapshot(at)) warmedHashes += mergeBatch(batch);
+    }
+    if (addresses.length > 0) {
+      lastKey = '';
+      build(at);
+      deliver(deliveries.pop()!.body);
+    } else {
+      delivered = 0;
+    }
+  };
+  let warmedHashes = 0;
+
   const catchUp = (now: number) => {
+    watchPods(now);
     while (true) {
       const nextDelivery = deliveries.length > 0 ? deliveries[0].at : Infinity;
-      const t = Math.min(pushDue, nextDelivery);
+      const nextPull = link ? link.next : Infinity;
+      const nextBatch = link && link.inbox.length > 0 ? link.inbox[0].at : Infinity;
+      const t = Math.min(pushDue, nextDelivery, nextPull, nextBatch, restartDue);
       if (t > now) break;
       clockTo(t);
+      if (t === restartDue) {
+        restart(t);
+        continue;
+      }
       if (t === pushDue) {
         pushDue = Infinity;
         build(t);
         continue;
       }
-      deliver(deliveries.shift()!.body);
+      if (t === nextDelivery) {
+        deliver(deliveries.shift()!.body);
+        continue;
+      }
+      if (t === nextPull) {
+        pull(link!, t);
+        continue;
+      }
+      const d = link!.inbox.shift()!;
+      if (d.kind === 'load') mergeLoad(d.from, d.batch);
+      else link!.merged(d, mergeBatch(d.batch));
     }
     clockTo(now);
   };
 
-  const tickMs = Number((o.config?.queue as { tick_ms?: unknown } | undefined)?.tick_ms ?? 10);
+  const tickMs = Number((config?.queue as { tick_ms?: unknown } | undefined)?.tick_ms ?? 10);
   return {
     name: 'wasm-epp',
     stats() {
       // The filter's own view of its answers (its metrics, summed over labels).
-      const sum = (prefix: string) => host.metrics.filter((m) => m.name.startsWith(`wasmcustom.${prefix}`)).reduce((a, m) => a + m.value, 0);
+      const sum = (prefix: string) => hosts().reduce((t, h) => t + h.metrics.filter((m) => m.name.startsWith(`wasmcustom.${prefix}`)).reduce((a, m) => a + m.value, 0), 0);
       return {
         prompt_tokens: sum('wasm_epp.prompt_tokens_total'),
         cached_tokens: sum('wasm_epp.cached_tokens_total'),
         predicted_cached_tokens: sum('wasm_epp.predicted_cached_tokens_total'),
         responses_without_usage: sum('wasm_epp.responses_without_usage'),
+        ...(restarts > 0 ? { restarts, warmup_hashes_merged: warmedHashes } : {}),
+        ...(link ? { peer_records_journaled: sum('wasm_epp.peer_records_journaled'), peer_hashes_merged: sum('wasm_epp.peer_hashes_merged'), peer_journal_lost: journalLost } : {}),
         prefix_confirmed: sum('wasm_epp.endpoint_prefix_confirmed_total'),
         prefix_missed: sum('wasm_epp.endpoint_prefix_missed_total'),
       };
@@ -271,6 +393,7 @@ export function wasmEpp(o: WasmEppOptions): Router {
     },
     route(req, now, view) {
       if (addresses.length === 0) {
+        podViews = view.pods;
         addresses = view.pods.map((p) => p.address);
         roles = view.pods.map((p) => p.role);
         if (roles.some(Boolean)) {
@@ -333,7 +456,7 @@ export function wasmEpp(o: WasmEppOptions): Router {
       answer?.(ok ? { status: 200, headers: { 'content-type': 'application/json' }, body: '{}' } : new Error('reset'));
       // The answer reaches the filter's root context through the host's dispatcher.
       await new Promise((r) => setImmediate(r));
-      host.drain();
+      drainAll();
     },
     onFirstToken(req, _pod, now) {
       catchUp(now);
@@ -365,7 +488,7 @@ export function wasmEpp(o: WasmEppOptions): Router {
         s.responseBody(`data: ${JSON.stringify({ id: `cmpl-${req.id}`, object: 'text_completion', created: 0, model, choices: [], usage: u })}\n\ndata: [DONE]\n\n`, true);
       }
       // A finished request may wake the filter's queue: what it released or answered.
-      host.drain();
+      drainAll();
       checkHeld();
     },
   };
