@@ -18,7 +18,7 @@ import { readFileSync } from 'node:fs';
 import { simulate, type ClusterResult } from '../../test/sim/cluster.ts';
 import { summarize } from '../../test/sim/stats.ts';
 import { builtinWorkloads, type Workload } from './workloads.ts';
-import { wasmEpp } from './strategies/wasm-epp.ts';
+import { wasmEpp, SIM_EPOCH_MS } from './strategies/wasm-epp.ts';
 import { spread } from './spread.ts';
 import { PeerNet } from './exchange.ts';
 
@@ -61,7 +61,7 @@ export async function runLeg(o: ChaosOptions): Promise<{ result: ClusterResult; 
   const restart = o.leg === 'restart' || o.leg === 'all';
   const cut = o.leg === 'unreachable' || o.leg === 'all';
   const remove = o.leg === 'pod-removed' || o.leg === 'all';
-  const net = new PeerNet();
+  const net = new PeerNet({ epochMs: SIM_EPOCH_MS });
   if (cut && o.gateways > 2) net.cut(2, at(0.3), at(0.6));
   const routers = [];
   for (let i = 0; i < o.gateways; i++) {

@@ -13,9 +13,19 @@
 //
 // Chaos: a replica can be cut off for a time (its batches, both ways, are lost), and a
 // restarted replica asks one other for its store (the records it exported and received within
-// the TTL) before it takes traffic again.
+// the TTL) before it takes traffic again. The store and the batching are the sidecar's own
+// (sidecar/peers/store.ts, records.ts), run on the virtual clock.
+
+import { RecordStore } from '../../sidecar/peers/store.ts';
+import { join as joinRecords } from '../../sidecar/peers/records.ts';
 
 export interface ExchangeOptions {
+  /** Virtual time 0 in ms since the epoch (record times are the filter's clock). */
+  epochMs?: number;
+  /** The sidecar's --peer-store-bytes. */
+  storeBytes?: number;
+  /** The filter's peers.max_import_bytes: snapshot batches are at most this large. */
+  maxBatchBytes?: number;
   /** The sidecar's --peer-interval. */
   intervalMs?: number;
   /** From one sidecar's read to the other filter's merge: network, the sidecars, the POST. */
@@ -46,21 +56,21 @@ export interface PeerLink {
   sendLoad(record: Uint8Array, at: number): void;
   /** The pull at nextPull is done: schedule the next. */
   pulled(): void;
+  /** This replica's sidecar reads every `ms` instead of the net's interval (before the first read). */
+  setInterval(ms: number): void;
   /** A batch was merged here (counts). */
   merged(d: Delivery, hashes: number): void;
   /** What a restarted replica warms up from: one reachable peer's live records, oldest first. */
   snapshot(now: number): Uint8Array[];
 }
 
-interface Kept {
-  at: number;
-  batch: Uint8Array;
-}
-
 export class PeerNet {
   readonly intervalMs: number;
   readonly latencyMs: number;
   readonly ttlMs: number;
+  readonly epochMs: number;
+  readonly storeBytes: number;
+  readonly maxBatchBytes: number;
   private links: LinkImpl[] = [];
   private cuts: Array<{ member: number; from: number; to: number }> = [];
   readonly totals = { pulls: 0, batches: 0, bytesSent: 0, bytesDelivered: 0, bytesLost: 0, hashesMerged: 0, loads: 0, loadBytes: 0, snapshots: 0, snapshotBytes: 0 };
@@ -69,6 +79,9 @@ export class PeerNet {
     this.intervalMs = o.intervalMs ?? 100;
     this.latencyMs = o.latencyMs ?? 2;
     this.ttlMs = o.ttlMs ?? 600_000;
+    this.epochMs = o.epochMs ?? 0;
+    this.storeBytes = o.storeBytes ?? 64 << 20;
+    this.maxBatchBytes = o.maxBatchBytes ?? 1 << 20;
     if (!(this.intervalMs > 0) || !(this.latencyMs >= 0)) throw new RangeError('exchange: intervalMs > 0 and latencyMs >= 0');
   }
 
@@ -142,19 +155,28 @@ class LinkImpl implements PeerLink {
   cursor = 0;
   readonly inbox: Delivery[] = [];
   // What this replica's sidecar exported and received, for snapshots.
-  private store: Kept[] = [];
+  private store: RecordStore;
   private phased = false;
+  private interval = 0;
 
   constructor(
     private readonly net: PeerNet,
     readonly index: number,
-  ) {}
+  ) {
+    this.store = new RecordStore({ maxBytes: net.storeBytes, ttlMs: net.ttlMs });
+  }
 
   private phase(): void {
     if (this.phased) return;
     this.phased = true;
+    if (!(this.interval > 0)) this.interval = this.net.intervalMs;
     // Spread the members' reads over the interval.
-    this.nextPull = (this.net.intervalMs * this.index) / Math.max(1, this.net.size);
+    this.nextPull = (this.interval * this.index) / Math.max(1, this.net.size);
+  }
+
+  setInterval(ms: number): void {
+    if (!(ms > 0)) throw new RangeError(`exchange: interval ${ms}`);
+    this.interval = ms;
   }
 
   get next(): number {
@@ -172,7 +194,7 @@ class LinkImpl implements PeerLink {
 
   pulled(): void {
     this.phase();
-    this.nextPull += this.net.intervalMs;
+    this.nextPull += this.interval;
   }
 
   receive(d: Delivery): void {
@@ -188,15 +210,11 @@ class LinkImpl implements PeerLink {
   }
 
   keep(batch: Uint8Array, at: number): void {
-    this.store.push({ at, batch });
-    // Drop what has expired (kept in arrival order).
-    let k = 0;
-    while (k < this.store.length && this.store[k].at < at - this.net.ttlMs) k++;
-    if (k > 0) this.store.splice(0, k);
+    this.store.add(batch, this.net.epochMs + at);
   }
 
   live(now: number): Uint8Array[] {
-    return this.store.filter((s) => s.at >= now - this.net.ttlMs).map((s) => s.batch);
+    return joinRecords(this.store.snapshot(this.net.epochMs + now), this.net.maxBatchBytes);
   }
 
   snapshot(now: number): Uint8Array[] {

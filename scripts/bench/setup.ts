@@ -11,7 +11,7 @@ import { gie } from './strategies/gie.ts';
 import { gieFlowControl } from './strategies/gie-flow-control.ts';
 import { sglangCacheAware } from './strategies/sglang.ts';
 import { precise } from './strategies/precise.ts';
-import { wasmEpp } from './strategies/wasm-epp.ts';
+import { wasmEpp, SIM_EPOCH_MS } from './strategies/wasm-epp.ts';
 import { sglangPd } from './strategies/sglang-pd.ts';
 import { spread } from './spread.ts';
 import { PeerNet } from './exchange.ts';
@@ -45,7 +45,7 @@ export const MAX_GATEWAYS = 64;
 export type MakeRouter = (seed: number, peers?: PeerNet) => Router;
 
 export function replicas(make: MakeRouter, seed: number, n: number): Router {
-  const net = new PeerNet();
+  const net = new PeerNet({ epochMs: SIM_EPOCH_MS });
   const first = make(seed * 1000, net);
   if (first.oracle) return make(seed);
   const all = [first];

@@ -12,10 +12,12 @@ import { setup } from "../../scripts/bench/setup.ts";
 import { runJob } from "../../scripts/bench/runner.ts";
 import { runLeg } from "../../scripts/bench/chaos.ts";
 import { loadWorkloadFile } from "../../scripts/bench/workloads.ts";
+import { encode } from "../../sidecar/peers/records.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), "bench-exchange-"));
-const b = (...xs: number[]) => new Uint8Array(xs);
+// A one-record batch: endpoint `ep`, recorded at virtual time `at` (epoch 0), one hash.
+const b = (ep: number, at = 0) => encode(ep, at, new Uint8Array(8).fill(ep));
 
 test("PeerNet: a batch goes to every other replica after the latency; reads are phased over the interval", () => {
   const net = new PeerNet({ intervalMs: 100, latencyMs: 3 });
@@ -23,44 +25,50 @@ test("PeerNet: a batch goes to every other replica after the latency; reads are 
   assert.deepEqual(l.map((x) => x.next), [0, 25, 50, 75]);
   l[1].pulled();
   assert.equal(l[1].next, 125);
-  l[0].send(b(1, 2, 3), 40);
+  l[0].send(b(1, 40), 40);
   assert.deepEqual(l[0].inbox, []);
-  for (const k of [1, 2, 3]) assert.deepEqual(l[k].inbox, [{ at: 43, from: 0, kind: "prefix", batch: b(1, 2, 3) }]);
-  l[2].sendLoad(b(9), 50);
+  for (const k of [1, 2, 3]) assert.deepEqual(l[k].inbox, [{ at: 43, from: 0, kind: "prefix", batch: b(1, 40) }]);
+  l[2].sendLoad(new Uint8Array([9, 9, 9]), 50);
   assert.deepEqual(l[1].inbox.map((d) => [d.at, d.kind]), [[43, "prefix"], [53, "load"]]);
   // An empty read sends nothing.
-  l[3].send(b(), 60);
+  l[3].send(new Uint8Array(), 60);
   assert.equal(l[1].inbox.length, 2);
   assert.equal(net.totals.pulls, 2);
-  assert.equal(net.totals.bytesSent, 9);
-  assert.equal(net.totals.loadBytes, 3);
+  assert.equal(net.totals.bytesSent, 3 * 17);
+  assert.equal(net.totals.loadBytes, 3 * 3);
+  // A replica of its own pace.
+  const own = new PeerNet({ intervalMs: 100 });
+  const x = own.join();
+  x.setInterval(20);
+  x.pulled();
+  assert.equal(x.next, 20);
 });
 
 test("PeerNet: a replica cut off loses its batches both ways, and only while cut", () => {
   const net = new PeerNet({ intervalMs: 100, latencyMs: 2 });
   const l = [net.join(), net.join(), net.join()];
   net.cut(1, 100, 200);
-  l[0].send(b(1), 150); // to 1: lost; to 2: delivered
-  l[1].send(b(2), 150); // from 1: lost everywhere
-  l[1].sendLoad(b(3), 150);
-  l[0].send(b(4), 250); // after the cut: delivered
+  l[0].send(b(1, 150), 150); // to 1: lost; to 2: delivered
+  l[1].send(b(2, 150), 150); // from 1: lost everywhere
+  l[1].sendLoad(new Uint8Array([3]), 150);
+  l[0].send(b(4, 250), 250); // after the cut: delivered
   assert.deepEqual(l[1].inbox.map((d) => d.batch[0]), [4]);
   assert.deepEqual(l[2].inbox.map((d) => d.batch[0]), [1, 4]);
-  assert.equal(net.totals.bytesLost, 1 + 1 + 1);
+  assert.equal(net.totals.bytesLost, 17 + 17 + 17);
 });
 
-test("PeerNet: a restarted replica's snapshot comes from a reachable peer's store, within the TTL", () => {
+test("PeerNet: a restarted replica's snapshot comes from a reachable peer's store (the sidecar's), within the TTL", () => {
   const net = new PeerNet({ intervalMs: 100, latencyMs: 2, ttlMs: 1000 });
   const l = [net.join(), net.join(), net.join()];
-  l[1].send(b(1), 0);
-  l[2].send(b(2), 500);
+  l[1].send(b(1, 0), 0);
+  l[2].send(b(2, 500), 500);
   // Replica 0 merges what it got (the router does this as deliveries arrive).
   for (const d of l[0].inbox.splice(0)) l[0].merged(d, 1);
-  // Replica 0 asks: its first peer (1) holds what it exported (1) and nothing received yet.
-  assert.deepEqual(l[0].snapshot(600), [b(1)]);
+  // Replica 0 asks: its first peer (1) holds what it exported, b(1), and nothing received yet.
+  assert.deepEqual(l[0].snapshot(600), [b(1, 0)]);
   net.cut(1, 0, 10_000);
   // Peer 1 unreachable: peer 2, which exported b(2).
-  assert.deepEqual(l[0].snapshot(700), [b(2)]);
+  assert.deepEqual(l[0].snapshot(700), [b(2, 500)]);
   // Past the TTL of b(2): nothing.
   assert.deepEqual(l[0].snapshot(1600), []);
   assert.equal(net.totals.snapshots, 3);

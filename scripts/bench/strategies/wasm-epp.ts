@@ -72,7 +72,9 @@ const TOKEN = 'simulation-push-token-0123456789';
 
 /** The model name a request of each criticality is sent with (each an InferenceModel targeting the base model). */
 export const CRITICALITY_MODELS: Record<Criticality, string> = { Critical: 'qwen-critical', Standard: 'qwen-standard', Sheddable: 'qwen-sheddable' };
-const T0 = 1_763_600_000_000;
+/** Virtual time 0 on the filters' clocks (ms since the epoch). */
+export const SIM_EPOCH_MS = 1_763_600_000_000;
+const T0 = SIM_EPOCH_MS;
 
 export function wasmEpp(o: WasmEppOptions): Router {
   const model = o.model ?? '/model/qwen';
@@ -81,12 +83,14 @@ export function wasmEpp(o: WasmEppOptions): Router {
   const staleMs = o.metricsStaleMs ?? 1000;
   const peersConfig = (o.config?.peers ?? {}) as { enabled?: unknown };
   const sharing = o.peers !== undefined && peersConfig.enabled !== false;
-  const { share_load: _shareLoad, ...filterPeers } = peersConfig as Record<string, unknown>;
+  const { share_load: _shareLoad, interval_ms: intervalMs, ...filterPeers } = peersConfig as Record<string, unknown>;
   const config = sharing ? { ...o.config, peers: { ...filterPeers, enabled: true } } : o.config;
   const link: PeerLink | undefined = sharing ? o.peers!.join() : undefined;
   // The sidecars also pass on each replica's load (peers.share_load, a bench-only switch: off to
   // measure the prefix exchange alone).
   const sharesLoad = sharing && (peersConfig as { share_load?: unknown }).share_load !== false;
+  // peers.interval_ms: the sidecars' --peer-interval (a benchmark switch, like share_load).
+  if (link && intervalMs !== undefined) link.setInterval(Number(intervalMs));
   const env = { WASM_EPP_PUSH_TOKEN: TOKEN };
   const common = { wasm: o.wasm, rootId: 'wasm-epp', vmId: 'wasm-epp', env, workers: 2, allowOnHeadersStopIteration: true, bufferLimitBytes: 64 << 20 };
   // Prefill calls: answered when the simulated prefill pod's part of the request ends.
