@@ -53,6 +53,12 @@ const eeps = all("EnvoyExtensionPolicy");
 const routingEep = eeps.find((e) => e.spec.wasm.some((w: any) => w.config?.accept_push !== true));
 const pushEep = eeps.find((e) => e.spec.wasm.some((w: any) => w.config?.accept_push === true));
 const PUSH_PORT = Number(new URL(DEFAULT_PUSH_URL).port);
+const PEERS_ROLE = "wasm-epp-sidecar-peers";
+const pushSecret = () => {
+  const found = all("Secret").filter((x) => x.metadata.name.startsWith("wasm-epp-push-token"));
+  assert.equal(found.length, 1, "one push token Secret");
+  return found[0];
+};
 
 test("the seeds' gateway: 8080 plain, 8081 inference-aware, and the push listener on the sidecar's push port", () => {
   assert.equal(gwListener("http").port, 8080);
@@ -117,7 +123,7 @@ test("ClientTrafficPolicy: listener buffers hold max_body_bytes; BackendTrafficP
 });
 
 test("sidecar RBAC: get, list, watch on pools, models, traffic policies and pods, nothing more", () => {
-  const roles = [...all("Role"), ...all("ClusterRole")];
+  const roles = [...all("Role"), ...all("ClusterRole")].filter((r) => r.metadata.name !== PEERS_ROLE);
   assert.equal(roles.length, 1);
   const expected = new Set(["inference.networking.x-k8s.io/inferencepools", "inference.networking.x-k8s.io/inferencemodels", "inferenceextension.alibabacloud.com/inferencetrafficpolicies", "/pods"]);
   const seen = new Set<string>();
@@ -132,7 +138,7 @@ test("sidecar RBAC: get, list, watch on pools, models, traffic policies and pods
     }
   }
   assert.deepEqual([...seen].sort(), [...expected].sort());
-  const binding = one("RoleBinding");
+  const binding = one("RoleBinding", "wasm-epp-sidecar");
   assert.equal(binding.roleRef.name, roles[0].metadata.name);
   const sa = one("ServiceAccount");
   assert.deepEqual(binding.subjects, [{ kind: "ServiceAccount", name: sa.metadata.name, namespace: sa.metadata.namespace }]);
@@ -184,7 +190,7 @@ test("the push port is removed from the gateway's Service", () => {
 });
 
 test("the push token Secret is generated from the user's file and referenced by its hashed name", { skip: rendered ? false : NO_KUBECTL }, () => {
-  const secret = one("Secret");
+  const secret = pushSecret();
   assert.match(secret.metadata.name, /^wasm-epp-push-token-[a-z0-9]{10}$/);
   assert.equal(secret.metadata.namespace, envoyProxy.metadata.namespace, "the Envoy pods' namespace");
   assert.equal(secret.data.token, base64(TEST_TOKEN));
@@ -277,7 +283,7 @@ test("the patched filters run the module: the sidecar's token opens the push lis
   assert.deepEqual(patchModel(model, all("EnvoyPatchPolicy")), []);
   const inference = model.listeners.get(`default/${gateway.metadata.name}/llm-gw`);
   const push = model.listeners.get(`default/${gateway.metadata.name}/${gateway.spec.listeners.find((l: any) => l.port === PUSH_PORT).name}`);
-  const secret = one("Secret");
+  const secret = pushSecret();
   const token = Buffer.from(secret.data.token, "base64").toString("utf8");
   const envoyEnv = { [TOKEN_ENV]: token }; // EnvoyProxy container env, from the Secret
   const routingSpec = specFromEnvoyFilter(wasmEppFilters(inference)[0], inference.per_connection_buffer_limit_bytes);
@@ -382,16 +388,17 @@ test("overlay fail-open: no ORIGINAL_DST patch, endpoint override on the 8081 ro
 
 test("overlay cluster-wide: a ClusterRole with the same rights, the sidecar watching every namespace", { skip: rendered ? false : NO_KUBECTL }, () => {
   const o = render("overlays/cluster-wide");
-  assert.equal(all("Role", o).length, 0);
-  assert.equal(all("RoleBinding", o).length, 0);
+  assert.deepEqual(all("Role", o).map((r) => r.metadata.name), [PEERS_ROLE], "only the endpointslices Role stays namespaced");
+  assert.deepEqual(all("RoleBinding", o).map((r) => r.metadata.name), [PEERS_ROLE]);
   const cr = one("ClusterRole", undefined, o);
-  const baseRole = one("Role");
+  const baseRole = one("Role", "wasm-epp-sidecar");
   assert.deepEqual(cr.rules, baseRole.rules);
   const crb = one("ClusterRoleBinding", undefined, o);
   assert.equal(crb.roleRef.kind, "ClusterRole");
-  assert.deepEqual(crb.subjects, one("RoleBinding").subjects);
+  assert.deepEqual(crb.subjects, one("RoleBinding", "wasm-epp-sidecar").subjects);
   const c = one("EnvoyProxy", undefined, o).spec.provider.kubernetes.envoyDeployment.patch.value.spec.template.spec.containers[0];
   assert.equal(parseOptions(c.args).namespace, undefined);
+  assert.deepEqual(parseOptions(c.args).peerSelector, parseOptions(sidecar.args).peerSelector, "peer sharing stays on");
 });
 
 test("overlay xds-name-scheme-v2: the same patches on listeners named tcp-<port>", { skip: rendered ? false : NO_KUBECTL }, () => {
@@ -419,7 +426,7 @@ test("the components combine: fail-open, cluster-wide and xds-name-scheme-v2 in 
     const r = kustomize(join(copy.dir, "mine"));
     assert.ok(r.ok, r.stderr);
     assert.equal(all("ClusterRole", r.docs).length, 1);
-    assert.equal(all("Role", r.docs).length, 0);
+    assert.deepEqual(all("Role", r.docs).map((x) => x.metadata.name), [PEERS_ROLE]);
     assert.equal(all("EnvoyPatchPolicy", r.docs).length, 1);
     assert.ok(one("EnvoyPatchPolicy", "wasm-epp-filter", r.docs).spec.jsonPatches.every((p: any) => p.name.startsWith("tcp-")));
     assert.ok(all("EnvoyExtensionPolicy", r.docs).some((e) => e.spec.wasm[0].failOpen === true));

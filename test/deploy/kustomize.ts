@@ -8,16 +8,19 @@ import { join } from "node:path";
 import { repoPath, yamlDocs, yamlFile } from "./files.ts";
 
 export const TEST_TOKEN = "kustomize-test-token-0123456789abcdef";
+export const PEER_TEST_TOKEN = "kustomize-test-peer-token-0123456789abcdef";
 
 const probe = spawnSync("kubectl", ["version", "--client"], { encoding: "utf8" });
 export const KUBECTL: string | null = probe.status === 0 ? probe.stdout.trim().split("\n").join("; ") : null;
 
-/** A scratch copy of deploy/kubernetes; with token !== null, base/push-token holds it. */
-export function scratchCopy(token: string | null = TEST_TOKEN): { dir: string; cleanup(): void } {
+/** A scratch copy of deploy/kubernetes; base/push-token and base/peer-token hold the tokens given (none for null). */
+export function scratchCopy(token: string | null = TEST_TOKEN, peerToken: string | null = PEER_TEST_TOKEN): { dir: string; cleanup(): void } {
   const dir = mkdtempSync(join(tmpdir(), "wasm-epp-kustomize-"));
   cpSync(repoPath("deploy/kubernetes"), join(dir, "kubernetes"), { recursive: true });
   rmSync(join(dir, "kubernetes", "base", "push-token"), { force: true });
+  rmSync(join(dir, "kubernetes", "base", "peer-token"), { force: true });
   if (token !== null) writeFileSync(join(dir, "kubernetes", "base", "push-token"), token);
+  if (peerToken !== null) writeFileSync(join(dir, "kubernetes", "base", "peer-token"), peerToken);
   return { dir: join(dir, "kubernetes"), cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
