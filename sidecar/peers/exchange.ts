@@ -201,6 +201,7 @@ export class PeerExchange {
     this.store.expire(this.now());
     this.o.observer.peerStoreBytes(this.store.bytes);
     this.sender.flush();
+    this.importer.flush();
     this.schedulePull(delay);
   }
 

@@ -1,6 +1,7 @@
-// Posts peers' records into the own filter (POST /wasm-epp/v1/prefix): one request in flight;
-// records arriving meanwhile wait and go together in the next one, in batches of at most
-// `maxBytes` (lowered to the filter's limit when it answers 413 naming one). At most 4 x maxBytes
+// Posts peers' records into the own filter (POST /wasm-epp/v1/prefix): records arriving from
+// the peers wait for the next flush() (once per --peer-interval, with the pull), and go together,
+// in batches of at most `maxBytes` (lowered to the filter's limit when it answers 413 naming one),
+// one request in flight. With N replicas that is one import per interval instead of N - 1. At most 4 x maxBytes
 // wait; beyond that the oldest are dropped. Failures back off (100 ms doubling to 5 s); a filter
 // with prefix sharing off is logged once as an error and tried again every 10 s.
 
@@ -55,17 +56,11 @@ export class Importer {
       this.queuedBytes -= d.data.length;
       this.dropped += d.records;
     }
-    this.kick();
   }
 
-  // Resolves when nothing waits and nothing is in flight, or after `timeoutMs`.
-  async drained(timeoutMs: number): Promise<boolean> {
-    const deadline = Date.now() + timeoutMs;
-    while (this.queue.length > 0 || this.inFlight) {
-      if (Date.now() >= deadline || this.stopped) return false;
-      await (this.inFlight ?? new Promise((r) => setTimeout(r, 10)));
-    }
-    return true;
+  // Sends what waits (called once per interval).
+  flush(): void {
+    this.kick();
   }
 
   get idle(): boolean {
@@ -90,7 +85,8 @@ export class Importer {
     this.queuedBytes -= size;
     this.inFlight = this.send(pieces, size).finally(() => {
       this.inFlight = undefined;
-      this.kick();
+      // More than one batch waited: the rest goes at once rather than a batch per interval.
+      if (this.queuedBytes >= this.limit) this.kick();
     });
   }
 

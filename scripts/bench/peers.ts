@@ -1,0 +1,282 @@
+// npm run bench:peers — what prefix sharing between gateway replicas costs one sidecar.
+//
+// One whole sidecar (scripts/bench/peers-sidecar.ts, a child process: the only one measured)
+// shares prefix records with N - 1 peers. This process plays everything around it:
+//   - its filter's prefix endpoint (the stub in test/sidecar/prefix-filter.ts), journaling the
+//     records of this replica's share of the traffic: 1000 requests/s over the gateway, spread
+//     evenly, so 1000/N records/s, each for one of 100 pods, with n prefix hashes, n from 1 to
+//     25, log-uniform (mostly small: median 5, mean 7.7);
+//   - N - 1 peers: each accepts the sidecar's POSTs and sends it its own 1000/N records/s every
+//     100 ms, as the sidecars do.
+// After a 3 s warm-up, --seconds (20) are measured: the sidecar's CPU (process.cpuUsage, user +
+// system) as a fraction of one core, the bytes it sends to peers and receives from them, and its
+// requests to its filter. The sidecar's own work besides (file mode, no pools: one state push a
+// second) is measured alone first, as the baseline.
+//
+//   tsx scripts/bench/peers.ts [--replicas 4,8,8@250] [--seconds 20] [--rate 1000] [--pods 100]
+// (N@MS: N replicas with --peer-interval MS, default 100 ms.)
+
+import { fork, type ChildProcess } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { encode, endpointId, ms32 } from "../../sidecar/peers/records.ts";
+import { PrefixFilterStub } from "../../test/sidecar/prefix-filter.ts";
+
+const { values } = parseArgs({
+  options: {
+    replicas: { type: "string", default: "4,8,8@250" },
+    seconds: { type: "string", default: "20" },
+    rate: { type: "string", default: "1000" },
+    pods: { type: "string", default: "100" },
+    warmup: { type: "string", default: "3" },
+  },
+});
+// "N" or "N@MS": N replicas, with --peer-interval MS (default 100) for the sidecar and its peers.
+const REPLICAS = values.replicas!.split(",").map((t) => {
+  const [n, ms] = t.split("@");
+  return { n: Number(n), intervalMs: ms === undefined ? 100 : Number(ms) };
+});
+const SECONDS = Number(values.seconds);
+const RATE = Number(values.rate);
+const PODS = Number(values.pods);
+const WARMUP = Number(values.warmup);
+const TOKEN = "bench-peer-token";
+const PUSH_TOKEN = "bench-push-token";
+const RUNNER_SOURCE = fileURLToPath(new URL("./peers-sidecar.ts", import.meta.url));
+
+// The measured sidecar is bundled the way build/sidecar.js is (esbuild, ESM for Node 20), into a
+// temporary directory, so that it runs as shipped (no TypeScript loader in the process).
+async function bundleRunner(): Promise<string> {
+  const esbuild = await import("esbuild");
+  const out = join(mkdtempSync(join(tmpdir(), "wasm-epp-bench-peers-bundle-")), "peers-sidecar.mjs");
+  await esbuild.build({
+    entryPoints: [RUNNER_SOURCE],
+    outfile: out,
+    bundle: true,
+    platform: "node",
+    target: "node20",
+    format: "esm",
+    banner: { js: "import { createRequire as __cr } from 'module'; const require = __cr(import.meta.url);" },
+    logLevel: "warning",
+  });
+  return out;
+}
+const RUNNER = await bundleRunner();
+
+const endpoints = Array.from({ length: PODS }, (_, i) => endpointId(`10.1.${Math.floor(i / 250)}.${(i % 250) + 1}:8000`));
+let seq = 1;
+
+// n from 1 to 25, log-uniform.
+function hashCount(): number {
+  return Math.min(25, Math.floor(Math.exp(Math.random() * Math.log(26))));
+}
+
+function randomRecord(): Uint8Array {
+  const n = hashCount();
+  const h = new Uint8Array(8 * n);
+  const v = new DataView(h.buffer);
+  for (let i = 0; i < n; i++) v.setBigUint64(8 * i, (BigInt(seq) << 8n) | BigInt(i), true);
+  seq++;
+  return encode(endpoints[Math.floor(Math.random() * PODS)], ms32(Date.now()), h);
+}
+
+function hashesOf(rec: Uint8Array): bigint[] {
+  const v = new DataView(rec.buffer, rec.byteOffset, rec.byteLength);
+  return Array.from({ length: rec[8] }, (_, i) => v.getBigUint64(9 + 8 * i, true));
+}
+
+// A fake peer: takes the sidecar's records, and sends its own every 100 ms.
+class FakePeer {
+  port = 0;
+  bytesIn = 0;
+  bytesOut = 0;
+  postsIn = 0;
+  postsOut = 0;
+  failures = 0;
+  private server = http.createServer((req, res) => {
+    if (req.headers.authorization !== `Bearer ${TOKEN}`) return void res.writeHead(401).end();
+    if (req.method === "GET") return void res.writeHead(200, { "content-type": "application/vnd.wasm-epp.prefix-records", "content-length": 0 }).end();
+    let n = 0;
+    req.on("data", (c: Buffer) => (n += c.length));
+    req.on("end", () => {
+      this.bytesIn += n;
+      this.postsIn++;
+      res.writeHead(204).end();
+    });
+  });
+  private agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  private timer?: NodeJS.Timeout;
+  private owed = 0;
+
+  async listen(): Promise<void> {
+    this.server.keepAliveTimeout = 5000;
+    await new Promise<void>((r) => this.server.listen(0, "127.0.0.1", () => r()));
+    this.port = (this.server.address() as AddressInfo).port;
+  }
+
+  startSending(target: number, perSecond: number, intervalMs: number): void {
+    let last = Date.now();
+    this.timer = setInterval(() => {
+      const now = Date.now();
+      this.owed += ((now - last) / 1000) * perSecond;
+      last = now;
+      const n = Math.floor(this.owed);
+      this.owed -= n;
+      if (n === 0) return;
+      const body = Buffer.concat(Array.from({ length: n }, () => randomRecord()));
+      const req = http.request({ host: "127.0.0.1", port: target, path: "/peers/v1/prefix", method: "POST", agent: this.agent, headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/vnd.wasm-epp.prefix-records", "content-length": body.length, "x-wasm-epp-peer-port": String(this.port) } });
+      req.on("response", (res) => {
+        res.resume();
+        if (res.statusCode === 204) {
+          this.bytesOut += body.length;
+          this.postsOut++;
+        } else this.failures++;
+      });
+      req.on("error", () => this.failures++);
+      req.end(body);
+    }, intervalMs);
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.timer);
+    this.agent.destroy();
+    this.server.closeAllConnections();
+    await new Promise<void>((r) => this.server.close(() => r()));
+  }
+}
+
+function ask(child: ChildProcess, cmd: string): Promise<any> {
+  return new Promise((resolve) => {
+    child.once("message", resolve);
+    child.send({ cmd });
+  });
+}
+
+function startChild(args: string[]): Promise<{ child: ChildProcess; peerPort: number | null }> {
+  const child = fork(RUNNER, args, { execArgv: [...(process.env.BENCH_PEERS_PROFILE ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_PEERS_PROFILE}`] : [])], env: { ...process.env, WASM_EPP_PUSH_TOKEN: PUSH_TOKEN }, stdio: ["ignore", "inherit", "inherit", "ipc"] });
+  return new Promise((resolve, reject) => {
+    child.once("message", (m: any) => resolve({ child, peerPort: m.peerPort }));
+    child.once("exit", (code) => reject(new Error(`the sidecar exited with ${code}`)));
+  });
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+interface Row {
+  replicas: number;
+  intervalMs: number;
+  cpu: number;
+  sysShare: number;
+  ownRecordsPerSec: number;
+  outBytesPerSec: number;
+  inBytesPerSec: number;
+  postsOutPerSec: number;
+  postsInPerSec: number;
+  pullsPerSec: number;
+  importsPerSec: number;
+  importedRecordsPerSec: number;
+  failures: number;
+  ready: boolean;
+}
+
+async function run(n: number, intervalMs: number): Promise<Row> {
+  const filter = await PrefixFilterStub.start({ token: PUSH_TOKEN, journal: 4096 });
+  const peers: FakePeer[] = [];
+  for (let i = 0; i < n - 1; i++) {
+    const p = new FakePeer();
+    await p.listen();
+    peers.push(p);
+  }
+  const dir = mkdtempSync(join(tmpdir(), "wasm-epp-bench-peers-"));
+  writeFileSync(join(dir, "peer-token"), TOKEN);
+  const args = ["--manifests", mkdtempSync(join(dir, "manifests-")), "--push-url", filter.pushUrl, "--metrics-port", "0", "--log-level", "warn"];
+  if (n > 1) args.push("--peer-port", "0", "--peer-address", "127.0.0.1", "--peer-token-file", join(dir, "peer-token"), "--peer-interval", `${intervalMs}ms`, ...peers.flatMap((p) => ["--peer", `127.0.0.1:${p.port}`]));
+  const { child, peerPort } = await startChild(args);
+  // This replica's share of the traffic, journaled by its filter.
+  const own = RATE / n;
+  let owed = 0;
+  let last = Date.now();
+  let produced = 0;
+  const gen = setInterval(() => {
+    const now = Date.now();
+    owed += ((now - last) / 1000) * own;
+    last = now;
+    for (; owed >= 1; owed--) {
+      const rec = randomRecord();
+      filter.route(new DataView(rec.buffer).getUint32(0, true), hashesOf(rec), now);
+      produced++;
+    }
+  }, 10);
+  if (peerPort !== null) for (const p of peers) p.startSending(peerPort, own, intervalMs);
+  await sleep(WARMUP * 1000);
+  const snap = () => ({
+    cpu: 0,
+    out: peers.reduce((s, p) => s + p.bytesIn, 0),
+    in: peers.reduce((s, p) => s + p.bytesOut, 0),
+    postsOut: peers.reduce((s, p) => s + p.postsIn, 0),
+    postsIn: peers.reduce((s, p) => s + p.postsOut, 0),
+    pulls: filter.pulls.length,
+    imports: filter.imports.length,
+    importedRecords: filter.imports.reduce((s, i) => s + i.records, 0),
+    produced,
+    at: performance.now(),
+  });
+  const a = snap();
+  const c0 = (await ask(child, "cpu")).cpu;
+  await sleep(SECONDS * 1000);
+  const m1 = await ask(child, "cpu");
+  const b = snap();
+  const secs = (b.at - a.at) / 1000;
+  clearInterval(gen);
+  const exited = new Promise((r) => child.once("exit", r));
+  child.send({ cmd: "stop" });
+  await exited;
+  for (const p of peers) await p.close();
+  await filter.down();
+  const cpuSec = (m1.cpu.user - c0.user + m1.cpu.system - c0.system) / 1e6;
+  const sysShare = (m1.cpu.system - c0.system) / 1e6 / cpuSec;
+  return {
+    replicas: n,
+    intervalMs,
+    cpu: cpuSec / secs,
+    sysShare,
+    ownRecordsPerSec: (b.produced - a.produced) / secs,
+    outBytesPerSec: (b.out - a.out) / secs,
+    inBytesPerSec: (b.in - a.in) / secs,
+    postsOutPerSec: (b.postsOut - a.postsOut) / secs,
+    postsInPerSec: (b.postsIn - a.postsIn) / secs,
+    pullsPerSec: (b.pulls - a.pulls) / secs,
+    importsPerSec: (b.imports - a.imports) / secs,
+    importedRecordsPerSec: (b.importedRecords - a.importedRecords) / secs,
+    failures: peers.reduce((s, p) => s + p.failures, 0),
+    ready: m1.ready,
+  };
+}
+
+const rows: Row[] = [];
+console.log(`bench:peers — ${RATE} requests/s over the gateway, ${PODS} pods, ${SECONDS} s measured per run (after ${WARMUP} s)`);
+for (const { n, intervalMs } of [{ n: 1, intervalMs: 100 }, ...REPLICAS]) {
+  const r = await run(n, intervalMs);
+  rows.push(r);
+  console.log(`  ${n === 1 ? "baseline (no peers)" : `N = ${n}, --peer-interval ${intervalMs}ms`}: ${(r.cpu * 100).toFixed(2)}% of a core (${(r.sysShare * 100).toFixed(0)}% of it in the kernel)`);
+}
+const base = rows[0].cpu;
+const kb = (x: number) => `${(x / 1024).toFixed(1)} KiB/s`;
+console.log("");
+console.log("| replicas | --peer-interval | own records/s | sent to peers | received from peers | POSTs out/in per s | filter pulls/s, imports/s | CPU (fraction of a core) | CPU above baseline |");
+console.log("|---|---|---|---|---|---|---|---|---|");
+for (const r of rows) {
+  if (r.replicas === 1) {
+    console.log(`| baseline (no peer flags) | — | — | — | — | — | — | ${r.cpu.toFixed(4)} | — |`);
+    continue;
+  }
+  console.log(`| ${r.replicas} | ${r.intervalMs} ms | ${r.ownRecordsPerSec.toFixed(0)} | ${kb(r.outBytesPerSec)} | ${kb(r.inBytesPerSec)} | ${r.postsOutPerSec.toFixed(0)} / ${r.postsInPerSec.toFixed(0)} | ${r.pullsPerSec.toFixed(1)}, ${r.importsPerSec.toFixed(1)} (${r.importedRecordsPerSec.toFixed(0)} records/s) | ${r.cpu.toFixed(4)} | ${(r.cpu - base).toFixed(4)} |`);
+}
+console.log("\ntarget: <= 0.05 core");
+for (const r of rows.filter((x) => x.replicas > 1)) console.log(`  N = ${r.replicas}, ${r.intervalMs} ms: ${r.cpu.toFixed(4)} — ${r.cpu <= 0.05 ? "met" : "NOT met"}`);
+if (rows.some((r) => r.failures > 0)) console.log(`note: ${rows.reduce((s, r) => s + r.failures, 0)} peer POSTs to the sidecar failed`);
