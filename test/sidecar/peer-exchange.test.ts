@@ -55,7 +55,7 @@ test("the peer port refuses a missing or wrong token (401), too large a body (41
     const url = `http://${r.id}/peers/v1/prefix`;
     const rec = Buffer.alloc(17);
     rec[8] = 1;
-    const post = (headers: Record<string, string>, body: Buffer) => fetch(url, { method: "POST", headers, body });
+    const post = (headers: Record<string, string>, body: Buffer) => fetch(url, { method: "POST", headers, body: new Uint8Array(body) });
     const none = await post({}, rec);
     assert.equal(none.status, 401);
     assert.equal((await none.json()).error.code, "invalid_peer_token");
