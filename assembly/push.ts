@@ -3,6 +3,7 @@
 //   GET  /wasm-epp/v1/state   read back the stored document (200; 404 when none)
 //   GET|POST /wasm-epp/v1/prefix  the prefix journal, and peers' records (peers/handler.ts)
 //   GET|POST /wasm-epp/v1/load    this replica's load record, and peers' (peers/handler.ts)
+//   GET|POST /wasm-epp/v1/share   both in one request (peers/handler.ts)
 // Both need `authorization: Bearer <token>`. The listener is bound to 127.0.0.1 in the shipped
 // Envoy configurations; the token keeps other processes in the pod out as well.
 
@@ -16,7 +17,7 @@ import { ErrorReply } from "./errors";
 import * as stats from "./stats";
 import { bearerMatches } from "./util/auth";
 import { Stats } from "./stats";
-import { PREFIX_PATH, LOAD_PATH, serveJournal, importBatch, importLimit, sendError, sharingOff, importTooLarge, serveLoad, importLoad, loadLimit } from "./peers/handler";
+import { PREFIX_PATH, LOAD_PATH, SHARE_PATH, serveJournal, importBatch, importLimit, sendError, sharingOff, importTooLarge, serveLoad, importLoad, loadLimit, serveShare, importShare } from "./peers/handler";
 
 export const STATE_PATH = "/wasm-epp/v1/state";
 
@@ -28,6 +29,7 @@ export class PushHandler {
   // POST /wasm-epp/v1/prefix or /load: the body's size limit (0 for a state document).
   prefixLimit: u32 = 0;
   isLoad: bool = false;
+  isShare: bool = false;
   query: string = "";
 
   constructor(cfg: Config, token: string, store: SharedStore, s: Stats) {
@@ -44,7 +46,7 @@ export class PushHandler {
     const q = path.indexOf("?");
     const query = q >= 0 ? path.substring(q + 1) : "";
     if (q >= 0) path = path.substring(0, q);
-    if (path != STATE_PATH && path != PREFIX_PATH && path != LOAD_PATH) {
+    if (path != STATE_PATH && path != PREFIX_PATH && path != LOAD_PATH && path != SHARE_PATH) {
       this.reply(errors.notFound(path), [], []);
       return false;
     }
@@ -62,6 +64,14 @@ export class PushHandler {
     }
     if (path == PREFIX_PATH) return this.onPrefixHeaders(method, query, endOfStream);
     if (path == LOAD_PATH) return this.onLoadHeaders(method, query, endOfStream);
+    if (path == SHARE_PATH) {
+      if (method == "GET") {
+        serveShare(this.store, query);
+        return false;
+      }
+      this.isShare = true;
+      return this.onPrefixHeaders(method, query, endOfStream);
+    }
     if (method == "GET") {
       const doc = storedDocument(this.store);
       if (doc === null) {
@@ -102,6 +112,10 @@ export class PushHandler {
     }
     if (endOfStream) {
       // An empty batch: nothing to merge.
+      if (this.isShare) {
+        importShare(this.store, new ArrayBuffer(0), this.stats);
+        return false;
+      }
       host.sendResponse(204, "wasm_epp_prefix_merged", "", ["x-wasm-epp-prefix-merged", "x-wasm-epp-prefix-skipped", "x-wasm-epp-prefix-records"], ["0", "0", "0"]);
       return false;
     }
@@ -140,6 +154,7 @@ export class PushHandler {
       const got = size > 0 ? host.getBody(size) : new ArrayBuffer(0);
       const body = got !== null ? got as ArrayBuffer : new ArrayBuffer(0);
       if (this.isLoad) importLoad(this.store, this.query, body, this.stats);
+      else if (this.isShare) importShare(this.store, body, this.stats);
       else importBatch(this.store, body, this.stats);
       return false;
     }

@@ -10,6 +10,11 @@
 // chunk; with observe on and off in two hosts, requests alternating between them so a noisy CPU
 // weighs on both alike. Filter time and host calls are per request, answer included.
 //
+// A third table prices sharing with the gateway's other replicas (peers.enabled): the same
+// requests with a 1 KB answer, peers on and off alternating; on the "on" side three other
+// replicas' loads have been merged (the pick adds them) and every request journals its index
+// records.
+//
 // Columns: "filter" is the wasm module's own time (its callbacks minus the host calls they
 // make: what V8 runs identically inside Envoy); "host calls" is the time in the host functions it
 // called, which this host implements in JavaScript and Envoy in C++; "total" is everything,
@@ -19,7 +24,7 @@
 //   npm run bench:filter -- --json       one JSON object on stdout
 
 import { readFileSync } from 'node:fs';
-import { ProxyWasmHost, type Worker } from '../test/host/index.ts';
+import { ProxyWasmHost, type Plugin, type Worker } from '../test/host/index.ts';
 import { endpoints, stateDocument } from '../test/fuzz/generators.ts';
 
 const quick = process.argv.includes('--quick');
@@ -59,7 +64,7 @@ function pct(xs: number[], p: number): number {
 interface Row { body: string; endpoints: number; strategy: string; filter_median_us: number; filter_p99_us: number; host_calls_median_us: number; host_calls_per_request: number; total_median_us: number; copy_median_us: number; requests: number }
 
 // A host with the routing and push filters, the state of `nEndpoints` pushed.
-function gateway(nEndpoints: number, strategy: 'DEFAULT' | 'PREFIX_CACHE', extra: Record<string, unknown> = {}): { host: ProxyWasmHost; worker: Worker } {
+function gateway(nEndpoints: number, strategy: 'DEFAULT' | 'PREFIX_CACHE', extra: Record<string, unknown> = {}): { host: ProxyWasmHost; worker: Worker; push: Plugin } {
   const host = new ProxyWasmHost({ clock: 'real', logLevel: 'warn', profile: true });
   const env = { WASM_EPP_PUSH_TOKEN: TOKEN };
   const routing = host.loadPlugin({ wasm, rootId: 'wasm-epp', vmId: 'wasm-epp', name: 'route', env, allowOnHeadersStopIteration: true, bufferLimitBytes: 16 << 20,
@@ -71,7 +76,7 @@ function gateway(nEndpoints: number, strategy: 'DEFAULT' | 'PREFIX_CACHE', extra
   const pushed = push.worker(0).requestSync({ method: 'POST', path: '/wasm-epp/v1/state', headers: { authorization: `Bearer ${TOKEN}` },
     body: JSON.stringify(stateDocument({ generatedAtMs: Date.now() + 3_600_000, endpoints: eps, strategy })) });
   if (pushed.status !== 204) throw new Error(`push failed: ${pushed.status}`);
-  return { host, worker: routing.worker(0) };
+  return { host, worker: routing.worker(0), push };
 }
 
 function run(size: number, label: string, nEndpoints: number, strategy: 'DEFAULT' | 'PREFIX_CACHE'): Row {
@@ -237,8 +242,82 @@ for (const [size, label] of [[1024, '1 KB'], [16 * 1024, '16 KB'], [220 * 1024, 
   }
 }
 
+// ---------------- peers.enabled on and off ----------------
+
+interface PeersRow { body: string; on: Side; off: Side; ratio: number; requests: number; journaled: number }
+
+function runPeers(size: number, label: string): PeersRow {
+  const sides = [true, false].map((enabled) => {
+    const { host, worker, push } = gateway(8, 'PREFIX_CACHE', { peers: { enabled } });
+    return { enabled, host, worker, push, profile: host.profile!, own: [] as number[], hostTimes: [] as number[], times: [] as number[], calls: 0 };
+  });
+  // Three other replicas' loads, taken from a gateway that has requests in flight on every pod.
+  const other = gateway(8, 'PREFIX_CACHE', { peers: { enabled: true } });
+  for (let k = 0; k < 24; k++) {
+    const s = other.worker.newHttpStream();
+    const body = chatBody(1024, k);
+    s.requestHeaders({ ':method': 'POST', ':path': '/v1/chat/completions', ':authority': 'gw', ':scheme': 'http', 'content-type': 'application/json', 'content-length': String(body.length) }, false);
+    s.requestBody(body, true);
+  }
+  const record = other.push.worker(0).requestSync({ method: 'GET', path: '/wasm-epp/v1/load?pool=default/vllm-qwen-pool', headers: { authorization: `Bearer ${TOKEN}` } });
+  if (record.status !== 200 || record.kind !== 'local' || record.body.length < 24) throw new Error(`no load record: ${record.status}`);
+  for (const r of ['a', 'b', 'c']) {
+    const given = sides[0].push.worker(0).requestSync({ method: 'POST', path: `/wasm-epp/v1/load?pool=default/vllm-qwen-pool&replica=${r}`, headers: { authorization: `Bearer ${TOKEN}` }, body: record.body });
+    if (given.status !== 204) throw new Error(`load refused: ${given.status}`);
+  }
+  other.host.close();
+  const bodies = Array.from({ length: 64 }, (_, i) => chatBody(size, i));
+  const digit = Buffer.from(bodies[0]).indexOf('Session ') + 8;
+  const answer = jsonAnswer(1024);
+  const minimum = quick ? 30 : 200;
+  const budgetMs = quick ? 300 : 3000;
+  const warmup = quick ? 10 : 30;
+  const headers = { ':method': 'POST', ':path': '/v1/chat/completions', ':authority': 'gw', ':scheme': 'http', 'content-type': 'application/json' };
+  const responseHeaders = { ':status': '200', 'content-type': 'application/json', 'content-length': String(answer.reduce((a, c) => a + c.length, 0)) };
+  const started = Date.now();
+  let pairs = 0;
+  for (let i = 0; ; i++) {
+    if (i >= warmup && pairs >= minimum && Date.now() - started >= budgetMs) break;
+    const body = bodies[i % bodies.length];
+    for (const side of i % 2 === 0 ? sides : [sides[1], sides[0]]) {
+      side.profile.reset();
+      const t0 = process.hrtime.bigint();
+      const s = side.worker.newHttpStream();
+      s.requestHeaders({ ...headers, 'content-length': String(body.length) }, false);
+      s.requestBody(body, true);
+      s.responseHeaders(responseHeaders, false);
+      for (let k = 0; k < answer.length; k++) s.responseBody(answer[k], k === answer.length - 1);
+      const t1 = process.hrtime.bigint();
+      if (!s.upstream.header('x-gateway-destination-endpoint')) throw new Error(`not routed: ${s.localReply?.status} ${s.localReply?.bodyText}`);
+      if (i >= warmup) {
+        side.times.push(Number(t1 - t0) / 1000);
+        side.own.push(Number(side.profile.moduleNs - side.profile.hostNs) / 1000);
+        side.hostTimes.push(Number(side.profile.hostNs) / 1000);
+        side.calls += side.profile.hostCalls;
+      }
+    }
+    if (i >= warmup) pairs++;
+    if (i % bodies.length === bodies.length - 1) for (const b of bodies) b[digit] = 0x30 + ((b[digit] - 0x30 + 1) % 10);
+  }
+  const journaled = sides[0].host.metric('wasm_epp.peer_records_journaled') ?? 0;
+  if (journaled < pairs) throw new Error(`peers on: ${journaled} records journaled for ${pairs + warmup} new prompts`);
+  const out = sides.map((side): Side => {
+    if (side.host.traps.length) throw new Error(`trap: ${side.host.traps[0].message}`);
+    side.host.close();
+    return { filter_median_us: median(side.own), filter_p99_us: pct(side.own, 0.99), host_calls_median_us: median(side.hostTimes),
+      host_calls_per_request: Math.round(side.calls / pairs), total_median_us: median(side.times) };
+  });
+  return { body: label, on: out[0], off: out[1], ratio: out[0].filter_median_us / out[1].filter_median_us, requests: pairs, journaled };
+}
+
+const peers: PeersRow[] = [];
+for (const [size, label] of [[1024, '1 KB'], [16 * 1024, '16 KB'], [220 * 1024, '220 KB']] as const) {
+  peers.push(runPeers(size, label));
+  if (!json) process.stderr.write('.');
+}
+
 if (json) {
-  console.log(JSON.stringify({ rows, answers }));
+  console.log(JSON.stringify({ rows, answers, peers }));
 } else {
   const fmt = (v: number): string => (v >= 100 ? v.toFixed(0) : v.toFixed(1));
   console.log('\nwasm-epp filter, time per request in V8 (Node ' + process.version + '), one worker, every request a new prompt');
@@ -258,4 +337,10 @@ if (json) {
   }
   const worst = answers.reduce((w, a) => (a.ratio > w.ratio ? a : w));
   console.log(`\nworst on/off: ${worst.ratio.toFixed(2)} (${worst.body} body, ${worst.answer} ${worst.shape} answer)`);
+  console.log('\nsharing with other replicas: peers.enabled true against false, 8 endpoints, PREFIX_CACHE, 1 KB JSON answer; on: three replicas\' loads merged, every request journaled\n');
+  console.log('| body | filter on (us) | filter off (us) | on/off | filter p99 on / off (us) | host calls / request on / off | host calls median on / off (us) |');
+  console.log('|---|---|---|---|---|---|---|');
+  for (const a of peers) {
+    console.log(`| ${a.body} | ${fmt(a.on.filter_median_us)} | ${fmt(a.off.filter_median_us)} | ${a.ratio.toFixed(2)} | ${fmt(a.on.filter_p99_us)} / ${fmt(a.off.filter_p99_us)} | ${a.on.host_calls_per_request} / ${a.off.host_calls_per_request} | ${fmt(a.on.host_calls_median_us)} / ${fmt(a.off.host_calls_median_us)} |`);
+  }
 }

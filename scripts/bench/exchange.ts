@@ -1,10 +1,10 @@
 // The gateway replicas' sidecars sharing their prefix indexes (--gateways N with wasm-epp;
 // docs/replicas.md, docs/benchmark.md "Gateway replicas"), in virtual time.
 //
-// Each replica's sidecar reads its filter's journal (GET /wasm-epp/v1/prefix?since=N) and its
-// load record (GET /wasm-epp/v1/load) every intervalMs, at a phase of its own, and sends both
-// to every other replica; they reach a replica's filter (POST /wasm-epp/v1/prefix and /load)
-// latencyMs later. The load goes every interval, changed or not: a replica that stops sending
+// Each replica's sidecar reads its filter's journal and its load record (one
+// GET /wasm-epp/v1/share?since=N&pool=…) every intervalMs, at a phase of its own, and sends both
+// to every other replica; they reach a replica's filter (POST /wasm-epp/v1/share) latencyMs
+// later. The load goes every interval, changed or not: a replica that stops sending
 // stops counting once its last record is older than the filter's peers.load_ttl_ms. The replica's router
 // does both from its own hooks, in time order with its other events (wasm-epp.ts catchUp), so a
 // pull at time t holds exactly what the filter recorded before t. A batch sent to a replica

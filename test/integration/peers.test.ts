@@ -222,3 +222,102 @@ test('loads: refusals', () => {
   // An empty record is a replica with nothing in flight.
   assert.equal(giveLoad(b, new Uint8Array(0), 'idle').status, 204);
 });
+
+// ---- /wasm-epp/v1/share: both in one request ----
+
+type Section = { kind: number; payload: Uint8Array };
+
+function sections(b: Uint8Array): Section[] {
+  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  const out: Section[] = [];
+  for (let off = 0; off < b.byteLength;) {
+    const len = v.getUint32(off + 1, true);
+    out.push({ kind: v.getUint8(off), payload: b.subarray(off + 5, off + 5 + len) });
+    off += 5 + len;
+  }
+  return out;
+}
+
+function encodeSections(list: Section[]): Uint8Array {
+  const out = new Uint8Array(list.reduce((s, x) => s + 5 + x.payload.byteLength, 0));
+  const v = new DataView(out.buffer);
+  let off = 0;
+  for (const x of list) {
+    v.setUint8(off, x.kind);
+    v.setUint32(off + 1, x.payload.byteLength, true);
+    out.set(x.payload, off + 5);
+    off += 5 + x.payload.byteLength;
+  }
+  return out;
+}
+
+function loadPayload(pool: string, replica: string, record: Uint8Array): Uint8Array {
+  const p = new TextEncoder().encode(pool);
+  const r = new TextEncoder().encode(replica);
+  return new Uint8Array([p.length, ...p, r.length, ...r, ...record]);
+}
+
+const POOL_Q = 'pool=default/vllm-qwen-pool';
+
+test('share: one GET gives the journal and the load, one POST takes both; all or nothing', () => {
+  const a = new Gateway({ workers: 2, seed: 1, config: PEERS });
+  a.pushState(endpoints(4).map((e, i) => ({ ...e, ready: i < 2 })), { strategy: 'PREFIX_CACHE' } as never);
+  const first = new Map<number, string>();
+  for (let k = 0; k < 10; k++) first.set(k, a.chat(turn(k, 1), OK).header(DEST)!);
+  const loaded = burst(a, 40, 'a');
+  const got = a.pushRaw('', {}, 0, 'GET', `/wasm-epp/v1/share?since=0&${POOL_Q}`);
+  assert.equal(got.status, 200);
+  assert.equal(got.header('content-type'), 'application/vnd.wasm-epp.share');
+  assert.equal(got.header('x-wasm-epp-prefix-next'), String(Number(a.counter('peer_records_journaled'))));
+  const secs = sections(got.kind === 'local' ? got.body : new Uint8Array());
+  assert.deepEqual(secs.map((s) => s.kind), [1, 2]);
+  assert.ok(records(secs[0].payload).length >= 10);
+  const lp = secs[1].payload;
+  const poolLen = lp[0];
+  assert.equal(new TextDecoder().decode(lp.subarray(1, 1 + poolLen)), 'default/vllm-qwen-pool');
+  assert.equal(lp[1 + poolLen], 0, 'the replica name is empty: this replica');
+  const record = lp.subarray(2 + poolLen);
+  assert.ok(record.byteLength > 24);
+
+  // Into B, as a sidecar would send them, with an unknown kind it must skip.
+  const b = replica(2);
+  const body = encodeSections([
+    { kind: 9, payload: new Uint8Array([1, 2, 3]) },
+    { kind: 1, payload: secs[0].payload },
+    { kind: 2, payload: loadPayload('default/vllm-qwen-pool', 'gateway-a', record) },
+  ]);
+  const merged = b.pushRaw(body, { 'content-type': 'application/vnd.wasm-epp.share' }, 0, 'POST', '/wasm-epp/v1/share');
+  assert.equal(merged.status, 204, merged.kind === 'local' ? merged.bodyText : '');
+  assert.ok(Number(merged.header('x-wasm-epp-prefix-merged')) > 0);
+  assert.equal(merged.header('x-wasm-epp-load-records'), '1');
+  // B now sends its burst to the pods A left idle.
+  for (const pod of burst(b, 4, 'b').keys()) assert.ok(!loaded.has(pod), `B sent to ${pod}, loaded by A`);
+  // A replica given the prefix section alone sends the next turns to the first turns' pods (with
+  // A's load too, the prefix would not count on pods that busy: prefix.load_ratio).
+  const b1 = replica(4);
+  assert.equal(b1.pushRaw(encodeSections([{ kind: 1, payload: secs[0].payload }]), {}, 0, 'POST', '/wasm-epp/v1/share').status, 204);
+  for (let k = 0; k < 10; k++) assert.equal(b1.chat(turn(k, 2), OK).header(DEST), first.get(k));
+
+  // A malformed section anywhere: nothing applied.
+  const c = replica(3);
+  const bad = encodeSections([
+    { kind: 1, payload: secs[0].payload },
+    { kind: 2, payload: loadPayload('not-a-pool', 'x', record) },
+  ]);
+  const refused = c.pushRaw(bad, {}, 0, 'POST', '/wasm-epp/v1/share');
+  assert.equal(refused.status, 400);
+  assert.equal(errorCode(refused), 'invalid_share');
+  assert.equal(c.counter('peer_hashes_merged'), 0);
+  const cut = c.pushRaw(body.subarray(0, body.byteLength - 3), {}, 0, 'POST', '/wasm-epp/v1/share');
+  assert.equal(errorCode(cut), 'invalid_share');
+  assert.match(cut.kind === 'local' ? cut.bodyText : '', /runs past the end/);
+  assert.equal(c.counter('peer_loads_merged'), 0);
+  // Bad queries; sharing off.
+  assert.equal(errorCode(c.pushRaw('', {}, 0, 'GET', '/wasm-epp/v1/share?since=x')), 'invalid_cursor');
+  assert.equal(errorCode(c.pushRaw('', {}, 0, 'GET', '/wasm-epp/v1/share?pool=nope')), 'invalid_pool');
+  const off = new Gateway({ workers: 1 });
+  assert.equal(errorCode(off.pushRaw('', {}, 0, 'GET', `/wasm-epp/v1/share?${POOL_Q}`)), 'prefix_sharing_off');
+  assert.equal(c.pushRaw('', { authorization: 'Bearer wrong-token-0123456789' }, 0, 'GET', '/wasm-epp/v1/share').status, 401);
+  // No pool asked: the journal alone.
+  assert.deepEqual(sections((c.pushRaw('', {}, 0, 'GET', '/wasm-epp/v1/share') as { body: Uint8Array }).body).map((s) => s.kind), [1]);
+});

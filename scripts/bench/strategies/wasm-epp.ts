@@ -266,30 +266,48 @@ export function wasmEpp(o: WasmEppOptions): Router {
   };
 
   // The sidecar's prefix exchange (exchange.ts): read the journal, merge what peers sent.
-  const PREFIX = '/wasm-epp/v1/prefix';
+  // One request each way, as the sidecar does (/wasm-epp/v1/share: sections of kind 1, prefix
+  // records, and 2, a load record).
+  const SHARE = '/wasm-epp/v1/share';
+  const POOL = 'default/sim-pool';
+  const section = (kind: number, payload: Uint8Array): Uint8Array => {
+    const out = new Uint8Array(5 + payload.byteLength);
+    out[0] = kind;
+    new DataView(out.buffer).setUint32(1, payload.byteLength, true);
+    out.set(payload, 5);
+    return out;
+  };
+  const loadSection = (replica: string, record: Uint8Array): Uint8Array => {
+    const p = Buffer.from(POOL);
+    const r = Buffer.from(replica);
+    return section(2, Buffer.concat([Buffer.from([p.length]), p, Buffer.from([r.length]), r, record]));
+  };
   const pull = (l: PeerLink, at: number) => {
     l.pulled();
-    const r = push.worker(0).requestSync({ method: 'GET', path: `${PREFIX}?since=${l.cursor}`, headers: { authorization: `Bearer ${TOKEN}` } });
-    if (r.status !== 200) throw new Error(`the filter refused the sidecar's journal read: ${r.status} ${r.kind === 'local' ? r.bodyText : ''}`);
+    const r = push.worker(0).requestSync({ method: 'GET', path: `${SHARE}?since=${l.cursor}${sharesLoad ? `&pool=${POOL}` : ''}`, headers: { authorization: `Bearer ${TOKEN}` } });
+    if (r.status !== 200 || r.kind !== 'local') throw new Error(`the filter refused the sidecar's read: ${r.status} ${r.kind === 'local' ? r.bodyText : ''}`);
     l.cursor = Number(r.header('x-wasm-epp-prefix-next'));
     const lost = Number(r.header('x-wasm-epp-prefix-lost'));
     if (lost > 0) journalLost += lost;
-    if (r.kind === 'local' && r.body.byteLength > 0) l.send(r.body.slice(), at);
-    if (sharesLoad) {
-      const ld = push.worker(0).requestSync({ method: 'GET', path: `/wasm-epp/v1/load?pool=default/sim-pool`, headers: { authorization: `Bearer ${TOKEN}` } });
-      if (ld.status !== 200) throw new Error(`the filter refused the sidecar's load read: ${ld.status} ${ld.kind === 'local' ? ld.bodyText : ''}`);
-      l.sendLoad(ld.kind === 'local' ? ld.body.slice() : new Uint8Array(), at);
+    const b = r.body;
+    const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+    for (let off = 0; off < b.byteLength;) {
+      const kind = b[off];
+      const len = v.getUint32(off + 1, true);
+      const payload = b.slice(off + 5, off + 5 + len);
+      if (kind === 1 && payload.byteLength > 0) l.send(payload, at);
+      // A load section: pool length, pool, replica length (0: this replica), record.
+      if (kind === 2) l.sendLoad(payload.subarray(2 + payload[0]), at);
+      off += 5 + len;
     }
   };
-  const mergeLoad = (from: number, record: Uint8Array) => {
-    const r = push.worker(0).requestSync({ method: 'POST', path: `/wasm-epp/v1/load?pool=default/sim-pool&replica=replica-${from}`, headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/vnd.wasm-epp.load-record' }, body: record });
-    if (r.status !== 204) throw new Error(`the filter refused a peer's load: ${r.status} ${r.kind === 'local' ? r.bodyText : ''}`);
+  const postShare = (body: Uint8Array) => {
+    const r = push.worker(0).requestSync({ method: 'POST', path: SHARE, headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/vnd.wasm-epp.share' }, body });
+    if (r.status !== 204) throw new Error(`the filter refused what a peer sent: ${r.status} ${r.kind === 'local' ? r.bodyText : ''}`);
+    return r;
   };
-  const mergeBatch = (batch: Uint8Array): number => {
-    const r = push.worker(0).requestSync({ method: 'POST', path: PREFIX, headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/vnd.wasm-epp.prefix-records' }, body: batch });
-    if (r.status !== 204) throw new Error(`the filter refused a peer's batch: ${r.status} ${r.kind === 'local' ? r.bodyText : ''}`);
-    return Number(r.header('x-wasm-epp-prefix-merged'));
-  };
+  const mergeLoad = (from: number, record: Uint8Array) => void postShare(loadSection(`replica-${from}`, record));
+  const mergeBatch = (batch: Uint8Array): number => Number(postShare(section(1, batch)).header('x-wasm-epp-prefix-merged'));
   let journalLost = 0;
 
   // Chaos: a new gateway instance replaces this one.
