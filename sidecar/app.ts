@@ -1,8 +1,9 @@
 // Wiring: source -> reconciler <- scraper; reconciler -> pusher; metrics and the HTTP endpoints.
 
 import { readFileSync } from "node:fs";
+import { hostname } from "node:os";
 import type { KubeConfig } from "@kubernetes/client-node";
-import { DEFAULT_PEER_PORT, peerSharing, POD_IP_ENV, type Options } from "./cli.ts";
+import { DEFAULT_PEER_PORT, peerSharing, POD_IP_ENV, POD_NAME_ENV, type Options } from "./cli.ts";
 import { SidecarError } from "./errors.ts";
 import { FileSource } from "./k8s/file-source.ts";
 import { KubeSource, loadKubeConfig } from "./k8s/kube-source.ts";
@@ -16,6 +17,7 @@ import { TokenSource } from "./push/token.ts";
 import { Reconciler } from "./state/reconciler.ts";
 import { EndpointSlicePeers, localAddresses, parsePeerAddress, StaticPeers, type Peer, type PeerSource } from "./peers/discovery.ts";
 import { PeerExchange } from "./peers/exchange.ts";
+import { isReplicaName } from "./peers/sections.ts";
 import { PeerToken } from "./peers/token.ts";
 
 export interface SidecarDeps {
@@ -119,6 +121,9 @@ export async function startSidecar(o: Options, deps: SidecarDeps = {}): Promise<
         peerToken: peerSetup.token,
         sources: peerSetup.sources,
         isSelf: peerSetup.isSelf,
+        replicaName: peerSetup.replicaName,
+        // The pools of the last state document; none before the first.
+        pools: () => reconciler!.last?.pools.map((p) => p.name) ?? [],
         intervalMs: o.peerIntervalMs,
         maxBytes: o.peerMaxBytes,
         timeoutMs: o.peerTimeoutMs,
@@ -145,12 +150,12 @@ export async function startSidecar(o: Options, deps: SidecarDeps = {}): Promise<
     log.info("state_found", `the push listener holds state version ${stored}; continuing from there`, { version: stored });
   }
   reconciler.start();
-  log.info("started", `watching ${o.manifests !== undefined ? `manifests in ${o.manifests}` : "the Kubernetes API"}; pushing to ${o.pushUrls.join(", ")}; metrics on port ${server.port}${peers ? `; sharing prefixes with peers on port ${peers.port}` : ""}`, {
+  log.info("started", `watching ${o.manifests !== undefined ? `manifests in ${o.manifests}` : "the Kubernetes API"}; pushing to ${o.pushUrls.join(", ")}; metrics on port ${server.port}${peers ? `; sharing prefixes and loads with peers on port ${peers.port} as replica ${peerSetup!.replicaName}` : ""}`, {
     mode: o.manifests !== undefined ? "files" : "kubernetes",
     metrics_port: server.port,
     push_urls: o.pushUrls,
     pools: o.pools,
-    ...(peers ? { peer_port: peers.port } : {}),
+    ...(peers ? { peer_port: peers.port, replica: peerSetup!.replicaName } : {}),
   });
 
   let stopping: Promise<void> | undefined;
@@ -179,8 +184,12 @@ const SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount
 
 // The peer sources (static list, EndpointSlices), the peer token, and how to recognise this
 // replica among the peers.
-function peerSources(o: Options, deps: SidecarDeps, log: Logger, metrics: SidecarMetrics): { sources: PeerSource[]; token: PeerToken; isSelf: (p: Peer, ownPort: number) => boolean } {
+function peerSources(o: Options, deps: SidecarDeps, log: Logger, metrics: SidecarMetrics): { sources: PeerSource[]; token: PeerToken; isSelf: (p: Peer, ownPort: number) => boolean; replicaName: string } {
   const env = deps.env ?? process.env;
+  const replicaName = o.replicaName ?? ((env[POD_NAME_ENV] ?? "").trim() || hostname());
+  if (!isReplicaName(replicaName)) {
+    throw new SidecarError("usage", `this replica's name ${JSON.stringify(replicaName)} (${o.replicaName !== undefined ? "--replica-name" : env[POD_NAME_ENV] ? `$${POD_NAME_ENV}` : "the host name"}) is not 1 to 253 printable ASCII characters: give --replica-name`);
+  }
   const token = new PeerToken(o.peerTokenFile!);
   const podIp = (o.podIp ?? env[POD_IP_ENV] ?? "").trim().toLowerCase() || undefined;
   const local = deps.localAddresses ?? localAddresses();
@@ -207,7 +216,7 @@ function peerSources(o: Options, deps: SidecarDeps, log: Logger, metrics: Sideca
   }
   // A static list may name every replica, this one included: leave out an entry on this host at
   // this replica's own peer port.
-  return { sources, token, isSelf: (p, ownPort) => p.port === ownPort && ownAddress(p.host) };
+  return { sources, token, isSelf: (p, ownPort) => p.port === ownPort && ownAddress(p.host), replicaName };
 }
 
 function podNamespace(env: NodeJS.ProcessEnv, file: string): string | undefined {

@@ -4,12 +4,14 @@ import { isIP } from "node:net";
 import { parseArgs } from "node:util";
 import { SidecarError } from "./errors.ts";
 import { parsePeerAddress } from "./peers/address.ts";
+import { isReplicaName } from "./peers/sections.ts";
 import { LEVELS, type Level } from "./observability/log.ts";
 import { formatBytes, formatDuration, parseBytes, parseDuration } from "./util/units.ts";
 
 export const DEFAULT_PUSH_URL = "http://127.0.0.1:19100/wasm-epp/v1/state";
 export const TOKEN_ENV = "WASM_EPP_PUSH_TOKEN";
 export const POD_IP_ENV = "POD_IP";
+export const POD_NAME_ENV = "POD_NAME";
 export const DEFAULT_PEER_PORT = 19200;
 
 export interface Options {
@@ -37,6 +39,7 @@ export interface Options {
   peerNamespace?: string;
   peerDiscoveryPort?: string;
   podIp?: string;
+  replicaName?: string;
   peerPort: number;
   peerAddress: string;
   peerTokenFile?: string;
@@ -114,18 +117,20 @@ const FLAGS: Flag[] = [
     help: "Port of the discovered peers: a number, or the name of a port of the Service. Default: --peer-port, the same on every replica." },
   { name: "pod-ip", key: "podIp", kind: "string", value: "ADDR",
     help: `This pod's address, left out of the discovered peers. Default: $${POD_IP_ENV}; the addresses of this host's interfaces are always left out.` },
+  { name: "replica-name", key: "replicaName", kind: "string", value: "NAME",
+    help: `This replica's name in the loads it sends its peers (1 to 253 printable ASCII characters); each replica needs its own. Default: $${POD_NAME_ENV}, else the host name.` },
   { name: "peer-port", key: "peerPort", kind: "int", default: DEFAULT_PEER_PORT, min: 0, max: 65535,
-    help: "Port where peers send records and fetch snapshots (0: any free port, logged at start)." },
+    help: "Port where peers send records and loads and fetch snapshots (0: any free port, logged at start)." },
   { name: "peer-address", key: "peerAddress", kind: "string", default: "0.0.0.0", value: "ADDR",
     help: "Address the peer port binds. Peers must reach it; restrict who can with a NetworkPolicy." },
   { name: "peer-token-file", key: "peerTokenFile", kind: "string", value: "PATH",
     help: "File holding the bearer token every replica presents to its peers and checks on their requests (one shared Secret). Required with a peer source." },
   { name: "peer-interval", key: "peerIntervalMs", kind: "duration", default: 100, min: 10, max: 60_000,
-    help: "Time between two pulls of the own filter's new prefix records, and between two sends to one peer." },
+    help: "Time between two requests to the own filter's share endpoint (new prefix records and this replica's loads), between two sends to one peer, and between two posts of peers' records and loads into the filter." },
   { name: "peer-max-bytes", key: "peerMaxBytes", kind: "bytes", default: 1024 * 1024, min: 1024, max: 64 * 1024 * 1024,
-    help: "Largest batch of records sent to a peer, accepted from one (413 beyond) or posted into the own filter; at most the filter's peers.max_import_bytes." },
+    help: "Largest body (prefix records and loads) sent to a peer, accepted from one (413 beyond) or posted into the own filter; at most the filter's peers.max_import_bytes." },
   { name: "peer-timeout", key: "peerTimeoutMs", kind: "duration", default: 1000, min: 10, max: 60_000,
-    help: "Deadline for one request to a peer or to the own filter's prefix endpoint." },
+    help: "Deadline for one request to a peer or to the own filter's share endpoint." },
   { name: "peer-store-bytes", key: "peerStoreBytes", kind: "bytes", default: 64 * 1024 * 1024, min: 64 * 1024, max: 4 * 1024 * 1024 * 1024,
     help: "Records kept for peers' snapshots (exported and received), the oldest dropped beyond this." },
   { name: "peer-ttl", key: "peerTtlMs", kind: "duration", default: 600_000, min: 1000, max: 86_400_000,
@@ -219,6 +224,7 @@ function validatePeerOptions(o: Options): void {
       throw new SidecarError("usage", `--peer-discovery-port ${o.peerDiscoveryPort}: must be a port number or a port name`);
     }
   }
+  if (o.replicaName !== undefined && !isReplicaName(o.replicaName)) throw new SidecarError("usage", `--replica-name ${o.replicaName}: must be 1 to 253 printable ASCII characters, no space`);
   if (o.podIp !== undefined && isIP(o.podIp) === 0) throw new SidecarError("usage", `--pod-ip ${o.podIp}: not an IP address`);
   if (peerSharing(o)) {
     if (o.peerTokenFile === undefined) throw new SidecarError("usage", "peer sharing (--peer, --peer-service or --peer-selector) needs --peer-token-file");
@@ -269,8 +275,8 @@ export function helpText(version: string): string {
     "",
     "Watches InferencePools, InferenceModels and their Pods, scrapes every model server's",
     "/metrics, scores the endpoints and pushes the routing state to the wasm-epp filter in Envoy.",
-    "With a peer source it also shares the filter's prefix-index records with the other gateway",
-    "replicas' sidecars.",
+    "With a peer source it also shares the filter's prefix-index records and its load (what it",
+    "has in flight to each pod) with the other gateway replicas' sidecars.",
     "",
     "Usage: node build/sidecar.js [flags]",
     "",
@@ -292,6 +298,7 @@ export function helpText(version: string): string {
     "Environment:",
     `  ${TOKEN_ENV}   push bearer token when --push-token-file is not given`,
     `  ${POD_IP_ENV}                this pod's address when --pod-ip is not given (peer discovery)`,
+    `  ${POD_NAME_ENV}              this replica's name when --replica-name is not given`,
     "  POD_NAMESPACE         the default --peer-namespace",
     "",
     "Logs are JSON lines on stderr. Exit status: 0 after SIGTERM/SIGINT, 1 on a start-up",

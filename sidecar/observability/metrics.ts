@@ -10,7 +10,7 @@ import type { ErrorCode } from "../errors.ts";
 import type { ScrapeObserver, ScrapeTarget } from "../metrics/scraper.ts";
 import type { PushObserver } from "../push/pusher.ts";
 import type { PoolStats } from "../state/document.ts";
-import { PEER_ERROR_REASONS, type Direction, type PeerErrorReason, type PeerObserver } from "../peers/observer.ts";
+import { DIRECTIONS, PEER_ERROR_REASONS, type Direction, type PeerErrorReason, type PeerObserver } from "../peers/observer.ts";
 
 export class SidecarMetrics implements ScrapeObserver, PushObserver, PeerObserver {
   readonly registry = new client.Registry();
@@ -94,12 +94,12 @@ export class SidecarMetrics implements ScrapeObserver, PushObserver, PeerObserve
     // Prefix-index sharing between gateway replicas (sidecar/peers/).
     this.peerSentBytes = new client.Counter({ name: "wasm_epp_sidecar_peer_sent_bytes_total", help: "Bytes of prefix records sent to a peer and accepted by it.", labelNames: ["peer"] as const, registers: [r] });
     this.peerReceivedBytes = new client.Counter({ name: "wasm_epp_sidecar_peer_received_bytes_total", help: "Bytes of prefix records received from a peer (\"other\": an address that is not a known peer).", labelNames: ["peer"] as const, registers: [r] });
-    this.peerRecordsTotal = new client.Counter({ name: "wasm_epp_sidecar_peer_records_total", help: "Prefix records: exported by the own filter, sent to peers (once per peer), received from peers, imported into the own filter.", labelNames: ["direction"] as const, registers: [r] });
+    this.peerRecordsTotal = new client.Counter({ name: "wasm_epp_sidecar_peer_records_total", help: "Prefix records: exported by the own filter, sent to peers (once per peer), received from peers, imported into the own filter; load_sent, load_received: load sections (one replica's load of one pool) sent to peers (once per peer) and received from them.", labelNames: ["direction"] as const, registers: [r] });
     this.peerErrors = new client.Counter({ name: "wasm_epp_sidecar_peer_errors_total", help: "Failed prefix-record exchanges, by peer (\"filter\": the own filter) and reason.", labelNames: ["peer", "reason"] as const, registers: [r] });
     this.peersGauge = new client.Gauge({ name: "wasm_epp_sidecar_peers", help: "Peers known (static and discovered, without this replica) and reachable (their last exchange succeeded).", labelNames: ["state"] as const, registers: [r] });
     this.peerStore = new client.Gauge({ name: "wasm_epp_sidecar_peer_store_bytes", help: "Bytes of prefix records kept for peers' snapshots.", registers: [r] });
     this.journalLostTotal = new client.Counter({ name: "wasm_epp_sidecar_prefix_journal_lost_total", help: "Prefix records the own filter's journal overwrote before they were pulled.", registers: [r] });
-    for (const direction of ["exported", "sent", "received", "imported"] as const) this.peerRecordsTotal.inc({ direction }, 0);
+    for (const direction of DIRECTIONS) this.peerRecordsTotal.inc({ direction }, 0);
   }
 
   peerSent(peer: string, bytes: number): void {

@@ -1,7 +1,10 @@
-// Prefix-index sharing between gateway replicas, the sidecar's half: every --peer-interval pull the
-// records the own filter journaled since the last pull, keep them in the store and queue them for
-// every peer; serve the peer port, where peers' records arrive, go into the own filter and into the
-// store; follow the peer list; warm a starting replica up from one peer's snapshot.
+// Sharing between gateway replicas, the sidecar's half: every --peer-interval one request to the
+// own filter (GET /wasm-epp/v1/share) brings the prefix records it journaled since the last one and
+// this replica's load of every pool the sidecar serves; the records are kept in the store, and
+// the records and the loads go to every peer in one POST per peer. Peers' records and loads arrive
+// on the peer port and go into the own filter in one POST per interval; the records also go into
+// the store. The exchange follows the peer list and warms a starting replica up from one peer's
+// snapshot (prefix records only: loads are current or nothing).
 //
 // Nothing here waits on anything else: the pull, each peer's sends, the imports into the filter
 // and the state push (elsewhere) each have their own request in flight, deadline and backoff.
@@ -16,6 +19,7 @@ import { binaryRequest, errorOf, newAgent } from "./http.ts";
 import { Importer, SHARING_OFF_RETRY_MS } from "./importer.ts";
 import { FILTER_PEER, OTHER_PEER, type PeerObserver } from "./observer.ts";
 import { count, join, rebatch } from "./records.ts";
+import { encodeLoad, SECTION_HEADER_BYTES, type Share } from "./sections.ts";
 import { PEER_SNAPSHOT_PATH, Sender } from "./sender.ts";
 import { startPeerServer, type PeerServer } from "./server.ts";
 import { RecordStore } from "./store.ts";
@@ -29,6 +33,10 @@ export interface PeerExchangeOptions {
   sources: PeerSource[];
   // Leaves this replica out of the peer list.
   isSelf: (peer: Peer, ownPort: number) => boolean;
+  // This replica's name in the LOAD sections it sends (--replica-name).
+  replicaName: string;
+  // The pools whose loads to share: every pool the sidecar serves (none known yet: empty).
+  pools: () => readonly string[];
   intervalMs: number;
   maxBytes: number;
   timeoutMs: number;
@@ -58,6 +66,8 @@ export class PeerExchange {
   private losing = false;
   private stopped = false;
   private warmed = false;
+  private loadsLeftOutLogged = false;
+  private nameClashLogged = false;
   private readonly snapshotAgent: http.Agent = newAgent();
   warmup!: Promise<WarmupOutcome>;
 
@@ -80,7 +90,7 @@ export class PeerExchange {
       log: o.log,
       observer: o.observer,
       peerLabel: (addr, port) => x.labelFor(addr, port),
-      onRecords: (batch, records) => x.received(batch, records),
+      onShare: (share, from) => x.received(share, from),
       snapshot: () => join(x.store.snapshot(x.now()), 1024 * 1024),
     });
     x.sender.setSelfPort(x.server.port);
@@ -159,7 +169,7 @@ export class PeerExchange {
 
   private async pullOnce(): Promise<void> {
     const started = this.now();
-    const r = await this.filter.pull(this.since);
+    const r = await this.filter.pull(this.since, this.o.pools());
     if (this.stopped) return;
     let delay = this.o.intervalMs;
     if (r.ok) {
@@ -175,6 +185,11 @@ export class PeerExchange {
         if (!this.losing) this.o.log.warn("prefix_journal_lost", `the filter's journal overwrote ${r.lost} records before they were pulled: raise peers.journal in the filter's configuration or lower --peer-interval`, { lost: r.lost });
       }
       this.losing = r.lost > 0;
+      const leftOut = this.sender.setLoads(r.loads.map((l) => encodeLoad(l.pool, this.o.replicaName, l.record)));
+      if (leftOut > 0 && !this.loadsLeftOutLogged) {
+        this.loadsLeftOutLogged = true;
+        this.o.log.warn("loads_too_large", `${leftOut} of ${r.loads.length} pools' loads do not fit in --peer-max-bytes ${this.o.maxBytes} and are not sent: raise --peer-max-bytes`, { left_out: leftOut, pools: r.loads.length });
+      }
       if (r.count > 0) {
         const now = this.now();
         this.o.observer.peerRecords("exported", r.count);
@@ -183,6 +198,7 @@ export class PeerExchange {
       }
       delay = Math.max(0, this.o.intervalMs - (this.now() - started));
     } else {
+      this.sender.setLoads([]); // the last ones are no longer current
       this.o.observer.peerError(FILTER_PEER, r.reason);
       if (r.reason === "sharing_off") {
         this.sharingOff(r.message);
@@ -213,10 +229,22 @@ export class PeerExchange {
 
   // --- receiving ---------------------------------------------------------------------------------
 
-  private received(batch: Buffer, records: number): void {
-    this.store.add(batch, this.now());
-    this.o.observer.peerStoreBytes(this.store.bytes);
-    this.importer.offer(batch, records);
+  private received(share: Share, from: string): void {
+    if (share.prefixRecords > 0) {
+      const now = this.now();
+      for (const batch of share.prefix) {
+        this.store.add(batch, now);
+        this.importer.offer(batch, share.prefix.length === 1 ? share.prefixRecords : count(batch));
+      }
+      this.o.observer.peerStoreBytes(this.store.bytes);
+    }
+    for (const l of share.loads) {
+      if (l.replica === this.o.replicaName && !this.nameClashLogged) {
+        this.nameClashLogged = true;
+        this.o.log.error("replica_name_clash", `${from} sends loads under this replica's own name "${l.replica}": every replica needs a name of its own (--replica-name, default POD_NAME, else the host name); the filter counts replicas of one name as one`, { peer: from, replica: l.replica });
+      }
+      this.importer.offerLoad(l.pool, l.replica, l.section);
+    }
   }
 
   // --- warm-up -----------------------------------------------------------------------------------
@@ -240,7 +268,7 @@ export class PeerExchange {
       },
       fetchSnapshot: (peer, timeoutMs) => this.fetchSnapshot(peer, timeoutMs),
       importBatch: async (b, timeoutMs) => {
-        const r = await this.filter.import(b, Math.min(timeoutMs, Math.max(this.o.timeoutMs, 1000)));
+        const r = await this.filter.importRecords(b, Math.min(timeoutMs, Math.max(this.o.timeoutMs, 1000)));
         if (r.ok) this.o.observer.peerRecords("imported", count(b));
         else this.o.observer.peerError(FILTER_PEER, r.reason);
         return r;
@@ -249,7 +277,7 @@ export class PeerExchange {
         this.store.add(body, this.now());
         this.o.observer.peerStoreBytes(this.store.bytes);
       },
-      maxBytes: this.importer.importLimit,
+      maxBytes: this.importer.importLimit - SECTION_HEADER_BYTES,
     });
     const ms = Date.now() - t0;
     switch (outcome.result) {

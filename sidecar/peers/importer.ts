@@ -1,21 +1,31 @@
-// Posts peers' records into the own filter (POST /wasm-epp/v1/prefix): records arriving from
-// the peers wait for the next flush() (once per --peer-interval, with the pull), and go together,
-// in batches of at most `maxBytes` (lowered to the filter's limit when it answers 413 naming one),
-// one request in flight. With N replicas that is one import per interval instead of N - 1. At most 4 x maxBytes
-// wait; beyond that the oldest are dropped. Failures back off (100 ms doubling to 5 s); a filter
-// with prefix sharing off is logged once as an error and tried again every 10 s.
+// Posts what peers sent into the own filter (POST /wasm-epp/v1/share): peers' prefix records and
+// loads wait for the next flush() (once per --peer-interval, with the pull) and go together, in
+// one request: the LOAD sections first — only the latest per (sending replica, pool), an older
+// one being worth nothing once a newer has arrived — then one PREFIX section with every peer's
+// records. With N replicas that is one import per interval instead of N - 1. A body stays within
+// `maxBytes` (lowered to the filter's limit when it answers 413 naming one); what does not fit
+// goes in further requests at once. A failed request's loads are dropped (newer ones come every
+// interval); its records are tried again. At most 4 x maxBytes of records wait; beyond that the oldest
+// are dropped. Failures back off (100 ms doubling to 5 s); a filter with prefix sharing off is
+// logged once as an error and tried again every 10 s.
 
 import type { Logger } from "../observability/log.ts";
 import { Backoff } from "../util/backoff.ts";
 import type { FailReason, FilterClient } from "./filter-client.ts";
 import { FILTER_PEER, type PeerObserver } from "./observer.ts";
-import { rebatch } from "./records.ts";
+import { MAX_RECORD_BYTES, rebatch, validate } from "./records.ts";
+import { prefixSectionSize, SECTION_HEADER_BYTES, SECTION_PREFIX, writeSectionHeader } from "./sections.ts";
 
 export const SHARING_OFF_RETRY_MS = 10_000;
 
 interface Piece {
   data: Uint8Array;
   records: number;
+}
+
+interface Load {
+  key: string;
+  section: Uint8Array; // a whole LOAD section
 }
 
 export interface ImporterOptions {
@@ -30,13 +40,18 @@ export interface ImporterOptions {
 export class Importer {
   private readonly queue: Piece[] = [];
   private queuedBytes = 0;
+  // The latest LOAD section per "pool replica", in arrival order of their keys.
+  private readonly loads = new Map<string, Uint8Array>();
   private inFlight?: Promise<void>;
   private retryTimer?: NodeJS.Timeout;
   private readonly backoff = new Backoff(100, 5000);
   private failing?: FailReason;
   private limit: number;
   private stopped = false;
+  private leftOver = false; // the last request left things behind for lack of room
+  private oversizeLogged = false;
   dropped = 0;
+  droppedLoads = 0;
 
   constructor(private readonly opts: ImporterOptions) {
     this.limit = opts.maxBytes;
@@ -46,7 +61,7 @@ export class Importer {
     return this.limit;
   }
 
-  // Queues a valid batch (not copied: the caller hands it over).
+  // Queues a valid batch of records (not copied: the caller hands it over).
   offer(data: Uint8Array, records: number): void {
     if (records === 0 || this.stopped) return;
     this.queue.push({ data, records });
@@ -58,13 +73,27 @@ export class Importer {
     }
   }
 
+  // Keeps a peer's LOAD section (replica = the sender), replacing an earlier one of the same
+  // replica and pool that has not gone yet.
+  offerLoad(pool: string, replica: string, section: Uint8Array): void {
+    if (this.stopped) return;
+    const key = `${pool} ${replica}`;
+    if (this.loads.has(key)) this.droppedLoads++;
+    this.loads.set(key, section);
+  }
+
   // Sends what waits (called once per interval).
   flush(): void {
     this.kick();
   }
 
   get idle(): boolean {
-    return this.queue.length === 0 && !this.inFlight;
+    return this.queue.length === 0 && this.loads.size === 0 && !this.inFlight;
+  }
+
+  // LOAD sections waiting.
+  get waitingLoads(): number {
+    return this.loads.size;
   }
 
   async stop(): Promise<void> {
@@ -74,28 +103,74 @@ export class Importer {
   }
 
   private kick(): void {
-    if (this.stopped || this.inFlight || this.retryTimer || this.queue.length === 0) return;
+    if (this.stopped || this.inFlight || this.retryTimer || (this.queue.length === 0 && this.loads.size === 0)) return;
+    // Loads first, leaving room for a PREFIX section with at least one record when records wait.
+    const loadRoom = this.queue.length > 0 ? this.limit - prefixSectionSize(MAX_RECORD_BYTES) : this.limit;
+    const loads: Load[] = [];
+    let loadBytes = 0;
+    let left = false;
+    for (const [key, section] of this.loads) {
+      if (section.length > this.limit) {
+        this.loads.delete(key);
+        this.droppedLoads++;
+        if (!this.oversizeLogged) {
+          this.oversizeLogged = true;
+          this.opts.log.warn("load_too_large", `a peer's load section of ${section.length} bytes is larger than the filter's import limit of ${this.limit} bytes; dropped`, { bytes: section.length, limit: this.limit });
+        }
+        continue;
+      }
+      if (loadBytes + section.length > loadRoom) {
+        left = true;
+        continue;
+      }
+      loads.push({ key, section });
+      loadBytes += section.length;
+    }
+    for (const l of loads) this.loads.delete(l.key);
+    const room = this.limit - loadBytes - SECTION_HEADER_BYTES;
     const pieces: Piece[] = [];
     let size = 0;
-    while (this.queue.length > 0 && (pieces.length === 0 || size + this.queue[0].data.length <= this.limit)) {
-      const p = this.queue.shift()!;
-      pieces.push(p);
-      size += p.data.length;
+    while (this.queue.length > 0) {
+      const head = this.queue[0];
+      if (size + head.data.length <= room) {
+        pieces.push(this.queue.shift()!);
+        size += head.data.length;
+      } else if (pieces.length === 0 && room >= MAX_RECORD_BYTES) {
+        this.queue.splice(0, 1, ...rebatch(head.data, room).map((data) => ({ data, records: countIn(data) })));
+      } else {
+        left = true;
+        break;
+      }
     }
+    if (loads.length === 0 && pieces.length === 0) return;
     this.queuedBytes -= size;
-    this.inFlight = this.send(pieces, size).finally(() => {
+    this.leftOver = left;
+    this.inFlight = this.send(loads, loadBytes, pieces, size).finally(() => {
       this.inFlight = undefined;
-      // More than one batch waited: the rest goes at once rather than a batch per interval.
-      if (this.queuedBytes >= this.limit) this.kick();
+      // More than one request's worth waited: the rest goes at once rather than next interval.
+      if (this.leftOver) this.kick();
     });
   }
 
-  private async send(pieces: Piece[], size: number): Promise<void> {
-    const body = pieces.length === 1 ? pieces[0].data : Buffer.concat(pieces.map((p) => p.data), size);
+  private async send(loads: Load[], loadBytes: number, pieces: Piece[], size: number): Promise<void> {
+    const body = new Uint8Array(loadBytes + (pieces.length > 0 ? prefixSectionSize(size) : 0));
+    let at = 0;
+    for (const l of loads) {
+      body.set(l.section, at);
+      at += l.section.length;
+    }
+    if (pieces.length > 0) {
+      writeSectionHeader(body, at, SECTION_PREFIX, size);
+      at += SECTION_HEADER_BYTES;
+      for (const p of pieces) {
+        body.set(p.data, at);
+        at += p.data.length;
+      }
+    }
     const records = pieces.reduce((n, p) => n + p.records, 0);
     const r = await this.opts.filter.import(body);
     if (r.ok) {
-      this.opts.observer.peerRecords("imported", records);
+      if (records > 0) this.opts.observer.peerRecords("imported", records);
       this.backoff.reset();
       if (this.failing) {
         this.opts.log.info("prefix_import_recovered", `${this.opts.filter.where}: accepting peers' records again`, { after: this.failing });
@@ -110,7 +185,7 @@ export class Importer {
     if (r.reason === "too_large" && r.limit !== undefined && r.limit < this.limit && r.limit >= 1024) {
       this.limit = r.limit;
       delay = 0;
-      this.opts.log.warn("prefix_import_limit", `${r.message}; sending batches of at most ${r.limit} bytes from now on (lower --peer-max-bytes to match the filter's peers.max_import_bytes)`, { limit: r.limit });
+      this.opts.log.warn("prefix_import_limit", `${r.message}; sending at most ${r.limit} bytes from now on (lower --peer-max-bytes to match the filter's peers.max_import_bytes)`, { limit: r.limit });
     } else if (r.reason === "sharing_off") {
       delay = SHARING_OFF_RETRY_MS;
       this.opts.onSharingOff?.(r.message);
@@ -119,16 +194,20 @@ export class Importer {
       delay = this.backoff.next();
     }
     if (requeue) {
-      // Re-split to the (possibly lowered) limit, back at the head of the queue.
+      // Records: re-split to the (possibly lowered) limit, back at the head of the queue. Loads are
+      // not put back: each peer sends a newer one every interval, and an old one would count in
+      // the filter as if it were current.
       const again: Piece[] = [];
+      const pieceMax = Math.max(MAX_RECORD_BYTES, this.limit - prefixSectionSize(0));
       for (const p of pieces) {
-        for (const b of p.data.length > this.limit ? rebatch(p.data, this.limit) : [p.data]) again.push({ data: b, records: b === p.data ? p.records : countIn(b) });
+        for (const b of p.data.length > pieceMax ? rebatch(p.data, pieceMax) : [p.data]) again.push({ data: b, records: b === p.data ? p.records : countIn(b) });
       }
       this.queue.unshift(...again);
       this.queuedBytes += size;
     } else {
       this.dropped += records;
     }
+    this.droppedLoads += loads.length;
     if (this.failing !== r.reason && r.reason !== "sharing_off" && delay > 0) {
       const level = r.reason === "unauthorized" || r.reason === "rejected" || r.reason === "too_large" ? "error" : "warn";
       this.opts.log[level]("prefix_import_failed", `${r.message}; retrying in ${delay}ms`, { reason: r.reason });
@@ -138,16 +217,16 @@ export class Importer {
     }
     if (this.stopped) return;
     if (delay > 0) {
+      this.leftOver = false;
       this.retryTimer = setTimeout(() => {
         this.retryTimer = undefined;
         this.kick();
       }, delay);
-    }
+    } else this.leftOver = true;
   }
 }
 
 function countIn(batch: Uint8Array): number {
-  let n = 0;
-  for (let off = 0; off < batch.length; off += 9 + 8 * batch[off + 8]) n++;
-  return n;
+  const v = validate(batch);
+  return v.ok ? v.offsets.length : 0;
 }

@@ -1,6 +1,10 @@
 // What the peer exchange reports (SidecarMetrics implements it; tests record it).
 
-export type Direction = "exported" | "sent" | "received" | "imported";
+// The `direction` label of wasm_epp_sidecar_peer_records_total: prefix records exported by the own
+// filter, sent to peers (once per peer), received from peers, imported into the own filter; LOAD
+// sections (one replica's load of one pool) sent to peers (once per peer) and received from them.
+export const DIRECTIONS = ["exported", "sent", "received", "imported", "load_sent", "load_received"] as const;
+export type Direction = (typeof DIRECTIONS)[number];
 
 // The `reason` label of wasm_epp_sidecar_peer_errors_total. Outgoing requests (to a peer, or to
 // the own filter under peer="filter"): timeout, unreachable, unauthorized, too_large, rejected,

@@ -1,8 +1,13 @@
 // The peer port: what other replicas' sidecars call.
-//   POST /peers/v1/prefix    records (application/vnd.wasm-epp.prefix-records), at most maxBytes
-//                            204 taken (forwarded to the own filter and kept for snapshots)
+//   POST /peers/v1/share     sections (application/vnd.wasm-epp.share, sections.ts), at most
+//                            maxBytes: the sender's new prefix records and its LOAD sections
+//                            (replica = the sender's name); kinds not known here are skipped
+//                            204 taken (forwarded to the own filter; records kept for snapshots),
+//                            x-wasm-epp-peer-records, x-wasm-epp-peer-loads
 //                            401 no or wrong bearer token, 413 too large, 400 malformed (the
-//                            error names the byte offset)
+//                            error names the byte offset; nothing is taken)
+//   POST /peers/v1/prefix    records only (application/vnd.wasm-epp.prefix-records), as sidecars
+//                            of the previous version send them during a rolling update
 //   GET  /peers/v1/snapshot  200 the live records kept, oldest first; 401 as above
 // Errors are JSON: {"error": {"code": "...", "message": "..."}}. Requests with a wrong token or
 // too large a body are answered before their body is read, and their connection is closed.
@@ -13,7 +18,8 @@ import { SidecarError } from "../errors.ts";
 import type { Logger } from "../observability/log.ts";
 import type { PeerErrorReason, PeerObserver } from "./observer.ts";
 import { CONTENT_TYPE, validate } from "./records.ts";
-import { PEER_PORT_HEADER, PEER_PREFIX_PATH, PEER_SNAPSHOT_PATH } from "./sender.ts";
+import { decodeShare, type Share } from "./sections.ts";
+import { PEER_PORT_HEADER, PEER_PREFIX_PATH, PEER_SHARE_PATH, PEER_SNAPSHOT_PATH } from "./sender.ts";
 import type { PeerToken } from "./token.ts";
 
 export interface PeerServerOptions {
@@ -25,7 +31,8 @@ export interface PeerServerOptions {
   observer: PeerObserver;
   // The metrics label for a caller's address: a known peer's id, else "other".
   peerLabel: (remoteAddress: string, announcedPort?: number) => string;
-  onRecords: (batch: Buffer, records: number, from: string) => void;
+  // A valid body's sections (views into the body, which is not used again).
+  onShare: (share: Share, from: string) => void;
   snapshot: () => Uint8Array[];
 }
 
@@ -52,12 +59,12 @@ export function startPeerServer(opts: PeerServerOptions): Promise<PeerServer> {
     const path = (req.url ?? "/").split("?")[0];
     const announced = Number(req.headers[PEER_PORT_HEADER]);
     const from = opts.peerLabel(req.socket.remoteAddress ?? "", Number.isInteger(announced) && announced > 0 && announced < 65536 ? announced : undefined);
-    if (path !== PEER_PREFIX_PATH && path !== PEER_SNAPSHOT_PATH) {
+    if (path !== PEER_SHARE_PATH && path !== PEER_PREFIX_PATH && path !== PEER_SNAPSHOT_PATH) {
       res.writeHead(404, { "content-type": "application/json" }).end(JSON.stringify({ error: { code: "not_found", message: `no such endpoint: ${path}` } }));
       req.resume();
       return;
     }
-    const method = path === PEER_PREFIX_PATH ? "POST" : "GET";
+    const method = path === PEER_SNAPSHOT_PATH ? "GET" : "POST";
     if (req.method !== method) {
       res.writeHead(405, { allow: method, "content-type": "application/json" }).end(JSON.stringify({ error: { code: "method_not_allowed", message: `use ${method}` } }));
       req.resume();
@@ -113,15 +120,27 @@ export function startPeerServer(opts: PeerServerOptions): Promise<PeerServer> {
     req.on("end", () => {
       if (refused) return;
       const body = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size);
-      const v = validate(body);
-      if (!v.ok) {
-        refuse(res, 400, "malformed_records", v.error.message, from, "inbound_malformed", false);
-        return;
+      let share: Share;
+      if (path === PEER_SHARE_PATH) {
+        const d = decodeShare(body);
+        if (!d.ok) {
+          refuse(res, 400, "malformed_share", d.error.message, from, "inbound_malformed", false);
+          return;
+        }
+        share = d.share;
+      } else {
+        const v = validate(body);
+        if (!v.ok) {
+          refuse(res, 400, "malformed_records", v.error.message, from, "inbound_malformed", false);
+          return;
+        }
+        share = { prefix: body.length > 0 ? [body] : [], prefixBytes: body.length, prefixRecords: v.offsets.length, loads: [], unknown: 0 };
       }
       opts.observer.peerReceived(from, body.length);
-      opts.observer.peerRecords("received", v.offsets.length);
-      if (v.offsets.length > 0) opts.onRecords(body, v.offsets.length, from);
-      res.writeHead(204, { "x-wasm-epp-peer-records": String(v.offsets.length) }).end();
+      if (share.prefixRecords > 0) opts.observer.peerRecords("received", share.prefixRecords);
+      if (share.loads.length > 0) opts.observer.peerRecords("load_received", share.loads.length);
+      if (share.prefixRecords > 0 || share.loads.length > 0) opts.onShare(share, from);
+      res.writeHead(204, { "x-wasm-epp-peer-records": String(share.prefixRecords), "x-wasm-epp-peer-loads": String(share.loads.length) }).end();
     });
   });
   server.keepAliveTimeout = 5000;

@@ -3,7 +3,8 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { endpointId } from "../../sidecar/peers/records.ts";
+import { encode, endpointId, ms32 } from "../../sidecar/peers/records.ts";
+import { encodeLoad, encodePrefix, encodeSection } from "../../sidecar/peers/sections.ts";
 import { freePort, startMesh, startReplica, type Replica } from "./peer-helpers.ts";
 import { waitUntil } from "./helpers.ts";
 import { hashes, PrefixFilterStub } from "./prefix-filter.ts";
@@ -33,7 +34,7 @@ test("three replicas: records one filter writes reach the other two filters' ind
     assert.equal(a.filter.imports.length, 0, "a's filter never receives its own records");
     assert.equal(b.observer.records.exported, 0);
     // Bytes are counted per peer, under the peer's id (its address and announced peer port).
-    assert.equal(a.observer.sent.get(b.id), 9 + 8 * 5 + 9 + 8 * 25);
+    assert.equal(a.observer.sent.get(b.id), 5 + 9 + 8 * 5 + 9 + 8 * 25, "one PREFIX section: 5 header bytes and the records");
     assert.equal(b.observer.received.get(a.id), a.observer.sent.get(b.id));
     assert.deepEqual(a.observer.counts, { known: 2, reachable: 2 });
     // Every replica keeps what it exported and received, for a later snapshot.
@@ -49,12 +50,13 @@ test("three replicas: records one filter writes reach the other two filters' ind
   }
 });
 
-test("the peer port refuses a missing or wrong token (401), too large a body (413), a malformed batch (400, with the offset)", async () => {
+test("the peer port refuses a missing or wrong token (401), too large a body (413), malformed sections (400, with the offset); skips unknown kinds", async () => {
   const [r] = await startMesh(1, { maxBytes: 2048 });
   try {
-    const url = `http://${r.id}/peers/v1/prefix`;
-    const rec = Buffer.alloc(17);
-    rec[8] = 1;
+    const url = `http://${r.id}/peers/v1/share`;
+    const raw = Buffer.alloc(17);
+    raw[8] = 1;
+    const rec = Buffer.from(encodePrefix(raw));
     const post = (headers: Record<string, string>, body: Buffer) => fetch(url, { method: "POST", headers, body: new Uint8Array(body) });
     const none = await post({}, rec);
     assert.equal(none.status, 401);
@@ -67,19 +69,30 @@ test("the peer port refuses a missing or wrong token (401), too large a body (41
     const big = await post({ authorization: "Bearer peer-secret" }, Buffer.alloc(4096));
     assert.equal(big.status, 413);
     assert.match((await big.json()).error.message, /2048 bytes/);
-    const bad = Buffer.concat([rec, Buffer.from([1, 0, 0, 0, 2, 0, 0, 0, 0])]); // second record: n = 0
+    const bad = Buffer.from(encodePrefix(Buffer.concat([raw, Buffer.from([1, 0, 0, 0, 2, 0, 0, 0, 0])]))); // second record: n = 0
     const malformed = await post({ authorization: "Bearer peer-secret" }, bad);
     assert.equal(malformed.status, 400);
-    assert.match((await malformed.json()).error.message, /at byte 25: n is 0/);
-    const ok = await post({ authorization: "Bearer peer-secret" }, rec);
-    assert.equal(ok.status, 204);
-    assert.equal((await fetch(`http://${r.id}/peers/v1/prefix`, { headers: { authorization: "Bearer peer-secret" } })).status, 405);
+    assert.match((await malformed.json()).error.message, /at byte 30: in a PREFIX section: n is 0/);
+    const cut = await post({ authorization: "Bearer peer-secret" }, Buffer.concat([rec, Buffer.from([2, 200, 0, 0, 0, 1])]));
+    assert.equal(cut.status, 400);
+    assert.match((await cut.json()).error.message, /at byte 23: a section of 200 bytes, 1 left/);
+    const unnamed = await post({ authorization: "Bearer peer-secret" }, Buffer.from(encodeLoad("default/pool", "", new Uint8Array(4))));
+    assert.equal(unnamed.status, 400, "a peer's load must name its replica");
+    assert.match((await unnamed.json()).error.message, /replica name is empty/);
+    const ok = await post({ authorization: "Bearer peer-secret" }, Buffer.concat([Buffer.from(encodeSection(9, new Uint8Array(3))), rec]));
+    assert.equal(ok.status, 204, "an unknown kind is skipped, the rest taken");
+    assert.equal(ok.headers.get("x-wasm-epp-peer-records"), "1");
+    assert.equal((await fetch(url, { headers: { authorization: "Bearer peer-secret" } })).status, 405);
+    // A sidecar of the previous version posts bare records to /peers/v1/prefix: still taken.
+    const legacy = await fetch(`http://${r.id}/peers/v1/prefix`, { method: "POST", headers: { authorization: "Bearer peer-secret" }, body: new Uint8Array(encode(2, ms32(Date.now()), new Uint8Array(8).fill(7))) });
+    assert.equal(legacy.status, 204);
     assert.equal((await fetch(`http://${r.id}/nothing`)).status, 404);
     assert.equal(r.observer.errorsOf("inbound_unauthorized", "other"), 5);
     assert.equal(r.observer.errorsOf("inbound_too_large"), 1);
-    assert.equal(r.observer.errorsOf("inbound_malformed"), 1);
-    assert.equal(r.observer.records.received, 1, "only the valid batch was taken");
-    await waitUntil(() => r.filter.imports.length === 1, 5000, "the valid record forwarded");
+    assert.equal(r.observer.errorsOf("inbound_malformed"), 3);
+    assert.equal(r.observer.records.received, 2, "only the valid bodies were taken");
+    await waitUntil(() => r.filter.imports.reduce((n, i) => n + i.records, 0) === 2, 5000, "the valid records forwarded");
+    assert.ok(r.filter.imports.every((i) => i.status === 204));
     assert.ok(r.records.some((l) => l.event === "peer_request_refused" && l.reason === "inbound_unauthorized"));
   } finally {
     await r.stop();
@@ -195,6 +208,7 @@ test("the filter's import limit: a 413 naming a smaller limit makes the sidecar 
     await waitUntil(() => b.observer.records.imported === 40, 10_000, "all 40 imported");
     assert.ok(small.imports.some((i) => i.status === 413));
     assert.ok(small.imports.filter((i) => i.status === 204).every((i) => i.bytes <= 1024));
+    assert.ok(small.imports.filter((i) => i.status === 204).length > 1, "split over several posts");
     assert.ok(hashes(139, 8).every((h) => small.holds(h, endpointId("10.0.1.39:8000"))));
     assert.ok(b.records.some((l) => l.event === "prefix_import_limit" && l.limit === 1024));
   } finally {

@@ -32,7 +32,7 @@ export function tokenFile(token: string): string {
 export class RecordingObserver implements PeerObserver {
   readonly sent = new Map<string, number>();
   readonly received = new Map<string, number>();
-  readonly records: Record<Direction, number> = { exported: 0, sent: 0, received: 0, imported: 0 };
+  readonly records: Record<Direction, number> = { exported: 0, sent: 0, received: 0, imported: 0, load_sent: 0, load_received: 0 };
   readonly errors: Array<{ peer: string; reason: PeerErrorReason }> = [];
   counts = { known: 0, reachable: 0 };
   storeBytes = 0;
@@ -90,6 +90,8 @@ export interface ReplicaOptions {
   storeBytes?: number;
   ttlMs?: number;
   warmupTimeoutMs?: number;
+  replicaName?: string; // default replica-<peer port>
+  pools?: string[] | (() => string[]); // the pools served (default none)
 }
 
 export async function startReplica(o: ReplicaOptions): Promise<Replica> {
@@ -102,6 +104,8 @@ export async function startReplica(o: ReplicaOptions): Promise<Replica> {
     peerToken: new PeerToken(tokenFile(o.peerToken ?? "peer-secret")),
     sources: o.sources ?? [new StaticPeers(o.peers.map((p) => parsePeerAddress(p)!))],
     isSelf: (p, own) => p.port === own && p.host === "127.0.0.1",
+    replicaName: o.replicaName ?? `replica-${o.port}`,
+    pools: typeof o.pools === "function" ? o.pools : () => (o.pools as string[] | undefined) ?? [],
     intervalMs: o.intervalMs ?? 20,
     maxBytes: o.maxBytes ?? 1024 * 1024,
     timeoutMs: o.timeoutMs ?? 1000,

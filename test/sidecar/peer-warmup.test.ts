@@ -35,7 +35,7 @@ async function slowPeer(body: Buffer, delayMs: number | undefined): Promise<{ po
   const server = http.createServer((req, res) => {
     state.requests++;
     if (req.headers.authorization !== "Bearer peer-secret") return void res.writeHead(401).end();
-    if (req.url === "/peers/v1/prefix") return void req.resume().on("end", () => res.writeHead(204).end());
+    if (req.url === "/peers/v1/share") return void req.resume().on("end", () => res.writeHead(204).end());
     if (delayMs === undefined) return;
     setTimeout(() => res.writeHead(200, { "content-type": "application/vnd.wasm-epp.prefix-records" }).end(body), delayMs);
   });
