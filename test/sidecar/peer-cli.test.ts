@@ -17,6 +17,8 @@ test("peer flags: defaults, and on only with a peer source", () => {
   assert.equal(o.peerTtlMs, 600_000);
   assert.equal(o.peerWarmupTimeoutMs, 5000);
   assert.equal(o.peerStoreBytes, 64 * 1024 * 1024);
+  assert.equal(o.replicaName, undefined, "default: POD_NAME, else the host name (resolved at start)");
+  assert.equal(parseOptions(["--replica-name", "envoy-gw-7c9-x2k"]).replicaName, "envoy-gw-7c9-x2k");
   const p = parseOptions(["--peer", "10.0.0.2:19200", "--peer", "[fd00::3]:19200", "--peer-token-file", "/t", "--peer-interval", "250ms", "--peer-max-bytes", "256KiB", "--peer-ttl", "5m"]);
   assert.equal(peerSharing(p), true);
   assert.deepEqual(p.peers, ["10.0.0.2:19200", "[fd00::3]:19200"]);
@@ -44,6 +46,8 @@ test("peer flags: usage errors name the flag", () => {
     [["--peer", "10.0.0.2:1", "--peer-token-file", "/t", "--peer-port", "9090"], /--peer-port and --metrics-port are both 9090/],
     [["--peer-max-bytes", "100"], /--peer-max-bytes 100: must be between 1KiB and 64MiB/],
     [["--peer-interval", "1ms"], /--peer-interval 1ms: must be between 10ms/],
+    [["--replica-name", "a b"], /--replica-name a b: must be 1 to 253 printable ASCII characters/],
+    [["--replica-name", "x".repeat(254)], /--replica-name x+: must be 1 to 253/],
   ];
   for (const [args, re] of cases) {
     assert.throws(() => parseOptions(args), (e: Error & { code?: string }) => e.code === "usage" && re.test(e.message), args.join(" "));
@@ -55,6 +59,7 @@ test("peer metrics: the names, and a peer's series go when it leaves", async () 
   m.peerSent("10.0.0.2:19200", 100);
   m.peerReceived("10.0.0.2:19200", 50);
   m.peerRecords("exported", 3);
+  m.peerRecords("load_sent", 4);
   m.peerError("10.0.0.2:19200", "timeout");
   m.peerError("filter", "sharing_off");
   m.peerCounts(2, 1);
@@ -65,6 +70,8 @@ test("peer metrics: the names, and a peer's series go when it leaves", async () 
   assert.match(text, /wasm_epp_sidecar_peer_received_bytes_total\{peer="10\.0\.0\.2:19200"\} 50/);
   assert.match(text, /wasm_epp_sidecar_peer_records_total\{direction="exported"\} 3/);
   assert.match(text, /wasm_epp_sidecar_peer_records_total\{direction="imported"\} 0/);
+  assert.match(text, /wasm_epp_sidecar_peer_records_total\{direction="load_sent"\} 4/);
+  assert.match(text, /wasm_epp_sidecar_peer_records_total\{direction="load_received"\} 0/);
   assert.match(text, /wasm_epp_sidecar_peer_errors_total\{peer="10\.0\.0\.2:19200",reason="timeout"\} 1/);
   assert.match(text, /wasm_epp_sidecar_peers\{state="known"\} 2/);
   assert.match(text, /wasm_epp_sidecar_peers\{state="reachable"\} 1/);
