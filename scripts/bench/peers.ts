@@ -1,19 +1,22 @@
-// npm run bench:peers — what prefix sharing between gateway replicas costs one sidecar.
+// npm run bench:peers — what sharing between gateway replicas (prefix records and loads) costs
+// one sidecar.
 //
 // One whole sidecar (scripts/bench/peers-sidecar.ts, a child process: the only one measured)
-// shares prefix records with N - 1 peers. This process plays everything around it:
-//   - its filter's prefix endpoint (the stub in test/sidecar/prefix-filter.ts), journaling the
+// shares with N - 1 peers. It runs in file mode with --pools InferencePools of no pod (so it
+// serves those pools and scrapes nothing). This process plays everything around it:
+//   - its filter's share endpoint (the stub in test/sidecar/prefix-filter.ts), journaling the
 //     records of this replica's share of the traffic: 1000 requests/s over the gateway, spread
 //     evenly, so 1000/N records/s, each for one of 100 pods, with n prefix hashes, n from 1 to
-//     25, log-uniform (mostly small: median 5, mean 7.7);
-//   - N - 1 peers: each accepts the sidecar's POSTs and sends it its own 1000/N records/s every
-//     100 ms, as the sidecars do.
+//     25, log-uniform (mostly small: median 5, mean 7.7); and answering each read with a load
+//     record per pool of 24 + 32 bytes per pod (3224 bytes for 100 pods);
+//   - N - 1 peers: each accepts the sidecar's POSTs and sends it, every interval, its own 1000/N
+//     records/s and its load of every pool, as the sidecars do.
 // After a 3 s warm-up, --seconds (20) are measured: the sidecar's CPU (process.cpuUsage, user +
 // system) as a fraction of one core, the bytes it sends to peers and receives from them, and its
-// requests to its filter. The sidecar's own work besides (file mode, no pools: one state push a
-// second) is measured alone first, as the baseline.
+// requests to its filter. The sidecar's own work besides (the same pools, no peer flags: one
+// state push a second) is measured alone first, as the baseline.
 //
-//   tsx scripts/bench/peers.ts [--replicas 4,8,8@250] [--seconds 20] [--rate 1000] [--pods 100]
+//   tsx scripts/bench/peers.ts [--replicas 4,8,8@250] [--seconds 20] [--rate 1000] [--pods 100] [--pools 1]
 // (N@MS: N replicas with --peer-interval MS, default 100 ms.)
 
 import { fork, type ChildProcess } from "node:child_process";
@@ -25,6 +28,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { encode, endpointId, ms32 } from "../../sidecar/peers/records.ts";
+import { concat, encodeLoad, encodePrefix } from "../../sidecar/peers/sections.ts";
 import { PrefixFilterStub } from "../../test/sidecar/prefix-filter.ts";
 
 const { values } = parseArgs({
@@ -33,6 +37,7 @@ const { values } = parseArgs({
     seconds: { type: "string", default: "20" },
     rate: { type: "string", default: "1000" },
     pods: { type: "string", default: "100" },
+    pools: { type: "string", default: "1" },
     warmup: { type: "string", default: "3" },
   },
 });
@@ -45,6 +50,9 @@ const SECONDS = Number(values.seconds);
 const RATE = Number(values.rate);
 const PODS = Number(values.pods);
 const WARMUP = Number(values.warmup);
+const POOLS = Array.from({ length: Number(values.pools) }, (_, i) => `bench/pool-${i}`);
+// A load record as the filter keeps it: 24 bytes of header, 32 per endpoint.
+const LOAD_RECORD_BYTES = 24 + 32 * PODS;
 const TOKEN = "bench-peer-token";
 const PUSH_TOKEN = "bench-push-token";
 const RUNNER_SOURCE = fileURLToPath(new URL("./peers-sidecar.ts", import.meta.url));
@@ -90,7 +98,13 @@ function hashesOf(rec: Uint8Array): bigint[] {
   return Array.from({ length: rec[8] }, (_, i) => v.getBigUint64(9 + 8 * i, true));
 }
 
-// A fake peer: takes the sidecar's records, and sends its own every 100 ms.
+function loadRecord(): Uint8Array {
+  const r = new Uint8Array(LOAD_RECORD_BYTES);
+  for (let i = 0; i < r.length; i++) r[i] = (Math.random() * 256) | 0;
+  return r;
+}
+
+// A fake peer: takes the sidecar's posts, and sends its own records and loads every interval.
 class FakePeer {
   port = 0;
   bytesIn = 0;
@@ -119,7 +133,7 @@ class FakePeer {
     this.port = (this.server.address() as AddressInfo).port;
   }
 
-  startSending(target: number, perSecond: number, intervalMs: number): void {
+  startSending(target: number, perSecond: number, intervalMs: number, name: string): void {
     let last = Date.now();
     this.timer = setInterval(() => {
       const now = Date.now();
@@ -127,9 +141,11 @@ class FakePeer {
       last = now;
       const n = Math.floor(this.owed);
       this.owed -= n;
-      if (n === 0) return;
-      const body = Buffer.concat(Array.from({ length: n }, () => randomRecord()));
-      const req = http.request({ host: "127.0.0.1", port: target, path: "/peers/v1/prefix", method: "POST", agent: this.agent, headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/vnd.wasm-epp.prefix-records", "content-length": body.length, "x-wasm-epp-peer-port": String(this.port) } });
+      const sections = POOLS.map((pool) => encodeLoad(pool, name, loadRecord()));
+      if (n > 0) sections.push(encodePrefix(Array.from({ length: n }, () => randomRecord())));
+      if (sections.length === 0) return;
+      const body = concat(sections);
+      const req = http.request({ host: "127.0.0.1", port: target, path: "/peers/v1/share", method: "POST", agent: this.agent, headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/vnd.wasm-epp.share", "content-length": body.length, "x-wasm-epp-peer-port": String(this.port) } });
       req.on("response", (res) => {
         res.resume();
         if (res.statusCode === 204) {
@@ -180,12 +196,14 @@ interface Row {
   pullsPerSec: number;
   importsPerSec: number;
   importedRecordsPerSec: number;
+  importedLoadsPerSec: number;
+  poolsAsked: boolean;
   failures: number;
   ready: boolean;
 }
 
 async function run(n: number, intervalMs: number): Promise<Row> {
-  const filter = await PrefixFilterStub.start({ token: PUSH_TOKEN, journal: 4096 });
+  const filter = await PrefixFilterStub.start({ token: PUSH_TOKEN, journal: 4096, loadRecord });
   const peers: FakePeer[] = [];
   for (let i = 0; i < n - 1; i++) {
     const p = new FakePeer();
@@ -194,7 +212,9 @@ async function run(n: number, intervalMs: number): Promise<Row> {
   }
   const dir = mkdtempSync(join(tmpdir(), "wasm-epp-bench-peers-"));
   writeFileSync(join(dir, "peer-token"), TOKEN);
-  const args = ["--manifests", mkdtempSync(join(dir, "manifests-")), "--push-url", filter.pushUrl, "--metrics-port", "0", "--log-level", "warn"];
+  const manifests = mkdtempSync(join(dir, "manifests-"));
+  writeFileSync(join(manifests, "pools.yaml"), POOLS.map((p) => `apiVersion: inference.networking.x-k8s.io/v1alpha2\nkind: InferencePool\nmetadata: {name: ${p.split("/")[1]}, namespace: ${p.split("/")[0]}}\nspec: {targetPortNumber: 8000, selector: {app: bench-none}}\n`).join("---\n"));
+  const args = ["--manifests", manifests, "--replica-name", "bench-0", "--push-url", filter.pushUrl, "--metrics-port", "0", "--log-level", "warn"];
   if (n > 1) args.push("--peer-port", "0", "--peer-address", "127.0.0.1", "--peer-token-file", join(dir, "peer-token"), "--peer-interval", `${intervalMs}ms`, ...peers.flatMap((p) => ["--peer", `127.0.0.1:${p.port}`]));
   const { child, peerPort } = await startChild(args);
   // This replica's share of the traffic, journaled by its filter.
@@ -212,7 +232,7 @@ async function run(n: number, intervalMs: number): Promise<Row> {
       produced++;
     }
   }, 10);
-  if (peerPort !== null) for (const p of peers) p.startSending(peerPort, own, intervalMs);
+  if (peerPort !== null) peers.forEach((p, i) => p.startSending(peerPort, own, intervalMs, `bench-${i + 1}`));
   await sleep(WARMUP * 1000);
   const snap = () => ({
     cpu: 0,
@@ -223,6 +243,9 @@ async function run(n: number, intervalMs: number): Promise<Row> {
     pulls: filter.pulls.length,
     imports: filter.imports.length,
     importedRecords: filter.imports.reduce((s, i) => s + i.records, 0),
+    importedLoads: filter.imports.reduce((s, i) => s + i.loads.length, 0),
+    failures: peers.reduce((s, p) => s + p.failures, 0),
+    pulledWithPools: filter.pulls.filter((p) => p.pools.length === POOLS.length).length,
     produced,
     at: performance.now(),
   });
@@ -253,13 +276,15 @@ async function run(n: number, intervalMs: number): Promise<Row> {
     pullsPerSec: (b.pulls - a.pulls) / secs,
     importsPerSec: (b.imports - a.imports) / secs,
     importedRecordsPerSec: (b.importedRecords - a.importedRecords) / secs,
-    failures: peers.reduce((s, p) => s + p.failures, 0),
+    importedLoadsPerSec: (b.importedLoads - a.importedLoads) / secs,
+    poolsAsked: b.pulledWithPools - a.pulledWithPools === b.pulls - a.pulls,
+    failures: b.failures - a.failures, // while measured (not when the sidecar stops)
     ready: m1.ready,
   };
 }
 
 const rows: Row[] = [];
-console.log(`bench:peers — ${RATE} requests/s over the gateway, ${PODS} pods, ${SECONDS} s measured per run (after ${WARMUP} s)`);
+console.log(`bench:peers — ${RATE} requests/s over the gateway, ${PODS} pods, ${POOLS.length} pool(s) (load records of ${LOAD_RECORD_BYTES} bytes), ${SECONDS} s measured per run (after ${WARMUP} s)`);
 for (const { n, intervalMs } of [{ n: 1, intervalMs: 100 }, ...REPLICAS]) {
   const r = await run(n, intervalMs);
   rows.push(r);
@@ -268,15 +293,16 @@ for (const { n, intervalMs } of [{ n: 1, intervalMs: 100 }, ...REPLICAS]) {
 const base = rows[0].cpu;
 const kb = (x: number) => `${(x / 1024).toFixed(1)} KiB/s`;
 console.log("");
-console.log("| replicas | --peer-interval | own records/s | sent to peers | received from peers | POSTs out/in per s | filter pulls/s, imports/s | CPU (fraction of a core) | CPU above baseline |");
+console.log("| replicas | --peer-interval | own records/s | sent to peers | received from peers | POSTs out/in per s | filter reads/s, posts/s | CPU (fraction of a core) | CPU above baseline |");
 console.log("|---|---|---|---|---|---|---|---|---|");
 for (const r of rows) {
   if (r.replicas === 1) {
     console.log(`| baseline (no peer flags) | — | — | — | — | — | — | ${r.cpu.toFixed(4)} | — |`);
     continue;
   }
-  console.log(`| ${r.replicas} | ${r.intervalMs} ms | ${r.ownRecordsPerSec.toFixed(0)} | ${kb(r.outBytesPerSec)} | ${kb(r.inBytesPerSec)} | ${r.postsOutPerSec.toFixed(0)} / ${r.postsInPerSec.toFixed(0)} | ${r.pullsPerSec.toFixed(1)}, ${r.importsPerSec.toFixed(1)} (${r.importedRecordsPerSec.toFixed(0)} records/s) | ${r.cpu.toFixed(4)} | ${(r.cpu - base).toFixed(4)} |`);
+  console.log(`| ${r.replicas} | ${r.intervalMs} ms | ${r.ownRecordsPerSec.toFixed(0)} | ${kb(r.outBytesPerSec)} | ${kb(r.inBytesPerSec)} | ${r.postsOutPerSec.toFixed(0)} / ${r.postsInPerSec.toFixed(0)} | ${r.pullsPerSec.toFixed(1)}, ${r.importsPerSec.toFixed(1)} (${r.importedRecordsPerSec.toFixed(0)} records/s, ${r.importedLoadsPerSec.toFixed(0)} loads/s) | ${r.cpu.toFixed(4)} | ${(r.cpu - base).toFixed(4)} |`);
 }
 console.log("\ntarget: <= 0.05 core");
 for (const r of rows.filter((x) => x.replicas > 1)) console.log(`  N = ${r.replicas}, ${r.intervalMs} ms: ${r.cpu.toFixed(4)} — ${r.cpu <= 0.05 ? "met" : "NOT met"}`);
+for (const r of rows.filter((x) => x.replicas > 1 && !x.poolsAsked)) console.log(`note: N = ${r.replicas}: some reads of the filter did not name every pool`);
 if (rows.some((r) => r.failures > 0)) console.log(`note: ${rows.reduce((s, r) => s + r.failures, 0)} peer POSTs to the sidecar failed`);
