@@ -300,7 +300,8 @@ function runPeers(size: number, label: string): PeersRow {
     if (i % bodies.length === bodies.length - 1) for (const b of bodies) b[digit] = 0x30 + ((b[digit] - 0x30 + 1) % 10);
   }
   const journaled = sides[0].host.metric('wasm_epp.peer_records_journaled') ?? 0;
-  if (journaled < pairs) throw new Error(`peers on: ${journaled} records journaled for ${pairs + warmup} new prompts`);
+  // The bodies come back after 640 requests (64 bodies, 10 session digits): those teach nothing new.
+  if (journaled < Math.min(pairs + warmup, 600)) throw new Error(`peers on: ${journaled} records journaled for ${pairs + warmup} requests`);
   const out = sides.map((side): Side => {
     if (side.host.traps.length) throw new Error(`trap: ${side.host.traps[0].message}`);
     side.host.close();
@@ -337,7 +338,7 @@ if (json) {
   }
   const worst = answers.reduce((w, a) => (a.ratio > w.ratio ? a : w));
   console.log(`\nworst on/off: ${worst.ratio.toFixed(2)} (${worst.body} body, ${worst.answer} ${worst.shape} answer)`);
-  console.log('\nsharing with other replicas: peers.enabled true against false, 8 endpoints, PREFIX_CACHE, 1 KB JSON answer; on: three replicas\' loads merged, every request journaled\n');
+  console.log('\nsharing with other replicas: peers.enabled true against false, 8 endpoints, PREFIX_CACHE, 1 KB JSON answer; on: three replicas\' loads merged, each new prompt journaled\n');
   console.log('| body | filter on (us) | filter off (us) | on/off | filter p99 on / off (us) | host calls / request on / off | host calls median on / off (us) |');
   console.log('|---|---|---|---|---|---|---|');
   for (const a of peers) {
