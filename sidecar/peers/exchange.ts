@@ -26,6 +26,9 @@ import { RecordStore } from "./store.ts";
 import type { PeerToken } from "./token.ts";
 import { warmUp, type WarmupOutcome } from "./warmup.ts";
 
+// Pools one read of the filter may name (the filter refuses more).
+export const MAX_POOLS_PER_READ = 64;
+
 export interface PeerExchangeOptions {
   filterOrigin: URL;
   pushToken: TokenSource;
@@ -68,6 +71,7 @@ export class PeerExchange {
   private warmed = false;
   private loadsLeftOutLogged = false;
   private nameClashLogged = false;
+  private poolsCappedLogged = false;
   private readonly snapshotAgent: http.Agent = newAgent();
   warmup!: Promise<WarmupOutcome>;
 
@@ -169,7 +173,15 @@ export class PeerExchange {
 
   private async pullOnce(): Promise<void> {
     const started = this.now();
-    const r = await this.filter.pull(this.since, this.o.pools());
+    let pools = this.o.pools();
+    if (pools.length > MAX_POOLS_PER_READ) {
+      if (!this.poolsCappedLogged) {
+        this.poolsCappedLogged = true;
+        this.o.log.warn("loads_too_many_pools", `the sidecar serves ${pools.length} pools; the filter answers for at most ${MAX_POOLS_PER_READ} in one read: the loads of the others are not shared`, { pools: pools.length });
+      }
+      pools = [...pools].sort().slice(0, MAX_POOLS_PER_READ);
+    }
+    const r = await this.filter.pull(this.since, pools);
     if (this.stopped) return;
     let delay = this.o.intervalMs;
     if (r.ok) {

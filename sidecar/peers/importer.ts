@@ -50,6 +50,8 @@ export class Importer {
   private stopped = false;
   private leftOver = false; // the last request left things behind for lack of room
   private oversizeLogged = false;
+  private loadRefusedLogged = false;
+  private recordsOnly = false; // the next post leaves the loads out
   dropped = 0;
   droppedLoads = 0;
 
@@ -110,6 +112,7 @@ export class Importer {
     let loadBytes = 0;
     let left = false;
     for (const [key, section] of this.loads) {
+      if (this.recordsOnly) break; // they wait for the next interval
       if (section.length > this.limit) {
         this.loads.delete(key);
         this.droppedLoads++;
@@ -142,6 +145,7 @@ export class Importer {
         break;
       }
     }
+    this.recordsOnly = false;
     if (loads.length === 0 && pieces.length === 0) return;
     this.queuedBytes -= size;
     this.leftOver = left;
@@ -189,6 +193,15 @@ export class Importer {
     } else if (r.reason === "sharing_off") {
       delay = SHARING_OFF_RETRY_MS;
       this.opts.onSharingOff?.(r.message);
+    } else if (r.reason === "rejected" && loads.length > 0 && pieces.length > 0) {
+      // The filter takes a body whole or not at all: one peer's load it does not take (a record
+      // of another format) must not cost every peer's records. Those go again at once, alone.
+      delay = 0;
+      this.recordsOnly = true;
+      if (!this.loadRefusedLogged) {
+        this.loadRefusedLogged = true;
+        this.opts.log.warn("load_import_refused", `${r.message}; posting the records again without the loads`, {});
+      }
     } else {
       if (r.reason === "rejected" || r.reason === "too_large") requeue = false; // the filter will not take it
       delay = this.backoff.next();
