@@ -177,29 +177,23 @@ function sseAnswer(size: number): Uint8Array[] {
 interface Side { filter_median_us: number; filter_p99_us: number; host_calls_median_us: number; host_calls_per_request: number; total_median_us: number }
 interface AnswerRow { body: string; answer: string; shape: 'json' | 'sse'; chunks: number; on: Side; off: Side; ratio: number; requests: number }
 
-function runAnswers(size: number, label: string, answer: Uint8Array[], answerLabel: string, shape: 'json' | 'sse'): AnswerRow {
-  const sides = [true, false].map((enabled) => {
-    const { host, worker } = gateway(8, 'PREFIX_CACHE', { observe: { enabled } });
-    return { enabled, host, worker, profile: host.profile!, own: [] as number[], hostTimes: [] as number[], times: [] as number[], calls: 0 };
-  });
+interface Alternating { profile: NonNullable<ProxyWasmHost['profile']>; worker: Worker; own: number[]; hostTimes: number[]; times: number[]; calls: number }
+
+// Requests of about `size` bytes (a new prompt each time until the 64 bodies come back) through
+// each side in turn, which side goes first alternating, each followed by `answer`. Records each
+// side's times after `warmup`; at least `minimum` pairs and for at least `budgetMs` (at most
+// `maximum`). Returns the pairs measured.
+function alternate(sides: Alternating[], size: number, answer: Uint8Array[], responseHeaders: Record<string, string>, o: { minimum: number; maximum: number; budgetMs: number; warmup: number }): number {
   const bodies = Array.from({ length: 64 }, (_, i) => chatBody(size, i));
   const digit = Buffer.from(bodies[0]).indexOf('Session ') + 8;
   const answerBytes = answer.reduce((a, c) => a + c.length, 0);
-  // Pairs of requests, at least `minimum` and for at least `budgetMs` (at most `maximum`).
-  const minimum = quick ? 30 : 200;
-  const maximum = quick ? 2000 : 20_000;
-  const budgetMs = quick ? 300 : 3000;
-  const warmup = quick ? 10 : 30;
   const headers = { ':method': 'POST', ':path': '/v1/chat/completions', ':authority': 'gw', ':scheme': 'http', 'content-type': 'application/json' };
-  // A JSON answer carries its length, as vLLM's and SGLang's do (a stream is chunked).
-  const responseHeaders = { ':status': '200', 'content-type': shape === 'sse' ? 'text/event-stream' : 'application/json', ...(shape === 'json' ? { 'content-length': String(answer.reduce((a, c) => a + c.length, 0)) } : {}) };
   const started = Date.now();
   let pairs = 0;
   for (let i = 0; ; i++) {
-    if (i >= warmup && (pairs >= maximum || (pairs >= minimum && Date.now() - started >= budgetMs))) break;
+    if (i >= o.warmup && (pairs >= o.maximum || (pairs >= o.minimum && Date.now() - started >= o.budgetMs))) break;
     const body = bodies[i % bodies.length];
-    // Alternate which side goes first.
-    for (const side of i % 2 === 0 ? sides : [sides[1], sides[0]]) {
+    for (const side of i % 2 === 0 ? sides : [...sides].reverse()) {
       side.profile.reset();
       const t0 = process.hrtime.bigint();
       const s = side.worker.newHttpStream();
@@ -210,16 +204,29 @@ function runAnswers(size: number, label: string, answer: Uint8Array[], answerLab
       const t1 = process.hrtime.bigint();
       if (!s.upstream.header('x-gateway-destination-endpoint')) throw new Error(`not routed: ${s.localReply?.status} ${s.localReply?.bodyText}`);
       if (s.state !== 'complete' || s.downstream.bodyBuffer.length !== answerBytes) throw new Error(`answer not passed through: ${s.state}, ${s.downstream.bodyBuffer.length} bytes`);
-      if (i >= warmup) {
+      if (i >= o.warmup) {
         side.times.push(Number(t1 - t0) / 1000);
         side.own.push(Number(side.profile.moduleNs - side.profile.hostNs) / 1000);
         side.hostTimes.push(Number(side.profile.hostNs) / 1000);
         side.calls += side.profile.hostCalls;
       }
     }
-    if (i >= warmup) pairs++;
+    if (i >= o.warmup) pairs++;
     if (i % bodies.length === bodies.length - 1) for (const b of bodies) b[digit] = 0x30 + ((b[digit] - 0x30 + 1) % 10);
   }
+  return pairs;
+}
+
+function runAnswers(size: number, label: string, answer: Uint8Array[], answerLabel: string, shape: 'json' | 'sse'): AnswerRow {
+  const sides = [true, false].map((enabled) => {
+    const { host, worker } = gateway(8, 'PREFIX_CACHE', { observe: { enabled } });
+    return { enabled, host, worker, profile: host.profile!, own: [] as number[], hostTimes: [] as number[], times: [] as number[], calls: 0 };
+  });
+  // Pairs of requests, at least `minimum` and for at least `budgetMs` (at most `maximum`).
+  const warmup = quick ? 10 : 30;
+  // A JSON answer carries its length, as vLLM's and SGLang's do (a stream is chunked).
+  const responseHeaders = { ':status': '200', 'content-type': shape === 'sse' ? 'text/event-stream' : 'application/json', ...(shape === 'json' ? { 'content-length': String(answer.reduce((a, c) => a + c.length, 0)) } : {}) };
+  const pairs = alternate(sides, size, answer, responseHeaders, { minimum: quick ? 30 : 200, maximum: quick ? 2000 : 20_000, budgetMs: quick ? 300 : 3000, warmup });
   const out = sides.map((side): Side => {
     if (side.host.traps.length) throw new Error(`trap: ${side.host.traps[0].message}`);
     // Watching answers really read their usage (and not watching them did not).
@@ -266,39 +273,10 @@ function runPeers(size: number, label: string): PeersRow {
     if (given.status !== 204) throw new Error(`load refused: ${given.status}`);
   }
   other.host.close();
-  const bodies = Array.from({ length: 64 }, (_, i) => chatBody(size, i));
-  const digit = Buffer.from(bodies[0]).indexOf('Session ') + 8;
   const answer = jsonAnswer(1024);
-  const minimum = quick ? 30 : 200;
-  const budgetMs = quick ? 300 : 3000;
   const warmup = quick ? 10 : 30;
-  const headers = { ':method': 'POST', ':path': '/v1/chat/completions', ':authority': 'gw', ':scheme': 'http', 'content-type': 'application/json' };
   const responseHeaders = { ':status': '200', 'content-type': 'application/json', 'content-length': String(answer.reduce((a, c) => a + c.length, 0)) };
-  const started = Date.now();
-  let pairs = 0;
-  for (let i = 0; ; i++) {
-    if (i >= warmup && pairs >= minimum && Date.now() - started >= budgetMs) break;
-    const body = bodies[i % bodies.length];
-    for (const side of i % 2 === 0 ? sides : [sides[1], sides[0]]) {
-      side.profile.reset();
-      const t0 = process.hrtime.bigint();
-      const s = side.worker.newHttpStream();
-      s.requestHeaders({ ...headers, 'content-length': String(body.length) }, false);
-      s.requestBody(body, true);
-      s.responseHeaders(responseHeaders, false);
-      for (let k = 0; k < answer.length; k++) s.responseBody(answer[k], k === answer.length - 1);
-      const t1 = process.hrtime.bigint();
-      if (!s.upstream.header('x-gateway-destination-endpoint')) throw new Error(`not routed: ${s.localReply?.status} ${s.localReply?.bodyText}`);
-      if (i >= warmup) {
-        side.times.push(Number(t1 - t0) / 1000);
-        side.own.push(Number(side.profile.moduleNs - side.profile.hostNs) / 1000);
-        side.hostTimes.push(Number(side.profile.hostNs) / 1000);
-        side.calls += side.profile.hostCalls;
-      }
-    }
-    if (i >= warmup) pairs++;
-    if (i % bodies.length === bodies.length - 1) for (const b of bodies) b[digit] = 0x30 + ((b[digit] - 0x30 + 1) % 10);
-  }
+  const pairs = alternate(sides, size, answer, responseHeaders, { minimum: quick ? 30 : 200, maximum: quick ? 2000 : 20_000, budgetMs: quick ? 300 : 3000, warmup });
   const journaled = sides[0].host.metric('wasm_epp.peer_records_journaled') ?? 0;
   // The bodies come back after 640 requests (64 bodies, 10 session digits): those teach nothing new.
   if (journaled < Math.min(pairs + warmup, 600)) throw new Error(`peers on: ${journaled} records journaled for ${pairs + warmup} requests`);

@@ -14,7 +14,7 @@ import * as host from "../host";
 import { ErrorReply } from "../errors";
 import { PrefixIndex } from "../prefix/index";
 import { SharedStore } from "../util/store";
-import { PrefixJournal, SharingParams } from "./journal";
+import { JournalRead, PrefixJournal, SharingParams } from "./journal";
 import { mergeBatch, checkBatch } from "./merge";
 import * as stats from "../stats";
 import { Stats } from "../stats";
@@ -115,18 +115,26 @@ export function sendError(e: ErrorReply): void {
   host.sendResponse(e.status, e.details(), e.body(), ["content-type"], ["application/json"]);
 }
 
-export function serveJournal(store: SharedStore, query: string): void {
+// The journal read a GET asks for (`since` in its query), or null when it was answered with an
+// error (sharing off, a bad cursor).
+function readJournal(store: SharedStore, query: string): JournalRead | null {
   const params = SharingParams.load(store);
   if (params === null) {
     sendError(sharingOff());
-    return;
+    return null;
   }
   const since = sinceOf(query);
   if (since == -2) {
     sendError(new ErrorReply(400, "invalid_request_error", "invalid_cursor", "since must be a non-negative integer"));
-    return;
+    return null;
   }
-  const r = new PrefixJournal(store, params.slots).read(since, MAX_READ_BYTES);
+  return new PrefixJournal(store, params.slots).read(since, MAX_READ_BYTES);
+}
+
+export function serveJournal(store: SharedStore, query: string): void {
+  const read = readJournal(store, query);
+  if (read === null) return;
+  const r = read as JournalRead;
   host.sendResponseBytes(200, "wasm_epp_prefix_journal", r.body,
     ["content-type", "x-wasm-epp-prefix-next", "x-wasm-epp-prefix-lost", "x-wasm-epp-prefix-records"],
     [RECORDS_TYPE, r.next.toString(), r.lost.toString(), r.records.toString()]);
@@ -283,16 +291,6 @@ function concat(parts: Array<ArrayBuffer>): ArrayBuffer {
 
 // GET /wasm-epp/v1/share?since=N&pool=…: the journal from N and this replica's load of each pool.
 export function serveShare(store: SharedStore, query: string): void {
-  const params = SharingParams.load(store);
-  if (params === null) {
-    sendError(sharingOff());
-    return;
-  }
-  const since = sinceOf(query);
-  if (since == -2) {
-    sendError(new ErrorReply(400, "invalid_request_error", "invalid_cursor", "since must be a non-negative integer"));
-    return;
-  }
   const pools = queryParams(query, "pool");
   if (pools === null || pools.length > 64) {
     sendError(new ErrorReply(400, "invalid_request_error", "invalid_pool", "pool must name inference pools as namespace/name, at most 64"));
@@ -304,7 +302,9 @@ export function serveShare(store: SharedStore, query: string): void {
       return;
     }
   }
-  const r = new PrefixJournal(store, params.slots).read(since, MAX_READ_BYTES);
+  const read = readJournal(store, query);
+  if (read === null) return;
+  const r = read as JournalRead;
   const parts = new Array<ArrayBuffer>();
   parts.push(section(SECTION_PREFIX, r.body));
   for (let i = 0; i < pools.length; i++) {
