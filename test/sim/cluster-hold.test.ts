@@ -5,18 +5,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { simulate, type ClusterResult, type HoldControl, type Router, type SimRequest } from "./cluster.ts";
 import { roundRobin } from "./routers.ts";
-import { fromList, mergeSources, randomRequests, type Criticality, type RequestSource } from "./workload.ts";
+import { atTimes, fromList, mergeSources, randomRequests, type Criticality, type RequestSource } from "./workload.ts";
 import { priorityTraffic } from "./traffic.ts";
-
-/** Requests sent at given times (open loop). */
-function timed(items: Array<{ at: number; req: SimRequest }>): RequestSource {
-  let i = 0;
-  return {
-    next: (now) => (i < items.length && items[i].at <= now ? items[i++].req : null),
-    nextReadyAt: (now) => (i < items.length && items[i].at > now ? items[i].at : Infinity),
-    exhausted: () => i >= items.length,
-  };
-}
 
 const reqs = (n: number, seed = 4) => randomRequests({ numPrompts: n, inputLen: 400, outputLen: 30, rangeRatio: 0.5, seed });
 
@@ -92,7 +82,7 @@ test("requests still held when the source is exhausted are ticked to completion:
       return out;
     },
   };
-  const r = await simulate({ cluster: { pods: 1 }, source: timed(items), router, arrival: { kind: "open" } });
+  const r = await simulate({ cluster: { pods: 1 }, source: atTimes(items), router, arrival: { kind: "open" } });
   conserved(r, 30);
   assert.ok(r.rejected!.length > 0 && r.requests.length > 0, `${r.requests.length} completed, ${r.rejected!.length} rejected`);
   for (const x of r.rejected!) assert.ok(x.queuedMs >= 2500 && x.queuedMs < 2525, `${x.id} held ${x.queuedMs}`);

@@ -4,17 +4,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { simulate, type Router, type SimRequest } from "./cluster.ts";
-import { randomRequests, type RequestSource } from "./workload.ts";
-
-/** Requests sent at given times (open loop). */
-function timed(items: Array<{ at: number; req: SimRequest }>): RequestSource {
-  let i = 0;
-  return {
-    next: (now) => (i < items.length && items[i].at <= now ? items[i++].req : null),
-    nextReadyAt: (now) => (i < items.length && items[i].at > now ? items[i].at : Infinity),
-    exhausted: () => i >= items.length,
-  };
-}
+import { atTimes, randomRequests } from "./workload.ts";
 
 const list = randomRequests({ numPrompts: 60, inputLen: 200, outputLen: 10, rangeRatio: 0.5, seed: 3 });
 // One request every 200 ms: 0 .. 11.8 s.
@@ -40,7 +30,7 @@ test("a deleted pod: removed in the view at once, not scraped, serves its grace,
   };
   const r = await simulate({
     cluster: { pods: 2, seed: 1, removals: [{ pod: 1, atMs: 3000, graceMs: 2000 }] },
-    source: timed(items),
+    source: atTimes(items),
     router: stubborn,
     arrival: { kind: "open" },
   });
@@ -70,7 +60,7 @@ test("a router that follows the view loses nothing; a closed loop goes on after 
   };
   const r = await simulate({
     cluster: { pods: 3, seed: 2, removals: [{ pod: 0, atMs: 1000, graceMs: 0 }] },
-    source: timed(items),
+    source: atTimes(items),
     router: follow,
     arrival: { kind: "open" },
   });
@@ -94,7 +84,7 @@ test("a router that follows the view loses nothing; a closed loop goes on after 
 
 test("removals are checked", async () => {
   const run = (removals: Array<{ pod: number; atMs: number; graceMs?: number }>) =>
-    simulate({ cluster: { pods: 2, removals }, source: timed([]), router: { name: "x", route: () => 0 }, arrival: { kind: "open" } });
+    simulate({ cluster: { pods: 2, removals }, source: atTimes([]), router: { name: "x", route: () => 0 }, arrival: { kind: "open" } });
   await assert.rejects(run([{ pod: 2, atMs: 0 }]), /pod 2 of 2/);
   await assert.rejects(run([{ pod: 0, atMs: -1 }]), /atMs and graceMs/);
 });

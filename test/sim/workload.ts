@@ -54,6 +54,16 @@ export function fromList(requests: readonly SimRequest[]): RequestSource {
   };
 }
 
+/** Requests sent at given virtual times, in order (open loop). */
+export function atTimes(items: ReadonlyArray<{ at: number; req: SimRequest }>): RequestSource {
+  let i = 0;
+  return {
+    next: (now) => (i < items.length && items[i].at <= now ? items[i++].req : null),
+    nextReadyAt: (now) => (i < items.length && items[i].at > now ? items[i].at : Infinity),
+    exhausted: () => i >= items.length,
+  };
+}
+
 export interface RandomDatasetOptions {
   numPrompts: number;
   inputLen: number;
