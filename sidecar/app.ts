@@ -112,7 +112,7 @@ export async function startSidecar(o: Options, deps: SidecarDeps = {}): Promise<
   // Ready: Envoy accepted a state document, and a replica sharing prefixes has warmed up (or
   // given up within --peer-warmup-timeout).
   const ready = () => accepted && (peers === undefined || peers.warmedUp());
-  const server: ObservabilityServer = await startObservabilityServer({ port: o.metricsPort, address: o.metricsAddress, registry: metrics.registry, ready });
+  const server: ObservabilityServer = await startObservabilityServer({ port: o.metricsPort, address: o.metricsAddress, registry: metrics.registry, ready, notReady: () => (accepted ? "warming up from a peer's snapshot" : "no push accepted yet") });
   try {
     if (peerSetup) {
       peers = await PeerExchange.start({

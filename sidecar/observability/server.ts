@@ -1,4 +1,5 @@
-// /metrics (Prometheus), /healthz (the process is up), /readyz (a push has been accepted).
+// /metrics (Prometheus), /healthz (the process is up), /readyz (a push has been accepted, and a
+// replica sharing with peers has warmed up; the 503's text says which is missing).
 
 import http from "node:http";
 import type { AddressInfo } from "node:net";
@@ -10,7 +11,7 @@ export interface ObservabilityServer {
   close(): Promise<void>;
 }
 
-export function startObservabilityServer(opts: { port: number; address: string; registry: Registry; ready: () => boolean; healthy?: () => boolean }): Promise<ObservabilityServer> {
+export function startObservabilityServer(opts: { port: number; address: string; registry: Registry; ready: () => boolean; notReady?: () => string; healthy?: () => boolean }): Promise<ObservabilityServer> {
   const server = http.createServer((req, res) => {
     const path = (req.url ?? "/").split("?")[0];
     if (req.method !== "GET" && req.method !== "HEAD") {
@@ -31,7 +32,7 @@ export function startObservabilityServer(opts: { port: number; address: string; 
     }
     if (path === "/readyz") {
       const ok = opts.ready();
-      res.writeHead(ok ? 200 : 503, { "content-type": "text/plain" }).end(ok ? "ready\n" : "no push accepted yet\n");
+      res.writeHead(ok ? 200 : 503, { "content-type": "text/plain" }).end(ok ? "ready\n" : `${opts.notReady?.() ?? "no push accepted yet"}\n`);
       return;
     }
     res.writeHead(404, { "content-type": "text/plain" }).end("not found\n");

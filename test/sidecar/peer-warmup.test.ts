@@ -88,6 +88,9 @@ test("warm-up: a slow snapshot holds readiness back although the state push was 
     s = started.sidecar;
     await waitUntil(() => filter.statePushes.length > 0, 5000, "a push accepted");
     assert.equal(s.ready(), false, "the warm-up is not over");
+    const readyz = await fetch(`http://127.0.0.1:${s.metricsPort}/readyz`);
+    assert.equal(readyz.status, 503);
+    assert.equal(await readyz.text(), "warming up from a peer's snapshot\n");
     assert.equal(filter.imports.length, 0);
     await waitUntil(() => s!.ready(), 5000, "ready");
     assert.equal(filter.imports.filter((i) => i.status === 204).reduce((n, i) => n + i.records, 0), 2);
