@@ -91,6 +91,7 @@ export class PeerExchange {
       address: o.address,
       token: o.peerToken,
       maxBytes: o.maxBytes,
+      intervalMs: o.intervalMs,
       log: o.log,
       observer: o.observer,
       peerLabel: (addr, port) => x.labelFor(addr, port),

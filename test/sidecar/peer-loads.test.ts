@@ -6,6 +6,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
+import { FrameSplitter } from "../../sidecar/peers/frames.ts";
 import { decodeShare, encodeLoad, encodePrefix, concat } from "../../sidecar/peers/sections.ts";
 import { encode, ms32 } from "../../sidecar/peers/records.ts";
 import { freePort, startMesh, startReplica, type Replica } from "./peer-helpers.ts";
@@ -16,10 +17,19 @@ const POOL = "default/pool-a";
 const POOL2 = "default/pool-b";
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-// A peer that records every body posted to it.
+// A peer that records every body it is sent: each non-empty frame of a stream, and POSTs.
 async function recordingPeer(): Promise<{ id: string; bodies: Array<{ at: number; body: Buffer }>; close(): Promise<void> }> {
   const bodies: Array<{ at: number; body: Buffer }> = [];
   const server = http.createServer((req, res) => {
+    if (req.url === "/peers/v1/stream" && req.headers.authorization === "Bearer peer-secret") {
+      res.writeHead(200).flushHeaders();
+      const splitter = new FrameSplitter(1024 * 1024);
+      req.on("data", (c: Buffer) => {
+        for (const f of splitter.push(c).frames) if (f.length > 0) bodies.push({ at: Date.now(), body: Buffer.from(f) });
+      });
+      req.on("end", () => res.end());
+      return;
+    }
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
     req.on("end", () => {
@@ -54,8 +64,8 @@ test("the loads go to every peer every interval, with no prefix record to send, 
     await sleep(600);
     const n1 = p1.bodies.length - c1;
     const n2 = p2.bodies.length - c2;
-    // One POST per peer per 50 ms interval: 12 in 600 ms, give or take timer slack.
-    for (const n of [n1, n2]) assert.ok(n >= 8 && n <= 13, `${n} posts in ${Date.now() - from} ms`);
+    // One frame per peer per 50 ms interval: 12 in 600 ms, give or take timer slack.
+    for (const n of [n1, n2]) assert.ok(n >= 8 && n <= 13, `${n} frames in ${Date.now() - from} ms`);
     assert.equal(r.observer.records.exported, 0, "no record journaled");
     for (const { body } of [...p1.bodies, ...p2.bodies]) {
       const d = decodeShare(body);
@@ -64,8 +74,8 @@ test("the loads go to every peer every interval, with no prefix record to send, 
       assert.deepEqual(d.share.loads.map((l) => [l.pool, l.replica, l.record.length]), [[POOL, "gw-0", 24 + 96], [POOL2, "gw-0", 0]]);
     }
     assert.ok(r.filter.pulls.every((p) => p.pools.join() === `${POOL},${POOL2}`), "every pull asks for every pool served");
-    assert.ok(r.observer.records.load_sent >= 2 * 2 * (n1 + n2) / 2, "two sections per post, counted per peer");
-    // A record journaled meanwhile goes along with the loads, in the same post.
+    assert.ok(r.observer.records.load_sent >= 2 * 2 * (n1 + n2) / 2, "two sections per frame, counted per peer");
+    // A record journaled meanwhile goes along with the loads, in the same frame.
     const before = p1.bodies.length;
     r.filter.route(7, hashes(1, 3));
     await waitUntil(() => p1.bodies.slice(before).some((b) => (decodeShare(b.body) as any).share.prefixRecords === 1), 5000, "the record");
@@ -210,7 +220,7 @@ test("the whole sidecar: the pools of its state document are asked for, its load
     try {
       await waitUntil(() => filter.pulls.some((p) => p.pools.includes("inference/qwen-pool")), 5000, "a pull naming the pool");
       assert.equal(filter.pulls[0].pools.length, 0, "before the first state document no pool is named");
-      await waitUntil(() => peer.bodies.length > 0, 5000, "a post to the peer");
+      await waitUntil(() => peer.bodies.length > 0, 5000, "a frame to the peer");
       const d = decodeShare(peer.bodies.at(-1)!.body);
       assert.ok(d.ok);
       assert.deepEqual(d.share.loads.map((l) => [l.pool, l.replica]), [["inference/qwen-pool", want]]);
