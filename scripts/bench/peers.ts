@@ -9,11 +9,12 @@
 //     evenly, so 1000/N records/s, each for one of 100 pods, with n prefix hashes, n from 1 to
 //     25, log-uniform (mostly small: median 5, mean 7.7); and answering each read with a load
 //     record per pool of 24 + 32 bytes per pod (3224 bytes for 100 pods);
-//   - N - 1 peers: each accepts the sidecar's POSTs and sends it, every interval, its own 1000/N
-//     records/s and its load of every pool, as the sidecars do.
+//   - N - 1 peers: each takes the sidecar's stream (POST /peers/v1/stream: one frame per interval)
+//     and sends it, every interval, a frame on a stream of its own with its own 1000/N records/s
+//     and its load of every pool, as the sidecars do.
 // After a 3 s warm-up, --seconds (20) are measured: the sidecar's CPU (process.cpuUsage, user +
-// system) as a fraction of one core, the bytes it sends to peers and receives from them, and its
-// requests to its filter. The sidecar's own work besides (the same pools, no peer flags: one
+// system) as a fraction of one core, the bytes (frames) it sends to peers and receives from them,
+// and its requests to its filter. The sidecar's own work besides (the same pools, no peer flags: one
 // state push a second) is measured alone first, as the baseline.
 //
 //   tsx scripts/bench/peers.ts [--replicas 4,8,8@250] [--seconds 20] [--rate 1000] [--pods 100] [--pools 1]
@@ -28,6 +29,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { encode, endpointId, ms32 } from "../../sidecar/peers/records.ts";
+import { encodeFrame, FRAME_HEADER_BYTES, FrameSplitter } from "../../sidecar/peers/frames.ts";
 import { concat, encodeLoad, encodePrefix } from "../../sidecar/peers/sections.ts";
 import { PrefixFilterStub } from "../../test/sidecar/prefix-filter.ts";
 
@@ -104,63 +106,95 @@ function loadRecord(): Uint8Array {
   return r;
 }
 
-// A fake peer: takes the sidecar's posts, and sends its own records and loads every interval.
+// A fake peer: takes the sidecar's stream (or posts), and sends its own records and loads every
+// interval on a stream of its own to the sidecar, as the sidecars do.
 class FakePeer {
   port = 0;
   bytesIn = 0;
   bytesOut = 0;
-  postsIn = 0;
-  postsOut = 0;
+  framesIn = 0;
+  framesOut = 0;
   failures = 0;
   private server = http.createServer((req, res) => {
     if (req.headers.authorization !== `Bearer ${TOKEN}`) return void res.writeHead(401).end();
     if (req.method === "GET") return void res.writeHead(200, { "content-type": "application/vnd.wasm-epp.prefix-records", "content-length": 0 }).end();
+    if (req.url === "/peers/v1/stream") {
+      res.writeHead(200, { "content-type": "application/json" }).flushHeaders();
+      const splitter = new FrameSplitter(1024 * 1024);
+      req.on("data", (c: Buffer) => {
+        for (const f of splitter.push(c).frames) {
+          this.bytesIn += FRAME_HEADER_BYTES + f.length;
+          this.framesIn++;
+        }
+      });
+      req.on("end", () => res.end());
+      return;
+    }
     let n = 0;
     req.on("data", (c: Buffer) => (n += c.length));
     req.on("end", () => {
       this.bytesIn += n;
-      this.postsIn++;
+      this.framesIn++;
       res.writeHead(204).end();
     });
   });
-  private agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   private timer?: NodeJS.Timeout;
+  private stream?: http.ClientRequest;
+  private open = false;
   private owed = 0;
 
   async listen(): Promise<void> {
     this.server.keepAliveTimeout = 5000;
+    this.server.requestTimeout = 0;
     await new Promise<void>((r) => this.server.listen(0, "127.0.0.1", () => r()));
     this.port = (this.server.address() as AddressInfo).port;
   }
 
+  private connect(target: number): void {
+    const req = http.request({ host: "127.0.0.1", port: target, path: "/peers/v1/stream", method: "POST", agent: false, headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/vnd.wasm-epp.share-frames", "transfer-encoding": "chunked", "x-wasm-epp-peer-port": String(this.port) } });
+    this.stream = req;
+    this.open = false;
+    const lost = () => {
+      if (this.stream !== req) return;
+      this.failures++;
+      this.stream = undefined;
+      req.destroy();
+    };
+    req.on("response", (res) => {
+      res.resume();
+      if (res.statusCode === 200 && this.stream === req) this.open = true;
+      else lost();
+      res.on("end", lost);
+    });
+    req.on("error", lost);
+    req.flushHeaders();
+  }
+
   startSending(target: number, perSecond: number, intervalMs: number, name: string): void {
     let last = Date.now();
+    this.connect(target);
     this.timer = setInterval(() => {
       const now = Date.now();
       this.owed += ((now - last) / 1000) * perSecond;
       last = now;
+      if (!this.stream) return this.connect(target);
+      if (!this.open) return;
       const n = Math.floor(this.owed);
       this.owed -= n;
       const sections = POOLS.map((pool) => encodeLoad(pool, name, loadRecord()));
       if (n > 0) sections.push(encodePrefix(Array.from({ length: n }, () => randomRecord())));
-      if (sections.length === 0) return;
-      const body = concat(sections);
-      const req = http.request({ host: "127.0.0.1", port: target, path: "/peers/v1/share", method: "POST", agent: this.agent, headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/vnd.wasm-epp.share", "content-length": body.length, "x-wasm-epp-peer-port": String(this.port) } });
-      req.on("response", (res) => {
-        res.resume();
-        if (res.statusCode === 204) {
-          this.bytesOut += body.length;
-          this.postsOut++;
-        } else this.failures++;
-      });
-      req.on("error", () => this.failures++);
-      req.end(body);
+      const frame = encodeFrame(sections.length === 0 ? new Uint8Array(0) : concat(sections));
+      this.stream.write(frame);
+      this.bytesOut += frame.length;
+      this.framesOut++;
     }, intervalMs);
   }
 
   async close(): Promise<void> {
     clearInterval(this.timer);
-    this.agent.destroy();
+    const s = this.stream;
+    this.stream = undefined;
+    s?.destroy();
     this.server.closeAllConnections();
     await new Promise<void>((r) => this.server.close(() => r()));
   }
@@ -191,8 +225,8 @@ interface Row {
   ownRecordsPerSec: number;
   outBytesPerSec: number;
   inBytesPerSec: number;
-  postsOutPerSec: number;
-  postsInPerSec: number;
+  framesOutPerSec: number;
+  framesInPerSec: number;
   pullsPerSec: number;
   importsPerSec: number;
   importedRecordsPerSec: number;
@@ -238,8 +272,8 @@ async function run(n: number, intervalMs: number): Promise<Row> {
     cpu: 0,
     out: peers.reduce((s, p) => s + p.bytesIn, 0),
     in: peers.reduce((s, p) => s + p.bytesOut, 0),
-    postsOut: peers.reduce((s, p) => s + p.postsIn, 0),
-    postsIn: peers.reduce((s, p) => s + p.postsOut, 0),
+    framesOut: peers.reduce((s, p) => s + p.framesIn, 0),
+    framesIn: peers.reduce((s, p) => s + p.framesOut, 0),
     pulls: filter.pulls.length,
     imports: filter.imports.length,
     importedRecords: filter.imports.reduce((s, i) => s + i.records, 0),
@@ -271,8 +305,8 @@ async function run(n: number, intervalMs: number): Promise<Row> {
     ownRecordsPerSec: (b.produced - a.produced) / secs,
     outBytesPerSec: (b.out - a.out) / secs,
     inBytesPerSec: (b.in - a.in) / secs,
-    postsOutPerSec: (b.postsOut - a.postsOut) / secs,
-    postsInPerSec: (b.postsIn - a.postsIn) / secs,
+    framesOutPerSec: (b.framesOut - a.framesOut) / secs,
+    framesInPerSec: (b.framesIn - a.framesIn) / secs,
     pullsPerSec: (b.pulls - a.pulls) / secs,
     importsPerSec: (b.imports - a.imports) / secs,
     importedRecordsPerSec: (b.importedRecords - a.importedRecords) / secs,
@@ -293,16 +327,16 @@ for (const { n, intervalMs } of [{ n: 1, intervalMs: 100 }, ...REPLICAS]) {
 const base = rows[0].cpu;
 const kb = (x: number) => `${(x / 1024).toFixed(1)} KiB/s`;
 console.log("");
-console.log("| replicas | --peer-interval | own records/s | sent to peers | received from peers | POSTs out/in per s | filter reads/s, posts/s | CPU (fraction of a core) | CPU above baseline |");
+console.log("| replicas | --peer-interval | own records/s | sent to peers | received from peers | frames out/in per s | filter reads/s, posts/s | CPU (fraction of a core) | CPU above baseline |");
 console.log("|---|---|---|---|---|---|---|---|---|");
 for (const r of rows) {
   if (r.replicas === 1) {
     console.log(`| baseline (no peer flags) | — | — | — | — | — | — | ${r.cpu.toFixed(4)} | — |`);
     continue;
   }
-  console.log(`| ${r.replicas} | ${r.intervalMs} ms | ${r.ownRecordsPerSec.toFixed(0)} | ${kb(r.outBytesPerSec)} | ${kb(r.inBytesPerSec)} | ${r.postsOutPerSec.toFixed(0)} / ${r.postsInPerSec.toFixed(0)} | ${r.pullsPerSec.toFixed(1)}, ${r.importsPerSec.toFixed(1)} (${r.importedRecordsPerSec.toFixed(0)} records/s, ${r.importedLoadsPerSec.toFixed(0)} loads/s) | ${r.cpu.toFixed(4)} | ${(r.cpu - base).toFixed(4)} |`);
+  console.log(`| ${r.replicas} | ${r.intervalMs} ms | ${r.ownRecordsPerSec.toFixed(0)} | ${kb(r.outBytesPerSec)} | ${kb(r.inBytesPerSec)} | ${r.framesOutPerSec.toFixed(0)} / ${r.framesInPerSec.toFixed(0)} | ${r.pullsPerSec.toFixed(1)}, ${r.importsPerSec.toFixed(1)} (${r.importedRecordsPerSec.toFixed(0)} records/s, ${r.importedLoadsPerSec.toFixed(0)} loads/s) | ${r.cpu.toFixed(4)} | ${(r.cpu - base).toFixed(4)} |`);
 }
 console.log("\ntarget: <= 0.05 core");
 for (const r of rows.filter((x) => x.replicas > 1)) console.log(`  N = ${r.replicas}, ${r.intervalMs} ms: ${r.cpu.toFixed(4)} — ${r.cpu <= 0.05 ? "met" : "NOT met"}`);
 for (const r of rows.filter((x) => x.replicas > 1 && !x.poolsAsked)) console.log(`note: N = ${r.replicas}: some reads of the filter did not name every pool`);
-if (rows.some((r) => r.failures > 0)) console.log(`note: ${rows.reduce((s, r) => s + r.failures, 0)} peer POSTs to the sidecar failed`);
+if (rows.some((r) => r.failures > 0)) console.log(`note: ${rows.reduce((s, r) => s + r.failures, 0)} peer streams to the sidecar failed or closed`);

@@ -1,12 +1,13 @@
 // Sharing between gateway replicas, the sidecar's half: every --peer-interval one request to the
 // own filter (GET /wasm-epp/v1/share) brings the prefix records it journaled since the last one and
 // this replica's load of every pool the sidecar serves; the records are kept in the store, and
-// the records and the loads go to every peer in one POST per peer. Peers' records and loads arrive
+// the records and the loads go to every peer in one frame on a long-lived stream per peer (one
+// POST per peer and interval to a peer of the previous version). Peers' records and loads arrive
 // on the peer port and go into the own filter in one POST per interval; the records also go into
 // the store. The exchange follows the peer list and warms a starting replica up from one peer's
 // snapshot (prefix records only: loads are current or nothing).
 //
-// Nothing here waits on anything else: the pull, each peer's sends, the imports into the filter
+// Nothing here waits on anything else: the pull, each peer's stream or sends, the imports into the filter
 // and the state push (elsewhere) each have their own request in flight, deadline and backoff.
 
 import type http from "node:http";

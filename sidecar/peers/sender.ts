@@ -145,6 +145,13 @@ export class Sender {
     return n;
   }
 
+  // Peers whose stream is open (the others: opening, backing off, or taking POSTs).
+  streamsOpen(): number {
+    let n = 0;
+    for (const l of this.links.values()) if (l.stream?.open) n++;
+    return n;
+  }
+
   // This replica's loads to send from now on (LOAD sections, replica = its own name), replacing
   // the last ones; none (an empty list) after a failed pull. Sections that do not fit in
   // --peer-max-bytes with room left for one prefix record are left out; returns how many.
