@@ -367,8 +367,10 @@ export class Sender {
     if (!s) return;
     link.stream = undefined;
     clearTimeout(s.openTimer);
-    if (graceful && s.open) s.req.end(() => s.req.destroy());
-    else s.req.destroy();
+    if (graceful && s.open) {
+      s.req.end(() => s.req.destroy());
+      setTimeout(() => s.req.destroy(), 1000).unref(); // a peer that takes nothing more
+    } else s.req.destroy();
   }
 
   private succeeded(link: Link): void {
