@@ -336,7 +336,9 @@ for (const r of rows) {
   }
   console.log(`| ${r.replicas} | ${r.intervalMs} ms | ${r.ownRecordsPerSec.toFixed(0)} | ${kb(r.outBytesPerSec)} | ${kb(r.inBytesPerSec)} | ${r.framesOutPerSec.toFixed(0)} / ${r.framesInPerSec.toFixed(0)} | ${r.pullsPerSec.toFixed(1)}, ${r.importsPerSec.toFixed(1)} (${r.importedRecordsPerSec.toFixed(0)} records/s, ${r.importedLoadsPerSec.toFixed(0)} loads/s) | ${r.cpu.toFixed(4)} | ${(r.cpu - base).toFixed(4)} |`);
 }
-console.log("\ntarget: <= 0.05 core");
-for (const r of rows.filter((x) => x.replicas > 1)) console.log(`  N = ${r.replicas}, ${r.intervalMs} ms: ${r.cpu.toFixed(4)} — ${r.cpu <= 0.05 ? "met" : "NOT met"}`);
+// The target prices the exchange: what sharing adds to the sidecar (above the same sidecar with no
+// peer flags). The whole process is shown beside it.
+console.log("\ntarget: the exchange <= 0.05 core (CPU above the sidecar alone); the whole sidecar beside it");
+for (const r of rows.filter((x) => x.replicas > 1)) console.log(`  N = ${r.replicas}, ${r.intervalMs} ms: exchange ${(r.cpu - base).toFixed(4)} — ${r.cpu - base <= 0.05 ? "met" : "NOT met"}; whole sidecar ${r.cpu.toFixed(4)}${r.cpu <= 0.05 ? "" : " (above 0.05)"}`);
 for (const r of rows.filter((x) => x.replicas > 1 && !x.poolsAsked)) console.log(`note: N = ${r.replicas}: some reads of the filter did not name every pool`);
 if (rows.some((r) => r.failures > 0)) console.log(`note: ${rows.reduce((s, r) => s + r.failures, 0)} peer streams to the sidecar failed or closed`);
