@@ -224,7 +224,10 @@ export function startPeerServer(opts: PeerServerOptions): Promise<PeerServer> {
   });
   server.keepAliveTimeout = 5000;
   // Streams last: their liveness is the idle timer above, not a deadline on the whole request.
+  // Headers must still come promptly, and connections are bounded (a few per peer is the norm).
   server.requestTimeout = 0;
+  server.headersTimeout = 10_000;
+  server.maxConnections = 1024;
   return new Promise((resolve, reject) => {
     server.once("error", (err) => reject(new SidecarError("listen_failed", `cannot listen on ${opts.address}:${opts.port} (--peer-port): ${err.message}`)));
     server.listen(opts.port, opts.address, () => {
