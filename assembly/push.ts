@@ -1,9 +1,8 @@
 // The push endpoint of the ext-config listener (plugin configuration `accept_push: true`):
 //   POST /wasm-epp/v1/state   store a state document (204; 400 invalid, 401, 409 older, 413)
 //   GET  /wasm-epp/v1/state   read back the stored document (200; 404 when none)
-//   GET|POST /wasm-epp/v1/prefix  the prefix journal, and peers' records (peers/handler.ts)
-//   GET|POST /wasm-epp/v1/load    this replica's load record, and peers' (peers/handler.ts)
-//   GET|POST /wasm-epp/v1/share   both in one request (peers/handler.ts)
+//   GET|POST /wasm-epp/v1/share   the prefix journal and this replica's loads; other replicas'
+//                                 records and loads (peers/handler.ts)
 // Both need `authorization: Bearer <token>`. The listener is bound to 127.0.0.1 in the shipped
 // Envoy configurations; the token keeps other processes in the pod out as well.
 
@@ -17,7 +16,7 @@ import { ErrorReply } from "./errors";
 import * as stats from "./stats";
 import { bearerMatches } from "./util/auth";
 import { Stats } from "./stats";
-import { PREFIX_PATH, LOAD_PATH, SHARE_PATH, serveJournal, importBatch, importLimit, sendError, sharingOff, importTooLarge, serveLoad, importLoad, loadLimit, serveShare, importShare } from "./peers/handler";
+import { SHARE_PATH, sendError, sharingOff, importTooLarge, serveShare, importShare, shareLimit } from "./peers/handler";
 
 export const STATE_PATH = "/wasm-epp/v1/state";
 
@@ -26,11 +25,8 @@ export class PushHandler {
   token: string;
   store: SharedStore;
   stats: Stats;
-  // POST /wasm-epp/v1/prefix or /load: the body's size limit (0 for a state document).
-  prefixLimit: u32 = 0;
-  isLoad: bool = false;
-  isShare: bool = false;
-  query: string = "";
+  // POST /wasm-epp/v1/share: the body's size limit (0 for a state document).
+  shareLimit: u32 = 0;
 
   constructor(cfg: Config, token: string, store: SharedStore, s: Stats) {
     this.cfg = cfg;
@@ -46,7 +42,7 @@ export class PushHandler {
     const q = path.indexOf("?");
     const query = q >= 0 ? path.substring(q + 1) : "";
     if (q >= 0) path = path.substring(0, q);
-    if (path != STATE_PATH && path != PREFIX_PATH && path != LOAD_PATH && path != SHARE_PATH) {
+    if (path != STATE_PATH && path != SHARE_PATH) {
       this.reply(errors.notFound(path), [], []);
       return false;
     }
@@ -62,16 +58,7 @@ export class PushHandler {
       this.reply(errors.unauthorized(), ["www-authenticate"], ["Bearer realm=\"wasm-epp\""]);
       return false;
     }
-    if (path == PREFIX_PATH) return this.onPrefixHeaders(method, query, endOfStream);
-    if (path == LOAD_PATH) return this.onLoadHeaders(method, query, endOfStream);
-    if (path == SHARE_PATH) {
-      if (method == "GET") {
-        serveShare(this.store, query);
-        return false;
-      }
-      this.isShare = true;
-      return this.onPrefixHeaders(method, query, endOfStream);
-    }
+    if (path == SHARE_PATH) return this.onShareHeaders(method, query, endOfStream);
     if (method == "GET") {
       const doc = storedDocument(this.store);
       if (doc === null) {
@@ -95,12 +82,12 @@ export class PushHandler {
     return true;
   }
 
-  private onPrefixHeaders(method: string, query: string, endOfStream: bool): bool {
+  private onShareHeaders(method: string, query: string, endOfStream: bool): bool {
     if (method == "GET") {
-      serveJournal(this.store, query);
+      serveShare(this.store, query);
       return false;
     }
-    const limit = importLimit(this.store);
+    const limit = shareLimit(this.store);
     if (limit == 0) {
       sendError(sharingOff());
       return false;
@@ -111,51 +98,23 @@ export class PushHandler {
       return false;
     }
     if (endOfStream) {
-      // An empty batch: nothing to merge.
-      if (this.isShare) {
-        importShare(this.store, new ArrayBuffer(0), this.stats);
-        return false;
-      }
-      host.sendResponse(204, "wasm_epp_prefix_merged", "", ["x-wasm-epp-prefix-merged", "x-wasm-epp-prefix-skipped", "x-wasm-epp-prefix-records"], ["0", "0", "0"]);
+      importShare(this.store, new ArrayBuffer(0), this.stats);
       return false;
     }
-    this.prefixLimit = limit;
-    return true;
-  }
-
-  private onLoadHeaders(method: string, query: string, endOfStream: bool): bool {
-    if (method == "GET") {
-      serveLoad(this.store, query);
-      return false;
-    }
-    const limit = loadLimit(this.store);
-    if (limit == 0) {
-      sendError(sharingOff());
-      return false;
-    }
-    if (endOfStream) {
-      importLoad(this.store, query, new ArrayBuffer(0), this.stats);
-      return false;
-    }
-    this.prefixLimit = limit;
-    this.isLoad = true;
-    this.query = query;
+    this.shareLimit = limit;
     return true;
   }
 
   // Returns false when the request was answered.
   onBody(size: i32, endOfStream: bool): bool {
-    if (this.prefixLimit > 0) {
-      if (<u32>size > this.prefixLimit) {
-        sendError(this.isLoad ? new ErrorReply(413, "invalid_request_error", "load_record_too_large", "the load record is larger than " + this.prefixLimit.toString() + " bytes") : importTooLarge(this.prefixLimit));
+    if (this.shareLimit > 0) {
+      if (<u32>size > this.shareLimit) {
+        sendError(importTooLarge(this.shareLimit));
         return false;
       }
       if (!endOfStream) return true;
       const got = size > 0 ? host.getBody(size) : new ArrayBuffer(0);
-      const body = got !== null ? got as ArrayBuffer : new ArrayBuffer(0);
-      if (this.isLoad) importLoad(this.store, this.query, body, this.stats);
-      else if (this.isShare) importShare(this.store, body, this.stats);
-      else importBatch(this.store, body, this.stats);
+      importShare(this.store, got !== null ? got as ArrayBuffer : new ArrayBuffer(0), this.stats);
       return false;
     }
     if (size > this.cfg.maxStateBytes) {

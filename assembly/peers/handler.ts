@@ -1,14 +1,10 @@
-// The push listener's prefix-sharing endpoint (docs/replicas.md), for the sidecar only (the
-// listener is on loopback and token-checked by PushHandler before anything here runs):
-//   GET  /wasm-epp/v1/prefix?since=N   the journal from N on: 200, records as the body,
-//                                      x-wasm-epp-prefix-next and x-wasm-epp-prefix-lost
-//   POST /wasm-epp/v1/prefix           merge other replicas' records: 204 with
-//                                      x-wasm-epp-prefix-merged and x-wasm-epp-prefix-skipped
-//   GET  /wasm-epp/v1/load?pool=NS/NAME    this replica's load record of the pool (raw bytes;
-//                                          empty before its first request)
-//   POST /wasm-epp/v1/load?pool=NS/NAME&replica=NAME   another replica's record: 204
-//   GET|POST /wasm-epp/v1/share            both at once (below): what the sidecar uses
-// All answer 404 prefix_sharing_off until a routing filter of this VM runs with peers.enabled.
+// The push listener's sharing endpoint (docs/replicas.md), for the sidecar only (the listener is
+// on loopback and token-checked by PushHandler before anything here runs):
+//   GET  /wasm-epp/v1/share?since=N&pool=NS/NAME…   the journal from N on and this replica's load
+//        of each pool: 200, sections (below), x-wasm-epp-prefix-next, -lost and -records
+//   POST /wasm-epp/v1/share   other replicas' records and loads: 204 with x-wasm-epp-prefix-merged,
+//        x-wasm-epp-prefix-skipped and x-wasm-epp-load-records; all or nothing
+// Both answer 404 prefix_sharing_off until a routing filter of this VM runs with peers.enabled.
 
 import * as host from "../host";
 import { ErrorReply } from "../errors";
@@ -21,11 +17,8 @@ import { Stats } from "../stats";
 import { Config, isPoolName } from "../config";
 import { loadKey } from "../schedule/load";
 import { fnv1a32 } from "../util/hash";
-import { isLoadRecord, updatePeerLoad, MAX_RECORD_BYTES } from "./load";
+import { isLoadRecord, updatePeerLoad } from "./load";
 
-export const PREFIX_PATH = "/wasm-epp/v1/prefix";
-export const LOAD_PATH = "/wasm-epp/v1/load";
-export const RECORDS_TYPE = "application/vnd.wasm-epp.prefix-records";
 // Largest body one GET returns; the sidecar asks again from x-wasm-epp-prefix-next.
 const MAX_READ_BYTES: i32 = 1 << 20;
 
@@ -34,7 +27,7 @@ export function sharingOff(): ErrorReply {
 }
 
 export function importTooLarge(limit: u32): ErrorReply {
-  return new ErrorReply(413, "invalid_request_error", "prefix_batch_too_large", "the batch is larger than peers.max_import_bytes (" + limit.toString() + " bytes)");
+  return new ErrorReply(413, "invalid_request_error", "share_too_large", "the body is larger than peers.max_import_bytes (" + limit.toString() + " bytes)");
 }
 
 // The value of `name` in a query string ("a=1&name=v"), %XX-decoded; null when absent or not
@@ -131,95 +124,10 @@ function readJournal(store: SharedStore, query: string): JournalRead | null {
   return new PrefixJournal(store, params.slots).read(since, MAX_READ_BYTES);
 }
 
-export function serveJournal(store: SharedStore, query: string): void {
-  const read = readJournal(store, query);
-  if (read === null) return;
-  const r = read as JournalRead;
-  host.sendResponseBytes(200, "wasm_epp_prefix_journal", r.body,
-    ["content-type", "x-wasm-epp-prefix-next", "x-wasm-epp-prefix-lost", "x-wasm-epp-prefix-records"],
-    [RECORDS_TYPE, r.next.toString(), r.lost.toString(), r.records.toString()]);
-}
-
-// The import limit, or 0 when sharing is off.
-export function importLimit(store: SharedStore): u32 {
+// The largest body POST /wasm-epp/v1/share takes, or 0 when sharing is off.
+export function shareLimit(store: SharedStore): u32 {
   const params = SharingParams.load(store);
   return params === null ? 0 : params.maxImportBytes;
-}
-
-// Merges a batch; false when it was refused (malformed, or sharing is off).
-export function importBatch(store: SharedStore, body: ArrayBuffer, s: Stats): bool {
-  const params = SharingParams.load(store);
-  if (params === null) {
-    sendError(sharingOff());
-    return false;
-  }
-  if (<u32>body.byteLength > params.maxImportBytes) {
-    sendError(importTooLarge(params.maxImportBytes));
-    return false;
-  }
-  const index = new PrefixIndex(store, <i32>params.sets, <f64>params.ttlMs);
-  const r = mergeBatch(index, body, host.nowMs());
-  if (r.error.length > 0) {
-    s.inc(stats.PEER_BATCHES_INVALID);
-    host.log(host.LOG_WARN, "wasm-epp: refused a prefix batch: " + r.error);
-    sendError(new ErrorReply(400, "invalid_request_error", "invalid_prefix_batch", r.error));
-    return false;
-  }
-  s.inc(stats.PEER_HASHES_MERGED, r.merged);
-  s.inc(stats.PEER_HASHES_SKIPPED, r.skipped);
-  host.sendResponse(204, "wasm_epp_prefix_merged", "",
-    ["x-wasm-epp-prefix-merged", "x-wasm-epp-prefix-skipped", "x-wasm-epp-prefix-records"],
-    [r.merged.toString(), r.skipped.toString(), r.records.toString()]);
-  return true;
-}
-
-// GET /wasm-epp/v1/load?pool=NS/NAME: this replica's record, as the routing filter keeps it.
-export function serveLoad(store: SharedStore, query: string): void {
-  if (SharingParams.load(store) === null) {
-    sendError(sharingOff());
-    return;
-  }
-  const pool = queryParam(query, "pool");
-  if (pool === null || !isPoolName(pool)) {
-    sendError(new ErrorReply(400, "invalid_request_error", "invalid_pool", "pool must name an inference pool as namespace/name"));
-    return;
-  }
-  const record = store.get(loadKey(pool));
-  host.sendResponseBytes(200, "wasm_epp_load", record !== null ? record : new ArrayBuffer(0), ["content-type"], [LOAD_TYPE]);
-}
-
-export const LOAD_TYPE = "application/vnd.wasm-epp.load-record";
-
-// The load body's limit, or 0 when sharing is off.
-export function loadLimit(store: SharedStore): u32 {
-  return SharingParams.load(store) === null ? 0 : <u32>MAX_RECORD_BYTES;
-}
-
-// POST /wasm-epp/v1/load?pool=NS/NAME&replica=NAME: another replica's record of the pool.
-export function importLoad(store: SharedStore, query: string, body: ArrayBuffer, s: Stats): void {
-  const params = SharingParams.load(store);
-  if (params === null) {
-    sendError(sharingOff());
-    return;
-  }
-  const pool = queryParam(query, "pool");
-  const replica = queryParam(query, "replica");
-  if (pool === null || !isPoolName(pool) || replica === null || replica.length == 0 || replica.length > 253) {
-    sendError(new ErrorReply(400, "invalid_request_error", "invalid_load_target", "pool (namespace/name) and replica (the sending replica's name) are required"));
-    return;
-  }
-  if (!isLoadRecord(body)) {
-    s.inc(stats.PEER_BATCHES_INVALID);
-    sendError(new ErrorReply(400, "invalid_request_error", "invalid_load_record", "the body is not a load record"));
-    return;
-  }
-  const n = updatePeerLoad(store, pool, fnv1a32(replica), body, host.nowMs(), <f64>params.loadTtlMs, <i32>params.maxEndpoints * 2);
-  if (n < 0) {
-    sendError(new ErrorReply(503, "server_error", "state_store_busy", "the load could not be stored, retry"));
-    return;
-  }
-  s.inc(stats.PEER_LOADS_MERGED);
-  host.sendResponse(204, "wasm_epp_load_merged", "", ["x-wasm-epp-load-replicas"], [n.toString()]);
 }
 
 // ---- /wasm-epp/v1/share: prefix records and loads in one request each way ----

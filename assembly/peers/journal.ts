@@ -1,7 +1,7 @@
 // The journal of prefix-index records, for the sidecar to pass on to the gateway's other
 // replicas (docs/replicas.md). Each time the routing filter records that an endpoint was sent a
 // prompt, the index positions it wrote go into a fixed ring of `slots` records in shared data;
-// the sidecar reads the ring with a cursor (GET /wasm-epp/v1/prefix?since=N) and never waits on
+// the sidecar reads the ring with a cursor (GET /wasm-epp/v1/share?since=N) and never waits on
 // the filter, nor the filter on it.
 //
 // Shared data has no append: a writer first claims a sequence number on the head key (CAS),

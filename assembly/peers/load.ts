@@ -16,8 +16,6 @@ import { LoadView, sumRecords } from "../schedule/load";
 
 const MAGIC: u32 = 0x50455257; // "WREP"
 export const MAX_REPLICAS: i32 = 64;
-// A replica's record larger than this is refused (a record is 24 + 32 bytes per endpoint).
-export const MAX_RECORD_BYTES: i32 = 1 << 20;
 const MAX_ATTEMPTS: i32 = 8;
 
 export function peersKey(pool: string): string {

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { Gateway, endpoints, errorCode, DEST, type GatewayOptions } from './harness.ts';
 import type { RequestResult } from '../../test/host/index.ts';
 
-const RECORDS = 'application/vnd.wasm-epp.prefix-records';
+const SHARE = 'application/vnd.wasm-epp.share';
 const PEERS = { peers: { enabled: true } };
 
 function replica(seed: number, opts: GatewayOptions = {}): Gateway {
@@ -16,12 +16,22 @@ function replica(seed: number, opts: GatewayOptions = {}): Gateway {
   return g;
 }
 
+// GET /wasm-epp/v1/share?since=… (no pool: the journal alone).
 function journal(g: Gateway, since?: number, worker = 0): RequestResult {
-  return g.pushRaw('', {}, worker, 'GET', `/wasm-epp/v1/prefix${since === undefined ? '' : `?since=${since}`}`);
+  return g.pushRaw('', {}, worker, 'GET', `/wasm-epp/v1/share${since === undefined ? '' : `?since=${since}`}`);
 }
 
+// The records of a share answer's PREFIX section.
+function prefixOf(r: RequestResult): Uint8Array {
+  assert.equal(r.kind, 'local');
+  const secs = sections(r.kind === 'local' ? r.body : new Uint8Array());
+  assert.equal(secs[0]?.kind, 1);
+  return secs[0].payload;
+}
+
+// POST /wasm-epp/v1/share with one PREFIX section.
 function merge(g: Gateway, batch: Uint8Array, worker = 0): RequestResult {
-  return g.pushRaw(batch, { 'content-type': RECORDS }, worker, 'POST', '/wasm-epp/v1/prefix');
+  return g.pushRaw(encodeSections([{ kind: 1, payload: batch }]), { 'content-type': SHARE }, worker, 'POST', '/wasm-epp/v1/share');
 }
 
 function turn(k: number, turns: number): string {
@@ -53,10 +63,9 @@ test('a replica\'s journal, merged into another, sends the next turns to the fir
   // Nothing journaled yet.
   const empty = journal(a);
   assert.equal(empty.status, 200);
-  // An empty local reply carries no content-type: Envoy drops it with the body.
-  assert.equal(empty.header('content-type'), undefined);
+  assert.equal(empty.header('content-type'), SHARE);
   assert.equal(empty.header('x-wasm-epp-prefix-next'), '0');
-  assert.equal(empty.kind === 'local' ? empty.body.byteLength : -1, 0);
+  assert.equal(prefixOf(empty).byteLength, 0);
 
   const first: string[] = [];
   for (let k = 0; k < 20; k++) {
@@ -67,11 +76,11 @@ test('a replica\'s journal, merged into another, sends the next turns to the fir
   // Both workers journaled into the one ring of shared data.
   const got = journal(a, 0, 1);
   assert.equal(got.status, 200);
-  assert.equal(got.header('content-type'), RECORDS);
+  assert.equal(got.header('content-type'), SHARE);
   assert.equal(got.header('x-wasm-epp-prefix-next'), '20');
   assert.equal(got.header('x-wasm-epp-prefix-lost'), '0');
   assert.equal(got.header('x-wasm-epp-prefix-records'), '20');
-  const batch = got.kind === 'local' ? got.body : new Uint8Array();
+  const batch = prefixOf(got);
   const recs = records(batch);
   assert.equal(recs.length, 20);
   const ids = new Set(recs.map((r) => r[0]));
@@ -131,16 +140,16 @@ test('refusals: sharing off, no token, bad cursor, oversize, malformed; nothing 
 
   const b = new Gateway({ workers: 1, config: { peers: { enabled: true, max_import_bytes: 1024 } } });
   b.pushState(endpoints(4), { strategy: 'PREFIX_CACHE' } as never);
-  const anon = b.pushRaw('', { authorization: 'Bearer wrong-token-0123456789' }, 0, 'GET', '/wasm-epp/v1/prefix');
+  const anon = b.pushRaw('', { authorization: 'Bearer wrong-token-0123456789' }, 0, 'GET', '/wasm-epp/v1/share');
   assert.equal(anon.status, 401);
-  const anonPost = b.pushRaw(new Uint8Array(17), { authorization: 'Bearer wrong-token-0123456789' }, 0, 'POST', '/wasm-epp/v1/prefix');
+  const anonPost = b.pushRaw(new Uint8Array(17), { authorization: 'Bearer wrong-token-0123456789' }, 0, 'POST', '/wasm-epp/v1/share');
   assert.equal(anonPost.status, 401);
-  const badCursor = b.pushRaw('', {}, 0, 'GET', '/wasm-epp/v1/prefix?since=abc');
+  const badCursor = b.pushRaw('', {}, 0, 'GET', '/wasm-epp/v1/share?since=abc');
   assert.equal(badCursor.status, 400);
   assert.equal(errorCode(badCursor), 'invalid_cursor');
   const big = merge(b, new Uint8Array(2048));
   assert.equal(big.status, 413);
-  assert.equal(errorCode(big), 'prefix_batch_too_large');
+  assert.equal(errorCode(big), 'share_too_large');
   // A record cut short after a good one: refused whole.
   const bad = new Uint8Array(17 + 5);
   const v = new DataView(bad.buffer);
@@ -149,8 +158,9 @@ test('refusals: sharing off, no token, bad cursor, oversize, malformed; nothing 
   v.setUint8(8, 1);
   const r400 = merge(b, bad);
   assert.equal(r400.status, 400);
-  assert.equal(errorCode(r400), 'invalid_prefix_batch');
-  assert.match(r400.kind === 'local' ? r400.bodyText : '', /malformed prefix record at byte 17 of 22/);
+  assert.equal(errorCode(r400), 'invalid_share');
+  // The second record starts at byte 17 of the records, 22 of the body (after the section header).
+  assert.match(r400.kind === 'local' ? r400.bodyText : '', /malformed prefix record at byte 22/);
   assert.equal(b.counter('peer_batches_invalid'), 1);
   assert.equal(b.counter('peer_hashes_merged'), 0);
   // An empty batch is fine.
@@ -170,12 +180,23 @@ function burst(g: Gateway, n: number, tag: string): Map<string, number> {
   return counts;
 }
 
+// GET /wasm-epp/v1/share?pool=…: this replica's load record of the pool (its LOAD section).
 function loadOf(g: Gateway): RequestResult {
-  return g.pushRaw('', {}, 0, 'GET', '/wasm-epp/v1/load?pool=default/vllm-qwen-pool');
+  return g.pushRaw('', {}, 0, 'GET', '/wasm-epp/v1/share?pool=default/vllm-qwen-pool');
 }
 
+function loadRecordOf(r: RequestResult): Uint8Array {
+  const secs = sections(r.kind === 'local' ? r.body : new Uint8Array());
+  assert.deepEqual(secs.map((x) => x.kind), [1, 2]);
+  const p = secs[1].payload;
+  assert.equal(new TextDecoder().decode(p.subarray(1, 1 + p[0])), 'default/vllm-qwen-pool');
+  assert.equal(p[1 + p[0]], 0, 'the replica name is empty: this replica');
+  return p.subarray(2 + p[0]);
+}
+
+// POST /wasm-epp/v1/share with one LOAD section.
 function giveLoad(g: Gateway, record: Uint8Array, replica: string): RequestResult {
-  return g.pushRaw(record, { 'content-type': 'application/vnd.wasm-epp.load-record' }, 0, 'POST', `/wasm-epp/v1/load?pool=default/vllm-qwen-pool&replica=${replica}`);
+  return g.pushRaw(encodeSections([{ kind: 2, payload: loadPayload('default/vllm-qwen-pool', replica, record) }]), { 'content-type': SHARE }, 0, 'POST', '/wasm-epp/v1/share');
 }
 
 test('loads: what replica A has in flight counts in replica B\'s picks, until A falls silent', () => {
@@ -186,8 +207,7 @@ test('loads: what replica A has in flight counts in replica B\'s picks, until A 
   assert.equal(sent.size, 2, JSON.stringify([...sent]));
   const rec = loadOf(a);
   assert.equal(rec.status, 200);
-  assert.equal(rec.header('content-type'), 'application/vnd.wasm-epp.load-record');
-  const record = rec.kind === 'local' ? rec.body : new Uint8Array();
+  const record = loadRecordOf(rec);
   assert.ok(record.byteLength > 24);
 
   // Without A's load, B's burst of 4 lands on A's pods too.
@@ -198,7 +218,7 @@ test('loads: what replica A has in flight counts in replica B\'s picks, until A 
   const b = replica(2);
   const given = giveLoad(b, record, 'gateway-a');
   assert.equal(given.status, 204, given.kind === 'local' ? given.bodyText : '');
-  assert.equal(given.header('x-wasm-epp-load-replicas'), '1');
+  assert.equal(given.header('x-wasm-epp-load-records'), '1');
   assert.equal(b.counter('peer_loads_merged'), 1);
   const bSent = burst(b, 4, 'b');
   for (const pod of bSent.keys()) assert.ok(!sent.has(pod), `B sent to ${pod}, which A loaded: ${JSON.stringify([...bSent])}`);
@@ -215,10 +235,15 @@ test('loads: refusals', () => {
   off.pushState(endpoints(4), { strategy: 'PREFIX_CACHE' } as never);
   assert.equal(errorCode(loadOf(off)), 'prefix_sharing_off');
   const b = replica(3);
-  assert.equal(errorCode(b.pushRaw('', {}, 0, 'GET', '/wasm-epp/v1/load?pool=nope')), 'invalid_pool');
-  assert.equal(errorCode(giveLoad(b, new Uint8Array(40), 'x')), 'invalid_load_record');
-  assert.equal(errorCode(b.pushRaw(new Uint8Array(0), {}, 0, 'POST', '/wasm-epp/v1/load?pool=default/vllm-qwen-pool')), 'invalid_load_target');
-  assert.equal(b.pushRaw('', { authorization: 'Bearer wrong-token-0123456789' }, 0, 'GET', '/wasm-epp/v1/load?pool=default/vllm-qwen-pool').status, 401);
+  assert.equal(errorCode(b.pushRaw('', {}, 0, 'GET', '/wasm-epp/v1/share?pool=nope')), 'invalid_pool');
+  const garbage = giveLoad(b, new Uint8Array(40), 'x');
+  assert.equal(errorCode(garbage), 'invalid_share');
+  assert.match(garbage.kind === 'local' ? garbage.bodyText : '', /not a load record/);
+  const nameless = giveLoad(b, new Uint8Array(0), '');
+  assert.equal(errorCode(nameless), 'invalid_share');
+  assert.match(nameless.kind === 'local' ? nameless.bodyText : '', /bad replica name/);
+  assert.equal(b.counter('peer_loads_merged'), 0);
+  assert.equal(b.pushRaw('', { authorization: 'Bearer wrong-token-0123456789' }, 0, 'GET', '/wasm-epp/v1/share?pool=default/vllm-qwen-pool').status, 401);
   // An empty record is a replica with nothing in flight.
   assert.equal(giveLoad(b, new Uint8Array(0), 'idle').status, 204);
 });
