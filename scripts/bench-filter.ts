@@ -266,11 +266,20 @@ function runPeers(size: number, label: string): PeersRow {
     s.requestHeaders({ ':method': 'POST', ':path': '/v1/chat/completions', ':authority': 'gw', ':scheme': 'http', 'content-type': 'application/json', 'content-length': String(body.length) }, false);
     s.requestBody(body, true);
   }
-  const record = other.push.worker(0).requestSync({ method: 'GET', path: '/wasm-epp/v1/load?pool=default/vllm-qwen-pool', headers: { authorization: `Bearer ${TOKEN}` } });
-  if (record.status !== 200 || record.kind !== 'local' || record.body.length < 24) throw new Error(`no load record: ${record.status}`);
+  const read = other.push.worker(0).requestSync({ method: 'GET', path: '/wasm-epp/v1/share?pool=default/vllm-qwen-pool', headers: { authorization: `Bearer ${TOKEN}` } });
+  // Its second section is the pool's LOAD section; its record is given under three replicas' names.
+  const first = read.kind === 'local' ? 5 + new DataView(read.body.buffer, read.body.byteOffset).getUint32(1, true) : 0;
+  const load = read.kind === 'local' ? read.body.subarray(first) : new Uint8Array();
+  const poolLen = load[5];
+  const record = load.subarray(5 + 1 + poolLen + 1);
+  if (read.status !== 200 || record.length < 24) throw new Error(`no load record: ${read.status}`);
   for (const r of ['a', 'b', 'c']) {
-    const given = sides[0].push.worker(0).requestSync({ method: 'POST', path: `/wasm-epp/v1/load?pool=default/vllm-qwen-pool&replica=${r}`, headers: { authorization: `Bearer ${TOKEN}` }, body: record.body });
-    if (given.status !== 204) throw new Error(`load refused: ${given.status}`);
+    const pool = load.subarray(5, 5 + 1 + poolLen);
+    const payload = Buffer.concat([pool, Buffer.from([1, r.charCodeAt(0)]), record]);
+    const body = Buffer.concat([Buffer.from([2, 0, 0, 0, 0]), payload]);
+    body.writeUInt32LE(payload.length, 1);
+    const given = sides[0].push.worker(0).requestSync({ method: 'POST', path: '/wasm-epp/v1/share', headers: { authorization: `Bearer ${TOKEN}` }, body });
+    if (given.status !== 204 || given.header('x-wasm-epp-load-records') !== '1') throw new Error(`load refused: ${given.status}`);
   }
   other.host.close();
   const answer = jsonAnswer(1024);
