@@ -27,6 +27,7 @@ export interface SidecarDeps {
   watchTimeoutSeconds?: () => number;
   watchBackoffMaxMs?: number;
   manifestPollMs?: number;
+  discoveryIntervalMs?: number; // tests: how often the served inference APIs are rediscovered
   serviceAccountNamespaceFile?: string; // tests
   localAddresses?: Set<string>; // tests: this host's addresses
 }
@@ -62,6 +63,7 @@ export async function startSidecar(o: Options, deps: SidecarDeps = {}): Promise<
       onRestart: (r) => metrics.watchRestarted(r),
       watchTimeoutSeconds: deps.watchTimeoutSeconds,
       backoffMaxMs: deps.watchBackoffMaxMs,
+      discoveryIntervalMs: deps.discoveryIntervalMs,
     });
   }
 

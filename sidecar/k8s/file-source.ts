@@ -11,8 +11,8 @@ import { join } from "node:path";
 import { SidecarError } from "../errors.ts";
 import type { Logger } from "../observability/log.ts";
 import { parseManifests, type ManifestObject } from "./manifests.ts";
-import { INFERENCE_MODEL, INFERENCE_POOL, INFERENCE_TRAFFIC_POLICY, POD, selectorMatches } from "./resources.ts";
-import type { InferenceModel, InferencePool, InferenceTrafficPolicy, Pod, ResourceSource, Snapshot } from "./types.ts";
+import { INFERENCE_MODEL, INFERENCE_MODEL_REWRITE, INFERENCE_OBJECTIVE, INFERENCE_POOL, INFERENCE_POOL_V1, INFERENCE_TRAFFIC_POLICY, POD, selectorMatches } from "./resources.ts";
+import type { InferenceModel, InferenceModelRewrite, InferenceObjective, InferencePool, InferencePoolV1, InferenceTrafficPolicy, Pod, ResourceSource, Snapshot } from "./types.ts";
 import { nameOf, namespaceOf } from "./types.ts";
 
 interface FileEntry {
@@ -166,25 +166,32 @@ export class FileSource implements ResourceSource {
 }
 
 function emptySnapshot(): Snapshot {
-  return { pools: [], models: [], policies: [], podsFor: () => [] };
+  return { pools: [], models: [], policies: [], poolsV1: [], objectives: [], rewrites: [], podsFor: () => [] };
 }
 
-// One object per kind/namespace/name: a later file (by name) replaces an earlier one.
+// One object per API group/kind/namespace/name (both InferencePool APIs may hold one name): a
+// later file (by name) replaces an earlier one.
 export function buildSnapshot(objects: ManifestObject[], warn: (msg: string) => void = () => {}): Snapshot {
   const byKey = new Map<string, ManifestObject>();
   for (const o of objects) {
-    const key = `${o.resource.kind}/${namespaceOf(o.object, "")}/${nameOf(o.object)}`;
+    const key = `${o.resource.group === "" ? "" : o.resource.group + "/"}${o.resource.kind}/${namespaceOf(o.object, "")}/${nameOf(o.object)}`;
     if (byKey.has(key)) warn(`${key} is defined more than once; the last definition is used`);
     byKey.set(key, o);
   }
   const pools: InferencePool[] = [];
   const models: InferenceModel[] = [];
   const policies: InferenceTrafficPolicy[] = [];
+  const poolsV1: InferencePoolV1[] = [];
+  const objectives: InferenceObjective[] = [];
+  const rewrites: InferenceModelRewrite[] = [];
   const podsByNs = new Map<string, Pod[]>();
   for (const { resource, object } of byKey.values()) {
     if (resource === INFERENCE_POOL) pools.push(object as InferencePool);
     else if (resource === INFERENCE_MODEL) models.push(object as InferenceModel);
     else if (resource === INFERENCE_TRAFFIC_POLICY) policies.push(object as InferenceTrafficPolicy);
+    else if (resource === INFERENCE_POOL_V1) poolsV1.push(object as InferencePoolV1);
+    else if (resource === INFERENCE_OBJECTIVE) objectives.push(object as InferenceObjective);
+    else if (resource === INFERENCE_MODEL_REWRITE) rewrites.push(object as InferenceModelRewrite);
     else if (resource === POD) {
       const ns = namespaceOf(object, "");
       const list = podsByNs.get(ns) ?? [];
@@ -196,6 +203,9 @@ export function buildSnapshot(objects: ManifestObject[], warn: (msg: string) => 
     pools,
     models,
     policies,
+    poolsV1,
+    objectives,
+    rewrites,
     podsFor: (namespace, selector) => (podsByNs.get(namespace) ?? []).filter((p) => selectorMatches(selector, p.metadata?.labels)),
   };
 }

@@ -1,7 +1,7 @@
 // What the sidecar needs from an InferencePool, validated.
 
 import { parsePd, pdPoliciesFor, type PdSpec } from "./pd.ts";
-import type { InferencePool, InferenceTrafficPolicy } from "./types.ts";
+import type { InferencePool, InferencePoolV1, InferenceTrafficPolicy } from "./types.ts";
 import { nameOf, namespaceOf } from "./types.ts";
 
 export const ROUTING_STRATEGY_ANNOTATION = "inference.networking.x-k8s.io/routing-strategy";
@@ -16,7 +16,13 @@ export interface PoolSpec {
   key: string; // "namespace/name", the pool's name in the state document
   namespace: string;
   name: string;
-  port: number; // spec.targetPortNumber: serving and metrics port; 0 when invalid
+  port: number; // the serving and metrics port (v1: the first of targetPorts); 0 when invalid
+  // Every target port (v1 pools may have up to 8, each its own endpoint on every Pod); [port]
+  // for v1alpha2, [] when invalid.
+  ports: number[];
+  // Which API the pool comes from: "v1alpha2" (inference.networking.x-k8s.io) or "v1"
+  // (inference.networking.k8s.io).
+  api: "v1alpha2" | "v1";
   selector: Record<string, string>;
   strategy: Strategy;
   runtime: Runtime;
@@ -27,7 +33,7 @@ export interface PoolSpec {
 }
 
 export interface PoolIssue {
-  code: "pool_invalid" | "annotation_invalid" | "pd_invalid";
+  code: "pool_invalid" | "annotation_invalid" | "pd_invalid" | "pool_conflict";
   message: string;
 }
 
@@ -55,17 +61,69 @@ export function parsePool(pool: InferencePool, defaultNamespace: string, policie
     issues.push({ code: "pool_invalid", message: `InferencePool ${key}: spec.targetPortNumber must be a port number (1-65535), got ${JSON.stringify(rawPort)}; no endpoints are published` });
   }
 
-  const selector: Record<string, string> = {};
-  const rawSelector = pool.spec?.selector;
-  if (rawSelector && typeof rawSelector === "object" && !Array.isArray(rawSelector)) {
-    for (const [k, v] of Object.entries(rawSelector)) {
-      if (typeof v === "string" || typeof v === "number" || typeof v === "boolean") selector[k] = String(v);
-    }
-  }
+  const selector = labelMap(pool.spec?.selector);
   if (Object.keys(selector).length === 0) {
     issues.push({ code: "pool_invalid", message: `InferencePool ${key}: spec.selector is empty; no endpoints are published` });
   }
+  return finishPool(pool, key, namespace, name, "v1alpha2", port > 0 ? [port] : [], selector, issues, defaultNamespace, policies);
+}
 
+// Reads a v1 pool (inference.networking.k8s.io): spec.selector.matchLabels and spec.targetPorts.
+// The rest (annotations, runtime, P/D) is read as for v1alpha2. spec.endpointPickerRef names the
+// picker the gateway would call; wasm-epp is that picker, so the reference is not used.
+export function parsePoolV1(pool: InferencePoolV1, defaultNamespace: string, policies: InferenceTrafficPolicy[] = []): PoolParse {
+  const namespace = namespaceOf(pool, defaultNamespace);
+  const name = nameOf(pool);
+  const issues: PoolIssue[] = [];
+  const key = `${namespace}/${name}`;
+  const ports: number[] = [];
+  const raw = pool.spec?.targetPorts;
+  if (!Array.isArray(raw) || raw.length === 0) {
+    issues.push({ code: "pool_invalid", message: `InferencePool ${key} (v1): spec.targetPorts is missing or empty; no endpoints are published` });
+  } else {
+    for (const [i, p] of raw.entries()) {
+      const n = p?.number;
+      if (typeof n !== "number" || !Number.isInteger(n) || n < 1 || n > 65535) {
+        issues.push({ code: "pool_invalid", message: `InferencePool ${key} (v1): spec.targetPorts[${i}].number must be a port number (1-65535), got ${JSON.stringify(n)}; no endpoints are published` });
+        ports.length = 0;
+        break;
+      }
+      if (ports.includes(n)) {
+        issues.push({ code: "pool_invalid", message: `InferencePool ${key} (v1): port ${n} appears twice in spec.targetPorts; no endpoints are published` });
+        ports.length = 0;
+        break;
+      }
+      if (ports.length === MAX_TARGET_PORTS) {
+        issues.push({ code: "pool_invalid", message: `InferencePool ${key} (v1): spec.targetPorts has more than ${MAX_TARGET_PORTS} entries; no endpoints are published` });
+        ports.length = 0;
+        break;
+      }
+      ports.push(n);
+    }
+  }
+  const rawSelector = pool.spec?.selector;
+  const selector = labelMap(rawSelector && typeof rawSelector === "object" ? (rawSelector as { matchLabels?: unknown }).matchLabels : undefined);
+  if (Object.keys(selector).length === 0) {
+    issues.push({ code: "pool_invalid", message: `InferencePool ${key} (v1): spec.selector.matchLabels is empty; no endpoints are published` });
+  }
+  return finishPool(pool, key, namespace, name, "v1", ports, selector, issues, defaultNamespace, policies);
+}
+
+// At most 8 target ports (GIE v1.1 and later; v1.0 allows one).
+export const MAX_TARGET_PORTS = 8;
+
+function labelMap(raw: unknown): Record<string, string> {
+  const selector: Record<string, string> = {};
+  if (raw && typeof raw === "object" && !Array.isArray(raw)) {
+    for (const [k, v] of Object.entries(raw)) {
+      if (typeof v === "string" || typeof v === "number" || typeof v === "boolean") selector[k] = String(v);
+    }
+  }
+  return selector;
+}
+
+function finishPool(pool: InferencePool | InferencePoolV1, key: string, namespace: string, name: string, api: "v1alpha2" | "v1", ports: number[], selector: Record<string, string>,
+  issues: PoolIssue[], defaultNamespace: string, policies: InferenceTrafficPolicy[]): PoolParse {
   const annotations = pool.metadata?.annotations ?? {};
   let strategy: Strategy = "DEFAULT";
   const rawStrategy = annotations[ROUTING_STRATEGY_ANNOTATION];
@@ -92,7 +150,7 @@ export function parsePool(pool: InferencePool, defaultNamespace: string, policie
     else issues.push({ code: "annotation_invalid", message: `InferencePool ${key}: ${from} "${rawRuntime}" is not vllm or sglang; using ${runtime}` });
   }
 
-  const spec: PoolSpec = { key, namespace, name, port, selector, strategy, runtime };
+  const spec: PoolSpec = { key, namespace, name, port: ports[0] ?? 0, ports, api, selector, strategy, runtime };
   const pd = parsePd(key, namespace, pdCandidates);
   issues.push(...pd.issues);
   if (pd.blocked) spec.pdBlocked = true;

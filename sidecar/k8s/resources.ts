@@ -14,6 +14,27 @@ export const INFERENCE_POOL: Resource = {
   plural: "inferencepools",
 };
 
+export const INFERENCE_POOL_V1: Resource = {
+  kind: "InferencePool",
+  group: "inference.networking.k8s.io",
+  version: "v1",
+  plural: "inferencepools",
+};
+
+export const INFERENCE_OBJECTIVE: Resource = {
+  kind: "InferenceObjective",
+  group: "inference.networking.x-k8s.io",
+  version: "v1alpha2",
+  plural: "inferenceobjectives",
+};
+
+export const INFERENCE_MODEL_REWRITE: Resource = {
+  kind: "InferenceModelRewrite",
+  group: "inference.networking.x-k8s.io",
+  version: "v1alpha2",
+  plural: "inferencemodelrewrites",
+};
+
 export const INFERENCE_MODEL: Resource = {
   kind: "InferenceModel",
   group: "inference.networking.x-k8s.io",
@@ -30,7 +51,10 @@ export const INFERENCE_TRAFFIC_POLICY: Resource = {
 
 export const POD: Resource = { kind: "Pod", group: "", version: "v1", plural: "pods" };
 
-export const RESOURCES = [INFERENCE_POOL, INFERENCE_MODEL, INFERENCE_TRAFFIC_POLICY, POD];
+// The custom resources, watched where the cluster serves them (kube-source.ts discovers which).
+export const CUSTOM_RESOURCES = [INFERENCE_POOL, INFERENCE_MODEL, INFERENCE_POOL_V1, INFERENCE_OBJECTIVE, INFERENCE_MODEL_REWRITE, INFERENCE_TRAFFIC_POLICY];
+
+export const RESOURCES = [...CUSTOM_RESOURCES, POD];
 
 export function apiVersionOf(r: Resource): string {
   return r.group === "" ? r.version : `${r.group}/${r.version}`;

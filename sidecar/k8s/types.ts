@@ -27,6 +27,43 @@ export interface InferencePool extends KubeObject {
   };
 }
 
+// inference.networking.k8s.io/v1 (GIE's GA API): a label selector with matchLabels only, up to 8
+// target ports (one in v1.0), and the endpoint picker the gateway would call (wasm-epp is the
+// picker itself, so that reference is only reported).
+export interface InferencePoolV1 extends KubeObject {
+  spec?: {
+    selector?: { matchLabels?: Record<string, string> | null } | null;
+    targetPorts?: Array<{ number?: number } | null> | null;
+    endpointPickerRef?: { group?: string; kind?: string; name?: string; port?: { number?: number } | null; failureMode?: string } | null;
+  };
+}
+
+export interface PoolRef {
+  group?: string;
+  kind?: string;
+  name?: string;
+}
+
+// inference.networking.x-k8s.io/v1alpha2: what a request selects by name (the objective header);
+// priority orders the queue, below 0 is sheddable.
+export interface InferenceObjective extends KubeObject {
+  spec?: {
+    poolRef?: PoolRef | null;
+    priority?: number | null;
+  };
+}
+
+// inference.networking.x-k8s.io/v1alpha2: the model a request names, rewritten to weighted targets.
+export interface InferenceModelRewrite extends KubeObject {
+  spec?: {
+    poolRef?: PoolRef | null;
+    rules?: Array<{
+      matches?: Array<{ model?: { type?: string; value?: string } | null } | null> | null;
+      targets?: Array<{ modelRewrite?: string; weight?: number | null } | null> | null;
+    } | null> | null;
+  };
+}
+
 export interface InferenceModel extends KubeObject {
   spec?: {
     modelName?: string;
@@ -62,6 +99,10 @@ export interface Snapshot {
   pools: InferencePool[];
   models: InferenceModel[];
   policies: InferenceTrafficPolicy[];
+  // The GA API's pools and the objectives and rewrites beside them (empty where not served).
+  poolsV1: InferencePoolV1[];
+  objectives: InferenceObjective[];
+  rewrites: InferenceModelRewrite[];
   // The Pods in `namespace` whose labels match `selector`.
   podsFor(namespace: string, selector: Record<string, string>): Pod[];
 }

@@ -24,9 +24,10 @@ import type { TargetRecord } from "../metrics/scraper.ts";
 import { podRole, type PdRole } from "../k8s/pd.ts";
 import type { PoolSpec, Runtime, Strategy } from "../k8s/pool-spec.ts";
 import { formatAddress } from "../k8s/pods.ts";
-import type { InferenceModel } from "../k8s/types.ts";
+import type { InferenceModel, InferenceModelRewrite, InferenceObjective } from "../k8s/types.ts";
 import { nameOf, namespaceOf } from "../k8s/types.ts";
 import { loadScore } from "./score.ts";
+import { buildObjectives, defaultTargets, rewriteClaims, sortClaims, timeOf, type ObjectiveDoc, type ObjectiveIssue } from "./objectives.ts";
 
 export const DOCUMENT_VERSION_FIELDS = ["version", "generated_at_ms", "pools", "models"] as const;
 export const CRITICALITIES = ["Critical", "Standard", "Sheddable"] as const;
@@ -70,6 +71,8 @@ export interface PoolDoc {
   strategy: Strategy;
   runtime: Runtime;
   pd?: PdDoc; // routed in prefill/decode mode
+  // An InferenceModelRewrite rule without matches: where a model without an entry goes.
+  default_targets?: TargetDoc[];
   endpoints: EndpointDoc[];
 }
 
@@ -90,12 +93,14 @@ export interface StateDocument {
   generated_at_ms: number;
   pools: PoolDoc[];
   models: ModelDoc[];
+  objectives?: ObjectiveDoc[];
 }
 
 // One Pod selected by a pool, with what the scraper knows of it.
 export interface EndpointInput {
   pod: string;
   ip: unknown;
+  port?: number; // the target port of this endpoint (a v1 pool's Pods have one per port); else the pool's
   k8sReady: boolean;
   firstSeenMs: number;
   record?: TargetRecord; // present for Pods being scraped (Kubernetes-ready ones)
@@ -110,13 +115,15 @@ export interface PoolInput {
 export interface BuildInput {
   pools: PoolInput[];
   models: InferenceModel[];
+  objectives?: InferenceObjective[];
+  rewrites?: InferenceModelRewrite[];
   defaultNamespace: string;
   metricsStaleMs: number;
   nowMs: number;
 }
 
 export interface Issue {
-  code: "pod_address_invalid" | "address_duplicate" | "model_invalid" | "pd_role_unknown" | "pd_role_mismatch";
+  code: "pod_address_invalid" | "address_duplicate" | "model_invalid" | "pd_role_unknown" | "pd_role_mismatch" | ObjectiveIssue["code"];
   message: string;
 }
 
@@ -132,6 +139,7 @@ export interface Built {
   // The document without version and generated_at_ms; metrics_age_ms are filled by render().
   pools: PoolDoc[];
   models: ModelDoc[];
+  objectives: ObjectiveDoc[];
   // metricsAt[p][e]: wall-clock ms of pools[p].endpoints[e]'s metrics.
   metricsAt: number[][];
   // Equal keys mean equal documents (up to version and generated_at_ms).
@@ -172,7 +180,7 @@ export function buildDocument(input: BuildInput): Built {
           continue;
         }
       }
-      const address = formatAddress(ep.ip, spec.port);
+      const address = formatAddress(ep.ip, ep.port ?? spec.port);
       if (address === undefined) {
         if (ep.ip !== undefined && ep.ip !== null && ep.ip !== "") {
           issues.push({ code: "pod_address_invalid", message: `pool ${spec.key} pod ${ep.pod}: podIP ${JSON.stringify(ep.ip)} cannot be published as ip:port; pod skipped` });
@@ -244,13 +252,26 @@ export function buildDocument(input: BuildInput): Built {
     });
   }
 
-  const models = buildModels(input.models, new Set(pools.map((p) => p.name)), input.defaultNamespace, issues);
-  const key = JSON.stringify({ pools, models }) + "|" + metricsAt.map((a) => a.join(",")).join(";");
-  return { pools, models, metricsAt, key, scrapes, issues, stats };
+  const published = new Set(pools.map((p) => p.name));
+  const claims = rewriteClaims(input.rewrites ?? [], published, input.defaultNamespace, issues);
+  const defaults = defaultTargets(claims, issues);
+  for (const p of pools) {
+    const d = defaults.get(p.name);
+    if (d) p.default_targets = d;
+  }
+  const models = buildModels(input.models, sortClaims(claims.filter((c) => c.model !== undefined)), published, input.defaultNamespace, issues);
+  const objectives = buildObjectives(input.objectives ?? [], published, input.defaultNamespace, issues);
+  const key = JSON.stringify({ pools, models, objectives }) + "|" + metricsAt.map((a) => a.join(",")).join(";");
+  return { pools, models, objectives, metricsAt, key, scrapes, issues, stats };
 }
 
-function buildModels(objects: InferenceModel[], published: Set<string>, defaultNamespace: string, issues: Issue[]): ModelDoc[] {
-  const entries: Array<{ created: number; id: string; doc: ModelDoc }> = [];
+// InferenceModels and the rewrite rules with matches, oldest first; where two claim one model
+// name in a pool, the older object wins (GIE's rule for rewrites, kept across both kinds).
+function buildModels(objects: InferenceModel[], claims: ReturnType<typeof sortClaims>, published: Set<string>, defaultNamespace: string, issues: Issue[]): ModelDoc[] {
+  const entries: Array<{ created: number; id: string; order: number; doc: ModelDoc }> = [];
+  for (const c of claims) {
+    entries.push({ created: c.created, id: c.id, order: c.order, doc: { name: c.model!, pool: c.pool, targets: c.targets } });
+  }
   for (const obj of objects) {
     const ns = namespaceOf(obj, defaultNamespace);
     const id = `${ns}/${nameOf(obj)}`;
@@ -289,15 +310,19 @@ function buildModels(objects: InferenceModel[], published: Set<string>, defaultN
       }
       if (targets.length > 0) doc.targets = targets;
     }
-    entries.push({ created: timeOf(obj.metadata?.creationTimestamp), id, doc });
+    entries.push({ created: timeOf(obj.metadata?.creationTimestamp), id: `InferenceModel ${id}`, order: 0, doc });
   }
-  entries.sort((a, b) => a.created - b.created || cmp(a.id, b.id));
+  entries.sort((a, b) => a.created - b.created || cmp(a.id.replace(/ rules\[\d+\]$/, ""), b.id.replace(/ rules\[\d+\]$/, "")) || a.order - b.order);
   const seen = new Map<string, string>();
   for (const e of entries) {
     const k = `${e.doc.pool}\u0000${e.doc.name}`;
     const first = seen.get(k);
     if (first !== undefined) {
-      issues.push({ code: "model_invalid", message: `InferenceModel ${e.id}: modelName ${JSON.stringify(e.doc.name)} is already served in pool ${e.doc.pool} by the older ${first}, which wins` });
+      if (e.id.startsWith("InferenceModel ") && first.startsWith("InferenceModel ")) {
+        issues.push({ code: "model_invalid", message: `${e.id}: modelName ${JSON.stringify(e.doc.name)} is already served in pool ${e.doc.pool} by the older ${first.slice("InferenceModel ".length)}, which wins` });
+      } else {
+        issues.push({ code: "model_conflict", message: `${e.id}: model ${JSON.stringify(e.doc.name)} in pool ${e.doc.pool} is already claimed by the older ${first}, which wins` });
+      }
     } else {
       seen.set(k, e.id);
     }
@@ -314,16 +339,8 @@ export function renderDocument(built: Built, version: number, generatedAtMs: num
     });
   });
   const doc: StateDocument = { version, generated_at_ms: generatedAtMs, pools: built.pools, models: built.models };
+  if (built.objectives.length > 0) doc.objectives = built.objectives;
   return JSON.stringify(doc);
-}
-
-function timeOf(t: unknown): number {
-  if (t instanceof Date) return t.getTime();
-  if (typeof t === "string") {
-    const ms = Date.parse(t);
-    if (Number.isFinite(ms)) return ms;
-  }
-  return Number.MAX_SAFE_INTEGER; // unknown: after every dated object
 }
 
 function validName(s: string): boolean {

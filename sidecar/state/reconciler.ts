@@ -17,7 +17,7 @@ import type { ErrorCode } from "../errors.ts";
 import type { Logger } from "../observability/log.ts";
 import type { SidecarMetrics } from "../observability/metrics.ts";
 import { podRole } from "../k8s/pd.ts";
-import { parsePool, type PoolSpec } from "../k8s/pool-spec.ts";
+import { parsePool, parsePoolV1, type PoolSpec } from "../k8s/pool-spec.ts";
 import { podHost, podReady } from "../k8s/pods.ts";
 import type { ResourceSource } from "../k8s/types.ts";
 import { nameOf } from "../k8s/types.ts";
@@ -132,12 +132,21 @@ export class Reconciler {
     const snap = source.snapshot();
     const issues: Array<{ code: ErrorCode; message: string }> = [];
 
+    // v1 pools first: a v1alpha2 pool with the same namespace/name is left out (pool_conflict).
     const specs: PoolSpec[] = [];
-    for (const pool of snap.pools) {
-      if (nameOf(pool).length === 0) continue;
-      const parsed = parsePool(pool, this.opts.defaultNamespace, snap.policies);
+    const parsedPools = [
+      ...snap.poolsV1.filter((p) => nameOf(p).length > 0).map((p) => parsePoolV1(p, this.opts.defaultNamespace, snap.policies)),
+      ...snap.pools.filter((p) => nameOf(p).length > 0).map((p) => parsePool(p, this.opts.defaultNamespace, snap.policies)),
+    ];
+    for (const parsed of parsedPools) {
       if (this.opts.pools.length > 0 && !this.opts.pools.includes(parsed.spec.key)) continue;
-      if (specs.some((s) => s.key === parsed.spec.key)) continue;
+      const first = specs.find((s) => s.key === parsed.spec.key);
+      if (first) {
+        if (first.api !== parsed.spec.api) {
+          issues.push({ code: "pool_conflict", message: `InferencePool ${parsed.spec.key} exists in both inference.networking.k8s.io/v1 and inference.networking.x-k8s.io/v1alpha2; the v1 pool is served, the v1alpha2 one ignored` });
+        }
+        continue;
+      }
       specs.push(parsed.spec);
       issues.push(...parsed.issues);
     }
@@ -147,35 +156,39 @@ export class Reconciler {
     // Pods of each pool; Kubernetes-ready ones with an IP (and, in a prefill/decode pool, a role)
     // are scrape targets.
     const targets: ScrapeTarget[] = [];
-    type Row = { pod: string; ip: unknown; ready: boolean; firstSeenMs: number; target?: string; labels?: Record<string, string> | null };
+    type Row = { pod: string; ip: unknown; port: number; ready: boolean; firstSeenMs: number; target?: string; labels?: Record<string, string> | null };
     const pending: Array<{ spec: PoolSpec; rows: Row[] }> = [];
     const seen = new Set<string>();
     for (const spec of specs) {
       const rows: Row[] = [];
       const pods = usable.includes(spec) ? snap.podsFor(spec.namespace, spec.selector) : [];
       for (const pod of pods) {
-        const name = nameOf(pod);
-        if (name.length === 0) continue;
+        const podName = nameOf(pod);
+        if (podName.length === 0) continue;
         const ip = pod.status?.podIP ?? undefined;
         const host = podHost(pod);
-        const idKey = `${spec.key}|${name}|${String(ip)}`;
-        seen.add(idKey);
-        let firstSeenMs = this.firstSeen.get(idKey);
-        if (firstSeenMs === undefined) {
-          firstSeenMs = now;
-          this.firstSeen.set(idKey, now);
-        }
         const ready = podReady(pod) && host !== undefined;
         const labels = pod.metadata?.labels;
         const role = spec.pd ? podRole(labels, spec.pd.roleLabel) : undefined;
-        let target: string | undefined;
-        if (ready && (spec.pd === undefined || role !== undefined)) {
-          target = `${spec.key}|${name}|${host}|${spec.port}|${spec.runtime}|${role ?? ""}`;
-          const t: ScrapeTarget = { key: target, pool: spec.key, pod: name, host: host!, port: spec.port, runtime: spec.runtime };
-          if (role !== undefined) t.role = role;
-          targets.push(t);
-        }
-        rows.push({ pod: name, ip, ready, firstSeenMs, target, labels });
+        // Several target ports: one endpoint (and one model server to scrape) per port.
+        spec.ports.forEach((port, rank) => {
+          const name = spec.ports.length > 1 ? `${podName}-rank-${rank}` : podName;
+          const idKey = `${spec.key}|${name}|${String(ip)}`;
+          seen.add(idKey);
+          let firstSeenMs = this.firstSeen.get(idKey);
+          if (firstSeenMs === undefined) {
+            firstSeenMs = now;
+            this.firstSeen.set(idKey, now);
+          }
+          let target: string | undefined;
+          if (ready && (spec.pd === undefined || role !== undefined)) {
+            target = `${spec.key}|${name}|${host}|${port}|${spec.runtime}|${role ?? ""}`;
+            const t: ScrapeTarget = { key: target, pool: spec.key, pod: name, host: host!, port, runtime: spec.runtime };
+            if (role !== undefined) t.role = role;
+            targets.push(t);
+          }
+          rows.push({ pod: name, ip, port, ready, firstSeenMs, target, labels });
+        });
       }
       pending.push({ spec, rows });
     }
@@ -184,9 +197,9 @@ export class Reconciler {
 
     const pools: PoolInput[] = pending.map(({ spec, rows }) => ({
       spec,
-      endpoints: rows.map((r): EndpointInput => ({ pod: r.pod, ip: r.ip, k8sReady: r.ready, firstSeenMs: r.firstSeenMs, record: r.target ? scraper.record(r.target) : undefined, labels: r.labels })),
+      endpoints: rows.map((r): EndpointInput => ({ pod: r.pod, ip: r.ip, port: r.port, k8sReady: r.ready, firstSeenMs: r.firstSeenMs, record: r.target ? scraper.record(r.target) : undefined, labels: r.labels })),
     }));
-    const built = buildDocument({ pools, models: snap.models, defaultNamespace: this.opts.defaultNamespace, metricsStaleMs: this.opts.metricsStaleMs, nowMs: now });
+    const built = buildDocument({ pools, models: snap.models, objectives: snap.objectives, rewrites: snap.rewrites, defaultNamespace: this.opts.defaultNamespace, metricsStaleMs: this.opts.metricsStaleMs, nowMs: now });
     issues.push(...built.issues);
     this.report(issues);
     this.opts.metrics?.poolStats(built.stats);

@@ -6,6 +6,8 @@
 //     list:  {"kind":"<Kind>List","apiVersion":...,"metadata":{"resourceVersion":"N"},"items":[...]}
 //     ?watch=true&resourceVersion=N&allowWatchBookmarks=true&timeoutSeconds=S
 //            a chunked stream of JSON lines {"type":"ADDED|MODIFIED|DELETED|BOOKMARK|ERROR","object":...}
+//   GET /apis/{group}/{version}: the APIResourceList of the served resources of that version (404
+//     when it serves none), as discovery reads it; GET /apis: the APIGroupList.
 //   labelSelector (k=v, k==v, k!=v, k, !k; comma = and) and fieldSelector (metadata.name,
 //   metadata.namespace; = == !=) filter lists and watches; on a filtered watch an object that
 //   stops matching arrives as DELETED and one that starts matching as ADDED, as the apiserver does.
@@ -70,7 +72,15 @@ export const BUILTIN_RESOURCES: ResourceDef[] = [
   { group: "inference.networking.x-k8s.io", version: "v1alpha2", plural: "inferencepools", kind: "InferencePool", namespaced: true },
   { group: "inference.networking.x-k8s.io", version: "v1alpha2", plural: "inferencemodels", kind: "InferenceModel", namespaced: true },
   { group: "inferenceextension.alibabacloud.com", version: "v1alpha1", plural: "inferencetrafficpolicies", kind: "InferenceTrafficPolicy", namespaced: true },
+  { group: "inference.networking.k8s.io", version: "v1", plural: "inferencepools", kind: "InferencePool", namespaced: true },
+  { group: "inference.networking.x-k8s.io", version: "v1alpha2", plural: "inferenceobjectives", kind: "InferenceObjective", namespaced: true },
+  { group: "inference.networking.x-k8s.io", version: "v1alpha2", plural: "inferencemodelrewrites", kind: "InferenceModelRewrite", namespaced: true },
 ];
+
+// A resource named by its plural ("inferencepools": in every group) or plural.group.
+function named(d: ResourceDef, name: string): boolean {
+  return name === d.plural || name === `${d.plural}.${d.group}`;
+}
 
 function resKey(group: string, plural: string): string {
   return `${group}/${plural}`;
@@ -94,7 +104,7 @@ export class FakeApiServer {
   static async start(opts: { serve?: string[]; bookmarkIntervalMs?: number } = {}): Promise<FakeApiServer> {
     const s = new FakeApiServer();
     for (const d of BUILTIN_RESOURCES) s.defs.set(resKey(d.group, d.plural), d);
-    for (const d of BUILTIN_RESOURCES) if (!opts.serve || opts.serve.includes(d.plural)) s.served.add(resKey(d.group, d.plural));
+    for (const d of BUILTIN_RESOURCES) if (!opts.serve || opts.serve.some((n) => named(d, n))) s.served.add(resKey(d.group, d.plural));
     s.bookmarkIntervalMs = opts.bookmarkIntervalMs ?? 0;
     await s.listen();
     return s;
@@ -125,12 +135,15 @@ export class FakeApiServer {
     ].join("\n");
   }
 
-  // Serves (a CRD is installed) or stops serving (404) a resource, by plural.
-  serve(plural: string, on = true): void {
-    const def = [...this.defs.values()].find((d) => d.plural === plural);
-    if (!def) throw new Error(`unknown resource ${plural}`);
-    if (on) this.served.add(resKey(def.group, def.plural));
-    else this.served.delete(resKey(def.group, def.plural));
+  // Serves (a CRD is installed) or stops serving (404) a resource, by plural (every group's) or
+  // plural.group.
+  serve(name: string, on = true): void {
+    const defs = [...this.defs.values()].filter((d) => named(d, name));
+    if (defs.length === 0) throw new Error(`unknown resource ${name}`);
+    for (const def of defs) {
+      if (on) this.served.add(resKey(def.group, def.plural));
+      else this.served.delete(resKey(def.group, def.plural));
+    }
   }
 
   // Creates or replaces an object (by apiVersion, kind, namespace, name).
@@ -152,8 +165,9 @@ export class FakeApiServer {
     return obj;
   }
 
+  // `kind` may be "group/Kind" where two groups share the kind (InferencePool).
   remove(kind: string, namespace: string, name: string): boolean {
-    const def = [...this.defs.values()].find((d) => d.kind === kind);
+    const def = this.defOfKind(kind);
     if (!def) throw new Error(`unknown kind ${kind}`);
     const key = resKey(def.group, def.plural);
     const store = this.store(key);
@@ -168,7 +182,7 @@ export class FakeApiServer {
   }
 
   get(kind: string, namespace: string, name: string): Obj | undefined {
-    const def = [...this.defs.values()].find((d) => d.kind === kind);
+    const def = this.defOfKind(kind);
     return def ? this.store(resKey(def.group, def.plural)).get(`${namespace}/${name}`) : undefined;
   }
 
@@ -228,6 +242,37 @@ export class FakeApiServer {
     return s;
   }
 
+  // Discovery: the groups with a served resource, each with its one version.
+  private groupList(res: http.ServerResponse): void {
+    const groups = new Map<string, string>();
+    for (const d of this.defs.values()) if (d.group !== "" && this.served.has(resKey(d.group, d.plural))) groups.set(d.group, d.version);
+    const v = (g: string, ver: string) => ({ groupVersion: `${g}/${ver}`, version: ver });
+    const body = { kind: "APIGroupList", apiVersion: "v1", groups: [...groups].map(([g, ver]) => ({ name: g, versions: [v(g, ver)], preferredVersion: v(g, ver) })) };
+    res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(body));
+  }
+
+  private resourceList(res: http.ServerResponse, group: string, version: string): void {
+    const defs = [...this.defs.values()].filter((d) => d.group === group && d.version === version && this.served.has(resKey(d.group, d.plural)));
+    if (defs.length === 0) return this.status(res, 404, "NotFound", `the server could not find the requested resource (${group}/${version})`);
+    const body = {
+      kind: "APIResourceList",
+      apiVersion: "v1",
+      groupVersion: `${group}/${version}`,
+      resources: defs.flatMap((d) => [
+        { name: d.plural, singularName: d.kind.toLowerCase(), namespaced: d.namespaced, kind: d.kind, verbs: ["delete", "deletecollection", "get", "list", "patch", "create", "update", "watch"] },
+        { name: `${d.plural}/status`, singularName: "", namespaced: d.namespaced, kind: d.kind, verbs: ["get", "patch", "update"] },
+      ]),
+    };
+    res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(body));
+  }
+
+  private defOfKind(kind: string): ResourceDef | undefined {
+    const slash = kind.lastIndexOf("/");
+    if (slash < 0) return [...this.defs.values()].find((d) => d.kind === kind);
+    const group = kind.slice(0, slash);
+    return [...this.defs.values()].find((d) => d.kind === kind.slice(slash + 1) && d.group === group);
+  }
+
   private defFor(o: Obj): ResourceDef {
     const group = o.apiVersion?.includes("/") ? o.apiVersion.split("/")[0] : "";
     const def = [...this.defs.values()].find((d) => d.kind === o.kind && d.group === group);
@@ -279,6 +324,9 @@ export class FakeApiServer {
     }
     if (req.method !== "GET") return this.status(res, 405, "MethodNotAllowed", "only GET is implemented");
 
+    if (url.pathname === "/apis" || url.pathname === "/apis/") return this.groupList(res);
+    const gv = /^\/apis\/([^/]+)\/([^/]+)\/?$/.exec(url.pathname);
+    if (gv) return this.resourceList(res, gv[1], gv[2]);
     const m = /^\/(?:api\/(v1)|apis\/([^/]+)\/([^/]+))(?:\/namespaces\/([^/]+))?\/([^/]+)$/.exec(url.pathname);
     if (!m) return this.status(res, 404, "NotFound", `the server could not find the requested resource (${url.pathname})`);
     const group = m[2] ?? "";

@@ -13,8 +13,9 @@ export const STATE_PATH = "/wasm-epp/v1/state";
 export interface StoredDoc {
   version: number;
   generated_at_ms: number;
-  pools: Array<{ name: string; strategy: string; runtime: string; endpoints: Array<Record<string, any>> }>;
+  pools: Array<{ name: string; strategy: string; runtime: string; endpoints: Array<Record<string, any>>; default_targets?: Array<{ name: string; weight?: number }> }>;
   models: Array<{ name: string; pool: string; criticality?: string; targets?: Array<{ name: string; weight?: number }> }>;
+  objectives?: Array<{ name: string; pool: string; priority: number; criticality: string }>;
 }
 
 export interface Answer {

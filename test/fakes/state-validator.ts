@@ -40,6 +40,10 @@ export function validateState(doc: unknown, maxEndpoints = 1024): string | undef
         if (r.strategy !== undefined && r.strategy !== null && (typeof r.strategy !== "string" || r.strategy.length > MAX_NAME)) return `${path}.pd.${role}.strategy: must be a string`;
       }
     }
+    if (p.default_targets !== undefined && p.default_targets !== null) {
+      const e2 = targetsProblem(p.default_targets, `${path}.default_targets`);
+      if (e2) return e2;
+    }
     if (!Array.isArray(p.endpoints)) return `${path}.endpoints: is required`;
     if (p.endpoints.length > maxEndpoints) return `${path}.endpoints: too many`;
     const addresses = new Set<string>();
@@ -82,15 +86,33 @@ export function validateState(doc: unknown, maxEndpoints = 1024): string | undef
     if (e) return e;
     if (m.criticality !== undefined && m.criticality !== null && typeof m.criticality !== "string") return `${path}.criticality: must be a string`;
     if (m.targets !== undefined && m.targets !== null) {
-      if (!Array.isArray(m.targets) || m.targets.length > MAX_TARGETS) return `${path}.targets: must be an array`;
-      for (let j = 0; j < m.targets.length; j++) {
-        const t = m.targets[j] as J;
-        if (typeof t !== "object" || t === null) return `${path}.targets[${j}]: must be an object`;
-        const e2 = requiredString(t, "name", `${path}.targets[${j}]`);
-        if (e2) return e2;
-        if (t.weight !== undefined && t.weight !== null && (typeof t.weight !== "number" || !Number.isFinite(t.weight) || t.weight < 0 || t.weight > 1e6)) return `${path}.targets[${j}].weight: must be between 0 and 1000000`;
-      }
+      const e2 = targetsProblem(m.targets, `${path}.targets`);
+      if (e2) return e2;
     }
+  }
+  if (root.objectives !== undefined && root.objectives !== null) {
+    if (!Array.isArray(root.objectives) || root.objectives.length > MAX_MODELS) return ".objectives: must be an array of at most 8192";
+    for (let i = 0; i < root.objectives.length; i++) {
+      const o = root.objectives[i] as J;
+      const path = `objectives[${i}]`;
+      if (typeof o !== "object" || o === null) return `${path}: must be an object`;
+      const e = requiredString(o, "name", path) ?? requiredString(o, "pool", path);
+      if (e) return e;
+      if (typeof o.priority !== "number" || !Number.isInteger(o.priority) || o.priority < -2147483648 || o.priority > 2147483647) return `${path}.priority: must be a 32-bit integer`;
+      if (!["Critical", "Standard", "Sheddable"].includes(o.criticality as string)) return `${path}.criticality: must be Critical, Standard or Sheddable`;
+    }
+  }
+  return undefined;
+}
+
+function targetsProblem(v: unknown, path: string): string | undefined {
+  if (!Array.isArray(v) || v.length > MAX_TARGETS) return `${path}: must be an array`;
+  for (let j = 0; j < v.length; j++) {
+    const t = v[j] as J;
+    if (typeof t !== "object" || t === null) return `${path}[${j}]: must be an object`;
+    const e2 = requiredString(t, "name", `${path}[${j}]`);
+    if (e2) return e2;
+    if (t.weight !== undefined && t.weight !== null && (typeof t.weight !== "number" || !Number.isFinite(t.weight) || t.weight < 0 || t.weight > 1e6)) return `${path}[${j}].weight: must be between 0 and 1000000`;
   }
   return undefined;
 }

@@ -9,7 +9,7 @@ import { validateState } from "../fakes/state-validator.ts";
 const NOW = 1_763_600_000_000;
 
 function spec(over: Partial<PoolSpec> = {}): PoolSpec {
-  return { key: "default/vllm-qwen-pool", namespace: "default", name: "vllm-qwen-pool", port: 8000, selector: { app: "qwen" }, strategy: "DEFAULT", runtime: "vllm", ...over };
+  return { key: "default/vllm-qwen-pool", namespace: "default", name: "vllm-qwen-pool", port: 8000, ports: [8000], api: "v1alpha2", selector: { app: "qwen" }, strategy: "DEFAULT", runtime: "vllm", ...over };
 }
 
 function rec(over: Partial<TargetRecord> = {}): TargetRecord {

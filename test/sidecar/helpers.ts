@@ -45,6 +45,39 @@ export function modelObj(name: string, modelName: string, pool: string, opts: { 
   return { apiVersion: "inference.networking.x-k8s.io/v1alpha2", kind: "InferenceModel", metadata: { name, namespace: opts.namespace ?? "default", ...(opts.created ? { creationTimestamp: opts.created } : {}) }, spec };
 }
 
+// A v1 InferencePool (inference.networking.k8s.io).
+export function poolV1Obj(name: string, matchLabels: Record<string, string>, opts: { namespace?: string; ports?: number[]; annotations?: Record<string, string> } = {}): Obj {
+  return {
+    apiVersion: "inference.networking.k8s.io/v1",
+    kind: "InferencePool",
+    metadata: { name, namespace: opts.namespace ?? "default", ...(opts.annotations ? { annotations: opts.annotations } : {}) },
+    spec: { selector: { matchLabels }, targetPorts: (opts.ports ?? [8000]).map((number) => ({ number })), endpointPickerRef: { name: `${name}-epp`, port: { number: 9002 } } },
+  };
+}
+
+export function objectiveObj(name: string, pool: string, priority?: number, opts: { namespace?: string; created?: string } = {}): Obj {
+  return {
+    apiVersion: "inference.networking.x-k8s.io/v1alpha2",
+    kind: "InferenceObjective",
+    metadata: { name, namespace: opts.namespace ?? "default", ...(opts.created ? { creationTimestamp: opts.created } : {}) },
+    spec: { poolRef: { name: pool }, ...(priority === undefined ? {} : { priority }) },
+  };
+}
+
+export interface RewriteRule {
+  matches?: Array<{ model: { type?: string; value: string } }>;
+  targets: Array<{ modelRewrite: string; weight?: number }>;
+}
+
+export function rewriteObj(name: string, pool: string, rules: RewriteRule[], opts: { namespace?: string; created?: string } = {}): Obj {
+  return {
+    apiVersion: "inference.networking.x-k8s.io/v1alpha2",
+    kind: "InferenceModelRewrite",
+    metadata: { name, namespace: opts.namespace ?? "default", ...(opts.created ? { creationTimestamp: opts.created } : {}) },
+    spec: { poolRef: { group: "inference.networking.k8s.io", kind: "InferencePool", name: pool }, rules },
+  };
+}
+
 export function podObj(name: string, ip: string, labels: Record<string, string>, opts: { namespace?: string; ready?: boolean; terminating?: boolean } = {}): Obj {
   const metadata: Obj["metadata"] = { name, namespace: opts.namespace ?? "default", labels };
   if (opts.terminating) metadata.deletionTimestamp = "2025-11-20T10:00:00Z";

@@ -4,7 +4,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { FakeApiServer } from "../fakes/apiserver.ts";
 import { KubeSource, loadKubeConfig } from "../../sidecar/k8s/kube-source.ts";
-import { kubeConfigFor, memoryLogger, modelObj, podObj, poolObj, sleep, waitUntil } from "./helpers.ts";
+import { kubeConfigFor, memoryLogger, modelObj, objectiveObj, podObj, poolObj, poolV1Obj, rewriteObj, sleep, waitUntil } from "./helpers.ts";
 
 async function setup(opts: { serve?: string[]; bookmarkIntervalMs?: number; namespaces?: string[] } = {}) {
   const api = await FakeApiServer.start({ serve: opts.serve, bookmarkIntervalMs: opts.bookmarkIntervalMs });
@@ -19,6 +19,7 @@ async function setup(opts: { serve?: string[]; bookmarkIntervalMs?: number; name
     backoffBaseMs: 20,
     backoffMaxMs: 100,
     missingRetryMs: 100,
+    discoveryIntervalMs: 100,
   });
   await source.start(() => changes++);
   const podNames = () => source.snapshot().podsFor("default", { app: "qwen" }).map((p) => p.metadata?.name).sort();
@@ -142,7 +143,9 @@ test("a resource the cluster does not serve counts as empty and is picked up onc
   const t = await setup({ serve: ["pods", "inferencepools", "inferencemodels"] });
   try {
     await waitUntil(() => t.source.synced(), 5000, "synced without InferenceTrafficPolicy");
-    assert.ok(t.records.some((r) => r.event === "resource_missing" && String(r.resource).startsWith("inferencetrafficpolicies")), "t.records.some((r) => r.event === \"resource_missing\" && String(r.resource).startsWith(\"inferencetrafficpolicies\"))");
+    // Discovery found it missing: it is not listed at all (no 404 to retry).
+    assert.ok(!t.api.requests.some((r) => r.path.endsWith("/inferencetrafficpolicies")), "an unserved resource is not listed");
+    assert.ok(t.records.some((r) => r.event === "api_discovered" && !String(r.resources).includes("inferencetrafficpolicies")), "discovery logged what is watched");
     t.api.serve("inferencetrafficpolicies");
     t.api.apply({ apiVersion: "inferenceextension.alibabacloud.com/v1alpha1", kind: "InferenceTrafficPolicy", metadata: { name: "policy", namespace: "default" }, spec: { poolRef: { name: "p" }, modelServerRuntime: "sglang" } });
     await waitUntil(() => t.source.snapshot().policies.length === 1, 5000, "policy listed");
@@ -186,4 +189,66 @@ test("namespaced mode lists and watches only the given namespaces", async () => 
 
 test("a kubeconfig that cannot be loaded is a clear start-up error", () => {
   assert.throws(() => loadKubeConfig("/nonexistent/kubeconfig"), (err: Error & { code?: string }) => err.code === "kubeconfig_invalid" && /\/nonexistent\/kubeconfig/.test(err.message));
+});
+
+const V1 = ["pods", "inferencepools.inference.networking.k8s.io", "inferenceobjectives", "inferencemodelrewrites"];
+
+test("a cluster with only the v1 CRDs: the v1 pool, objectives and rewrites are watched, the v1alpha2 APIs never asked", async () => {
+  const t = await setup({ serve: V1 });
+  try {
+    t.api.apply(poolV1Obj("qwen", { app: "qwen" }));
+    t.api.apply(objectiveObj("chat", "qwen", 10));
+    t.api.apply(rewriteObj("canary", "qwen", [{ matches: [{ model: { value: "qwen" } }], targets: [{ modelRewrite: "qwen-v2" }] }]));
+    await waitUntil(() => t.source.synced() && t.source.snapshot().poolsV1.length === 1 && t.source.snapshot().objectives.length === 1 && t.source.snapshot().rewrites.length === 1, 5000, "v1 objects listed");
+    const snap = t.source.snapshot();
+    assert.deepEqual([snap.pools.length, snap.models.length, snap.policies.length], [0, 0, 0]);
+    assert.deepEqual(t.source.watching().map((r) => `${r.plural}.${r.group}/${r.version}`).sort(), [
+      "inferencemodelrewrites.inference.networking.x-k8s.io/v1alpha2",
+      "inferenceobjectives.inference.networking.x-k8s.io/v1alpha2",
+      "inferencepools.inference.networking.k8s.io/v1",
+    ]);
+    const old = t.api.requests.filter((r) => /^\/apis\/inference\.networking\.x-k8s\.io\/v1alpha2\/(namespaces\/[^/]+\/)?(inferencepools|inferencemodels)$/.test(r.path));
+    assert.deepEqual(old, [], "no list or watch of v1alpha2 pools or models");
+    assert.ok(t.api.requests.some((r) => r.path === "/apis/inference.networking.x-k8s.io/v1alpha2/inferenceobjectives"), "objectives listed");
+    assert.ok(t.api.requests.some((r) => r.path === "/apis/inference.networking.k8s.io/v1"), "discovery asked for the v1 group");
+    assert.ok(!t.records.some((r) => r.event === "resource_missing"), "no 404 noise for the APIs the cluster lacks");
+  } finally {
+    await t.close();
+  }
+});
+
+test("a cluster with both APIs: both pools are watched; a CRD installed later is picked up by the next discovery, one removed is dropped", async () => {
+  const t = await setup({ serve: ["pods", "inferencepools", "inferencemodels", "inferencetrafficpolicies"] });
+  try {
+    t.api.apply(poolObj("old", { app: "old" }));
+    t.api.apply(poolV1Obj("new", { app: "new" }));
+    await waitUntil(() => t.source.synced() && t.source.snapshot().pools.length === 1 && t.source.snapshot().poolsV1.length === 1, 5000, "both pools");
+    assert.equal(t.source.snapshot().objectives.length, 0);
+    t.api.serve("inferenceobjectives");
+    t.api.apply(objectiveObj("batch", "new", -1));
+    await waitUntil(() => t.source.snapshot().objectives.length === 1, 5000, "objectives watched after the CRD appears");
+    t.api.serve("inferencepools.inference.networking.x-k8s.io", false);
+    await waitUntil(() => t.source.snapshot().pools.length === 0, 5000, "the v1alpha2 pools dropped with their CRD");
+    assert.equal(t.source.snapshot().poolsV1.length, 1);
+  } finally {
+    await t.close();
+  }
+});
+
+test("discovery that fails falls back to watching every resource, with a warning; a 404 is then 'not served'", async () => {
+  const api = await FakeApiServer.start({ serve: V1 });
+  api.failNext((r) => /^\/apis\/[^/]+\/[^/]+$/.test(r.path), 403, 1);
+  const { log, records } = memoryLogger();
+  const source = new KubeSource({ kubeConfigObject: kubeConfigFor(api.kubeconfigYaml()), namespaces: [], log, missingRetryMs: 100, discoveryIntervalMs: 60_000 });
+  try {
+    api.apply(poolV1Obj("qwen", { app: "qwen" }));
+    await source.start(() => {});
+    await waitUntil(() => source.synced() && source.snapshot().poolsV1.length === 1, 5000, "v1 pool listed");
+    assert.ok(records.some((r) => r.event === "api_discovery_failed" && r.code === "api_discovery_failed"));
+    assert.equal(source.watching().length, 6, "every custom resource watched");
+    assert.ok(records.some((r) => r.event === "resource_missing" && String(r.resource).startsWith("inferencemodels")), "the unserved ones count as empty");
+  } finally {
+    await source.stop();
+    await api.close();
+  }
 });

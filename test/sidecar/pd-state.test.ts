@@ -21,7 +21,7 @@ const SELECTOR = { "alibabacloud.com/inference_backend": "sglang" };
 const PD: PdSpec = { policy: "default/inference-policy", roleLabel: RBG, bootstrapPort: 34000, prefill: { strategy: "PREFIX_CACHE" }, decode: { strategy: "DEFAULT" } };
 
 function spec(over: Partial<PoolSpec> = {}): PoolSpec {
-  return { key: "default/qwen-inference-pool", namespace: "default", name: "qwen-inference-pool", port: 8000, selector: SELECTOR, strategy: "DEFAULT", runtime: "sglang", pd: PD, ...over };
+  return { key: "default/qwen-inference-pool", namespace: "default", name: "qwen-inference-pool", port: 8000, ports: [8000], api: "v1alpha2", selector: SELECTOR, strategy: "DEFAULT", runtime: "sglang", pd: PD, ...over };
 }
 
 function ep(pod: string, ip: string, role: string | undefined, metrics: Partial<ServerMetrics> = {}): EndpointInput {
@@ -188,7 +188,7 @@ test("the reconciler scrapes each P/D Pod for its role, skips role-less Pods, an
     podObj("router-0", "10.0.0.3", { ...SELECTOR, [RBG]: "router" }),
   ];
   const policies = [{ metadata: { name: "inference-policy", namespace: "default" }, spec: { poolRef: { name: "qwen-inference-pool" }, modelServerRuntime: "sglang", profile: { pd: { pdRoleLabelName: RBG, kvTransfer: { bootstrapPort: 34000 } } } } }];
-  const snapshot: Snapshot = { pools: [pool], models: [], policies, podsFor: () => pods };
+  const snapshot: Snapshot = { pools: [pool], models: [], policies, poolsV1: [], objectives: [], rewrites: [], podsFor: () => pods };
   const scraper = new RecordingScraper();
   const { log, records } = memoryLogger("warn");
   const offered: unknown[] = [];

@@ -16,7 +16,7 @@ function built(waiting = 0): Built {
   const now = Date.now();
   return buildDocument({
     pools: [{
-      spec: { key: "default/p", namespace: "default", name: "p", port: 8000, selector: { app: "q" }, strategy: "DEFAULT", runtime: "vllm" },
+      spec: { key: "default/p", namespace: "default", name: "p", port: 8000, ports: [8000], api: "v1alpha2", selector: { app: "q" }, strategy: "DEFAULT", runtime: "vllm" },
       endpoints: [{ pod: "p-0", ip: "10.0.0.1", k8sReady: true, firstSeenMs: now - 5000, record: { firstSeenMs: now - 5000, attempts: 1, consecutiveUnreachable: 0, unreachable: false, lastSuccessMs: now - 20, metrics: { waiting, running: 1, kvUsage: 0.1 } } }],
     }],
     models: [],

@@ -91,7 +91,7 @@ function setup(pods = 1, spacingMs = WINDOW) {
   const timers = new ManualTimers();
   const scraper = new FakeScraper(timers);
   const podList: Pod[] = Array.from({ length: pods }, (_, i) => podObj(`p-${i}`, `10.0.0.${i + 1}`, { app: "q" }));
-  const snapshot: Snapshot = { pools: [poolObj("pool", { app: "q" })], models: [], policies: [], podsFor: () => podList };
+  const snapshot: Snapshot = { pools: [poolObj("pool", { app: "q" })], models: [], policies: [], poolsV1: [], objectives: [], rewrites: [], podsFor: () => podList };
   const docs: Array<{ at: number; payload: Payload }> = [];
   const rec = new Reconciler({
     source: { start: async () => {}, stop: async () => {}, synced: () => true, snapshot: () => snapshot },

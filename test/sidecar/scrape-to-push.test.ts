@@ -15,7 +15,7 @@ import { Reconciler } from "../../sidecar/state/reconciler.ts";
 import { PushReceiver } from "../fakes/push-receiver.ts";
 import { memoryLogger, podObj, poolObj, sleep, waitUntil } from "./helpers.ts";
 
-const SPEC = { key: "default/p", namespace: "default", name: "p", port: 8000, selector: { app: "q" }, strategy: "DEFAULT" as const, runtime: "vllm" as const };
+const SPEC = { key: "default/p", namespace: "default", name: "p", port: 8000, ports: [8000], api: "v1alpha2" as const, selector: { app: "q" }, strategy: "DEFAULT" as const, runtime: "vllm" as const };
 
 // A document of pods a and b whose scrapes completed at these performance.now() times.
 function built(scrapes: { a: number; b: number }): Built {
@@ -104,7 +104,7 @@ test("real timers: a scrape after a quiet period reaches the listener in a few m
   const log = memoryLogger("error").log;
   const pusher = new Pusher({ urls: [url], token: new TokenSource(undefined, { WASM_EPP_PUSH_TOKEN: "push-secret" }), timeoutMs: 1000, intervalMs: 60_000, log, observer: metrics });
   const pods: Pod[] = [podObj("a", "10.0.0.1", { app: "q" })];
-  const snapshot: Snapshot = { pools: [poolObj("p", { app: "q" })], models: [], policies: [], podsFor: () => pods };
+  const snapshot: Snapshot = { pools: [poolObj("p", { app: "q" })], models: [], policies: [], poolsV1: [], objectives: [], rewrites: [], podsFor: () => pods };
   const records = new Map<string, TargetRecord>();
   const reconciler = new Reconciler({
     source: { start: async () => {}, stop: async () => {}, synced: () => true, snapshot: () => snapshot },
