@@ -1,6 +1,7 @@
 // deploy/crds: the CRDs are valid structural schemas that keep the upstream v1alpha2 API's facts,
 // every example manifest under deploy/examples validates against them, and invalid objects are
-// rejected the way the API server would reject them.
+// rejected the way the API server would reject them. The GIE v1 CRDs (InferencePool v1,
+// InferenceObjective, InferenceModelRewrite) have their own facts and cases in crds-v1.test.ts.
 
 import { test } from "node:test";
 import { readFileSync } from "node:fs";
@@ -14,6 +15,9 @@ const crds = loadCrds();
 const POOL = "inference.networking.x-k8s.io/v1alpha2/InferencePool";
 const MODEL = "inference.networking.x-k8s.io/v1alpha2/InferenceModel";
 const POLICY = "inferenceextension.alibabacloud.com/v1alpha1/InferenceTrafficPolicy";
+const POOL_V1 = "inference.networking.k8s.io/v1/InferencePool";
+const OBJECTIVE = "inference.networking.x-k8s.io/v1alpha2/InferenceObjective";
+const REWRITE = "inference.networking.x-k8s.io/v1alpha2/InferenceModelRewrite";
 
 function crd(key: string): CrdVersion {
   const c = crds.get(key);
@@ -34,8 +38,9 @@ function errors(key: string, obj: any, old?: any): string[] {
   return crd(key).validator.validate(structuredClone(obj), old === undefined ? undefined : structuredClone(old));
 }
 
-test("the three CRDs are there, one served and stored version each, named plural.group", () => {
-  assert.deepEqual([...crds.keys()].sort(), [POLICY, MODEL, POOL].sort());
+test("the six CRDs are there, one served and stored version each, named plural.group", () => {
+  assert.deepEqual([...crds.keys()].sort(), [POLICY, MODEL, POOL, POOL_V1, OBJECTIVE, REWRITE].sort());
+  assert.equal(new Set([...crds.values()].map((c) => c.crd.metadata.name)).size, 6, "one CRD per file, no name twice");
   for (const c of crds.values()) {
     assert.equal(c.crd.apiVersion, "apiextensions.k8s.io/v1");
     assert.equal(c.crd.kind, "CustomResourceDefinition");

@@ -12,6 +12,7 @@ import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { DEFAULT_PUSH_URL, parseOptions, TOKEN_ENV } from "../../sidecar/cli.ts";
+import { RESOURCES } from "../../sidecar/k8s/resources.ts";
 import { repoPath, yamlFile } from "./files.ts";
 import { base64, baseSources, KUBECTL, kustomize, readText, render, scratchCopy, TEST_TOKEN } from "./kustomize.ts";
 import { generate, PATCHABLE_TYPES, type EgModel } from "./eg-xds-model.ts";
@@ -122,10 +123,20 @@ test("ClientTrafficPolicy: listener buffers hold max_body_bytes; BackendTrafficP
   assert.equal(btp.spec.timeout.http.requestTimeout, "1h");
 });
 
-test("sidecar RBAC: get, list, watch on pools, models, traffic policies and pods, nothing more", () => {
+test("sidecar RBAC: get, list, watch on pools (both APIs), models, objectives, rewrites, traffic policies and pods, nothing more", () => {
   const roles = [...all("Role"), ...all("ClusterRole")].filter((r) => r.metadata.name !== PEERS_ROLE);
   assert.equal(roles.length, 1);
-  const expected = new Set(["inference.networking.x-k8s.io/inferencepools", "inference.networking.x-k8s.io/inferencemodels", "inferenceextension.alibabacloud.com/inferencetrafficpolicies", "/pods"]);
+  const expected = new Set([
+    "inference.networking.x-k8s.io/inferencepools",
+    "inference.networking.x-k8s.io/inferencemodels",
+    "inference.networking.x-k8s.io/inferenceobjectives",
+    "inference.networking.x-k8s.io/inferencemodelrewrites",
+    "inference.networking.k8s.io/inferencepools",
+    "inferenceextension.alibabacloud.com/inferencetrafficpolicies",
+    "/pods",
+  ]);
+  // Exactly what the sidecar lists and watches.
+  assert.deepEqual([...expected].sort(), RESOURCES.map((r) => `${r.group}/${r.plural}`).sort());
   const seen = new Set<string>();
   for (const rule of roles[0].rules) {
     assert.deepEqual([...rule.verbs].sort(), ["get", "list", "watch"]);
