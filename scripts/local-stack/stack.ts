@@ -135,7 +135,7 @@ export function listExamples(): string[] {
   }).sort();
 }
 
-/** Reads an example's cluster: the one InferencePool, its model, policy and the Pods it selects. */
+/** Reads an example's cluster: the one InferencePool (v1alpha2 or v1), its model, policy and the Pods it selects. */
 export function readExample(nameOrDir: string): ExampleCluster {
   const dir = exampleDir(nameOrDir);
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new Error(`no example directory ${dir}`);
@@ -153,8 +153,10 @@ export function readExample(nameOrDir: string): ExampleCluster {
   const runtime: 'vllm' | 'sglang' = runtimeName === 'sglang' ? 'sglang' : 'vllm';
   const pdSpec = policy?.spec?.profile?.pd;
   const pd = pdSpec ? { roleLabel: String(pdSpec.pdRoleLabelName), bootstrapPort: Number(pdSpec.kvTransfer?.bootstrapPort ?? SGLANG_BOOTSTRAP_PORT) } : null;
-  const selector: Record<string, string> = pool.spec?.selector ?? {};
-  const port = Number(pool.spec?.targetPortNumber ?? 8000);
+  // The GA API (inference.networking.k8s.io/v1) writes selector.matchLabels and targetPorts[].
+  const v1 = String(pool.apiVersion ?? '').startsWith('inference.networking.k8s.io/');
+  const selector: Record<string, string> = (v1 ? pool.spec?.selector?.matchLabels : pool.spec?.selector) ?? {};
+  const port = Number((v1 ? pool.spec?.targetPorts?.[0]?.number : pool.spec?.targetPortNumber) ?? 8000);
   const pods: ExamplePod[] = [];
   const skipped: string[] = [];
   for (const o of objs) {

@@ -9,7 +9,8 @@ import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { crdKey, loadCrds, repoPath, yamlFile } from "./files.ts";
 import { parseManifests } from "../../sidecar/k8s/manifests.ts";
-import { parsePool } from "../../sidecar/k8s/pool-spec.ts";
+import { parsePool, parsePoolV1 } from "../../sidecar/k8s/pool-spec.ts";
+import { buildDocument } from "../../sidecar/state/document.ts";
 import { podRole } from "../../sidecar/k8s/pd.ts";
 import { readExample } from "../../scripts/local-stack/stack.ts";
 
@@ -23,7 +24,7 @@ function objects(name: string): any[] {
 }
 
 test("the runnable examples are there", () => {
-  assert.deepEqual(EXAMPLES, ["sglang-pd", "sglang-pd-prefix-cache"]);
+  assert.deepEqual(EXAMPLES, ["gie-v1", "sglang-pd", "sglang-pd-prefix-cache"]);
   // The sidecar reads only the files directly in the directory.
   for (const name of EXAMPLES) assert.deepEqual(readdirSync(join(BASE, name)).filter((f) => statSync(join(BASE, name, f)).isDirectory()), [], `${name} has subdirectories`);
 });
@@ -38,27 +39,33 @@ for (const name of EXAMPLES) {
     const pools = objs.filter((o) => o.kind === "InferencePool");
     assert.equal(pools.length, 1);
     const pool = pools[0];
-    const models = objs.filter((o) => o.kind === "InferenceModel");
-    assert.ok(models.length >= 1);
-    for (const m of models) assert.equal(m.spec.poolRef.name, pool.metadata.name);
+    // A v1alpha2 pool comes with its InferenceModel; a v1 pool with objectives and rewrites.
+    const v1 = pool.apiVersion === "inference.networking.k8s.io/v1";
+    const companions = objs.filter((o) => (v1 ? ["InferenceObjective", "InferenceModelRewrite"] : ["InferenceModel"]).includes(o.kind));
+    assert.ok(companions.length >= 1);
+    for (const m of companions) assert.equal(m.spec.poolRef.name, pool.metadata.name);
     for (const p of objs.filter((o) => o.kind === "InferenceTrafficPolicy")) assert.equal(p.spec.poolRef.name, pool.metadata.name);
-    assert.deepEqual(objs.filter((o) => !["InferencePool", "InferenceModel", "InferenceTrafficPolicy", "Pod"].includes(o.kind)), [], "nothing the file mode does not read");
+    const read = v1 ? ["InferencePool", "InferenceObjective", "InferenceModelRewrite", "InferenceTrafficPolicy", "Pod"] : ["InferencePool", "InferenceModel", "InferenceTrafficPolicy", "Pod"];
+    assert.deepEqual(objs.filter((o) => !read.includes(o.kind)), [], "nothing the file mode does not read");
   });
 
   test(`${name}: Pods the local stack can start: selected by the pool, Running and Ready, unique loopback podIPs, the pool's port`, () => {
     const objs = objects(name);
     const pool = objs.find((o) => o.kind === "InferencePool");
+    const v1 = pool.apiVersion === "inference.networking.k8s.io/v1";
+    const selector = v1 ? pool.spec.selector.matchLabels : pool.spec.selector;
+    const port = v1 ? pool.spec.targetPorts[0].number : pool.spec.targetPortNumber;
     const pods = objs.filter((o) => o.kind === "Pod");
     assert.ok(pods.length >= 2);
     const ips = new Set<string>();
     for (const p of pods) {
-      for (const [k, v] of Object.entries(pool.spec.selector)) assert.equal(p.metadata.labels[k], v, `${p.metadata.name}: selected by the pool`);
+      for (const [k, v] of Object.entries(selector)) assert.equal(p.metadata.labels[k], v, `${p.metadata.name}: selected by the pool`);
       assert.equal(p.status.phase, "Running");
       assert.ok(p.status.conditions.some((c: any) => c.type === "Ready" && c.status === "True"));
       assert.match(p.status.podIP, /^127\.\d+\.\d+\.\d+$/);
       assert.ok(!ips.has(p.status.podIP), `${p.status.podIP} twice`);
       ips.add(p.status.podIP);
-      assert.ok(p.spec.containers.some((c: any) => c.ports?.some((port: any) => port.containerPort === pool.spec.targetPortNumber)));
+      assert.ok(p.spec.containers.some((c: any) => c.ports?.some((p: any) => p.containerPort === port)));
     }
     const ex = readExample(name);
     assert.equal(ex.pods.length, pods.length, "the stack starts every Pod");
@@ -115,3 +122,21 @@ for (const [name, seedFile] of Object.entries(PD_SEEDS)) {
     assert.deepEqual(ex.pods.map((p) => `${p.role}:${p.bootstrapPort}`).sort(), ["decode:null", "decode:null", "decode:null", "prefill:34000", "prefill:34000"]);
   });
 }
+
+test("gie-v1: a v1 pool with objectives in all three bands and a model alias; what the sidecar and the stack make of it", () => {
+  const parsed = parseManifests(readFileSync(join(BASE, "gie-v1", "inference-pool.yaml"), "utf8"), "default", "gie-v1");
+  assert.deepEqual(parsed.errors, []);
+  const of = (kind: string) => parsed.objects.filter((o) => o.object.kind === kind).map((o) => o.object) as any[];
+  const [pool] = of("InferencePool");
+  assert.equal(pool.apiVersion, "inference.networking.k8s.io/v1");
+  const { spec, issues } = parsePoolV1(pool, "default");
+  assert.deepEqual(issues, []);
+  assert.deepEqual([spec.key, spec.ports, spec.strategy, spec.runtime], ["default/vllm-qwen-pool", [8000], "PREFIX_CACHE", "vllm"]);
+  const built = buildDocument({ pools: [{ spec, endpoints: [] }], models: [], objectives: of("InferenceObjective"), rewrites: of("InferenceModelRewrite"), defaultNamespace: "default", metricsStaleMs: 1000, nowMs: 0 });
+  assert.deepEqual(built.issues, []);
+  assert.deepEqual(built.objectives.map((o) => `${o.name}:${o.priority}:${o.criticality}`), ["batch:-10:Sheddable", "interactive:100:Critical", "standard:0:Standard"]);
+  assert.deepEqual(built.models, [{ name: "qwen", pool: "default/vllm-qwen-pool", targets: [{ name: "/model/qwen" }] }]);
+  const ex = readExample("gie-v1");
+  assert.deepEqual([ex.pool, ex.model, ex.runtime, ex.pd], ["default/vllm-qwen-pool", "/model/qwen", "vllm", null]);
+  assert.deepEqual(ex.pods.map((p) => `${p.name}@${p.host}:${p.port}`), ["vllm-qwen-0@127.0.0.81:8000", "vllm-qwen-1@127.0.0.82:8000", "vllm-qwen-2@127.0.0.83:8000"]);
+});
