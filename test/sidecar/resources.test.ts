@@ -20,7 +20,7 @@ function pool(annotations: Record<string, string> = {}, spec: InferencePool["spe
 
 test("pool annotations: routing strategy and runtime, with defaults and warnings", () => {
   assert.deepEqual(parsePool(pool(), "default"), {
-    spec: { key: "default/p", namespace: "default", name: "p", port: 8000, selector: { app: "qwen" }, strategy: "DEFAULT", runtime: "vllm" },
+    spec: { key: "default/p", namespace: "default", name: "p", port: 8000, ports: [8000], api: "v1alpha2", selector: { app: "qwen" }, strategy: "DEFAULT", runtime: "vllm" },
     issues: [],
   });
   const prefix = parsePool(pool({ "inference.networking.x-k8s.io/routing-strategy": "PREFIX_CACHE", "inference.networking.x-k8s.io/model-server-runtime": "sglang" }), "ns1");
@@ -120,7 +120,7 @@ test("the shipped examples describe the seeds' pool, model and five pods on 127.
   assert.deepEqual(pools.errors, []);
   assert.deepEqual(pods.errors, []);
   const p = pools.objects.find((o) => o.resource.kind === "InferencePool")!.object as InferencePool;
-  assert.deepEqual(parsePool(p, "default").spec, { key: "default/vllm-qwen-pool", namespace: "default", name: "vllm-qwen-pool", port: 8000, selector: { app: "qwen" }, strategy: "DEFAULT", runtime: "vllm" });
+  assert.deepEqual(parsePool(p, "default").spec, { key: "default/vllm-qwen-pool", namespace: "default", name: "vllm-qwen-pool", port: 8000, ports: [8000], api: "v1alpha2", selector: { app: "qwen" }, strategy: "DEFAULT", runtime: "vllm" });
   const m = pools.objects.find((o) => o.resource.kind === "InferenceModel")!.object as { spec: unknown };
   assert.deepEqual(m.spec, { modelName: "/model/qwen", criticality: "Critical", poolRef: { group: "inference.networking.x-k8s.io", kind: "InferencePool", name: "vllm-qwen-pool" }, targetModels: [{ name: "/model/qwen", weight: 100 }] });
   assert.deepEqual(pods.objects.map((o) => [o.object.metadata?.name, (o.object as Pod).status?.podIP, podReady(o.object as Pod)]), [0, 1, 2, 3, 4].map((i) => [`qwen-${i}`, `127.0.0.${11 + i}`, true]));
