@@ -8,6 +8,10 @@ import { JsonValue, parseJsonString } from "./json/value";
 export const UNKNOWN_MODEL_PASSTHROUGH: i32 = 0;
 export const UNKNOWN_MODEL_REJECT: i32 = 1;
 
+// How a band of the hold queue releases its requests: round-robin over fairness flows, or oldest first.
+export const FAIRNESS_ROUND_ROBIN: i32 = 0;
+export const FAIRNESS_FCFS: i32 = 1;
+
 export class Weights {
   queue: f64 = 2;
   kvCache: f64 = 2;
@@ -30,6 +34,9 @@ export class Config {
   unknownModel: i32 = UNKNOWN_MODEL_PASSTHROUGH;
   endpointHeader: string = "x-gateway-destination-endpoint";
   logRequests: bool = true;
+  // Read the objective headers (x-llm-d-inference-objective, else x-gateway-inference-objective):
+  // an InferenceObjective of the pool they name sets the request's criticality.
+  objectiveHeader: bool = true;
   // Saturation (GIE defaults): an endpoint with waiting >= queueThreshold, KV usage >=
   // kvThreshold or metrics older than metricsStaleMs is saturated; Sheddable requests are
   // refused with 429 while every endpoint is.
@@ -99,6 +106,9 @@ export class Config {
   // room for the top band's requests to start at once.
   queueHeadroom: f64 = 0.3;
   queueWindowMs: f64 = 60000;
+  // Within a band: round-robin over fairness flows (each first in first out), or first come
+  // first served across them.
+  queueFairness: i32 = FAIRNESS_ROUND_ROBIN;
   // Watching responses: per-request timing, token counts and cache hits as metrics (the last
   // observeTailBytes of each response are kept to find its usage), and what they teach routing:
   // each endpoint's observed speed against the estimate (observeTtftFeedback) and how long its
@@ -228,6 +238,7 @@ export function parseConfig(text: string): ConfigResult {
   c.endpointHeader = r.str(root, "endpoint_header", c.endpointHeader).toLowerCase();
   if (!isHeaderName(c.endpointHeader)) r.fail("endpoint_header", "must be a valid lowercase header name");
   c.logRequests = r.bool(root, "log_requests", c.logRequests);
+  c.objectiveHeader = r.bool(root, "objective_header", c.objectiveHeader);
   c.maxEndpoints = r.int(root, "max_endpoints", c.maxEndpoints, 1, 65536);
 
   const sat = r.section(root, "saturation");
@@ -291,6 +302,10 @@ export function parseConfig(text: string): ConfigResult {
     c.queueMaxBytes = r.num(qu, "max_bytes", c.queueMaxBytes, 1024, 16 * 1024 * 1024 * 1024, "queue.");
     c.queueHeadroom = r.num(qu, "headroom", c.queueHeadroom, 0, 100, "queue.");
     c.queueWindowMs = r.num(qu, "window_ms", c.queueWindowMs, 0, 86400000, "queue.");
+    const fair = r.str(qu, "fairness", "round_robin", "queue.");
+    if (fair == "round_robin") c.queueFairness = FAIRNESS_ROUND_ROBIN;
+    else if (fair == "fcfs") c.queueFairness = FAIRNESS_FCFS;
+    else r.fail("queue.fairness", "must be \"round_robin\" or \"fcfs\"");
   }
   const ob = r.section(root, "observe");
   if (ob !== null) {

@@ -44,7 +44,7 @@ export function modelNotFound(model: string): ErrorReply {
 }
 
 export function shed(pool: string): ErrorReply {
-  return new ErrorReply(429, "rate_limit_error", "pool_saturated", "every endpoint of " + pool + " is saturated and this model is Sheddable; retry later");
+  return new ErrorReply(429, "rate_limit_error", "pool_saturated", "every endpoint of " + pool + " is saturated and this request is Sheddable; retry later");
 }
 
 export function noEndpoint(pool: string): ErrorReply {

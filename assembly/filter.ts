@@ -4,7 +4,7 @@
 
 import { Context, RootContext, FilterHeadersStatusValues, FilterDataStatusValues, FilterTrailersStatusValues } from "@solo-io/proxy-runtime/assembly";
 import * as host from "./host";
-import { Config, parseConfig, UNKNOWN_MODEL_REJECT } from "./config";
+import { Config, parseConfig, UNKNOWN_MODEL_REJECT, FAIRNESS_ROUND_ROBIN } from "./config";
 import { HostStore } from "./shared";
 import { StateCache } from "./state/store";
 import { Pool, State, STANDARD, STRATEGY_PREFIX_CACHE, ROLE_DECODE, criticalityName } from "./state/document";
@@ -13,7 +13,7 @@ import { chainSeed } from "./prefix/prompt";
 import { PrefixIndex, PrefixMatch } from "./prefix/index";
 import { loadKey, recordLoad } from "./schedule/load";
 import { pickEndpoint, SHED, NO_ENDPOINT } from "./schedule/pick";
-import { resolveModel, rewriteModel, looksLikeJson, handledLine, Resolution } from "./route";
+import { resolveModel, rewriteModel, looksLikeJson, handledLine, objectiveSuffix, Resolution } from "./route";
 import { Rng, mixSeed } from "./util/rng";
 import { parseDecimal } from "./util/format";
 import * as errors from "./errors";
@@ -34,6 +34,7 @@ import { TaggedMetrics } from "./observe/metrics";
 import { SeriesCache } from "./observe/series";
 import { Learner } from "./observe/learn";
 import * as observe from "./observe/report";
+import { takeClientHeaders, noteObjective } from "./objective/client";
 
 const WARN_EVERY_MS: f64 = 10000;
 
@@ -94,6 +95,7 @@ export class EppRoot extends RootContext {
     this.tagged = new TaggedMetrics(c.observeMaxSeries);
     this.series = new SeriesCache(c.observeMaxSeries);
     this.learner = new Learner(c.observeAlpha, c.prefixTtlMs, c.ttftFloorMs, c.maxEndpoints, c.observeTtftDeadband);
+    this.queue.roundRobin = c.queueFairness == FAIRNESS_ROUND_ROBIN;
     const seed = host.randomU64() ^ (<u64>host.nowMs() * 0x9e3779b97f4a7c15);
     this.rng = new Rng(seed);
     this.vmId = host.getStringProperty("plugin_vm_id");
@@ -199,6 +201,9 @@ export class EppHttp extends Context {
   heldBody: ArrayBuffer | null = null;
   heldReq: ParsedRequest | null = null;
   heldRes: Resolution | null = null;
+  // From the request's headers (objective/): the objective it names, its fairness flow.
+  objective: string = "";
+  flow: u64 = 0;
   // The answer as it passes (observe/): null when not watched.
   watch: ResponseWatch | null = null;
   replied: bool = false;
@@ -223,6 +228,10 @@ export class EppHttp extends Context {
       host.removeHeader(host.REQUEST_HEADERS, cfg.endpointHeader);
       this.clientHeader = true;
     }
+    // The objective and fairness headers are the gateway's: read, then removed.
+    const ch = takeClientHeaders(cfg.objectiveHeader);
+    this.objective = ch.objective;
+    this.flow = ch.flow;
     if (endOfStream) {
       return this.routeUnparsed() ? FilterHeadersStatusValues.Continue : FilterHeadersStatusValues.StopIteration;
     }
@@ -396,6 +405,7 @@ export class EppHttp extends Context {
       }
       root.count(stats.UNKNOWN_MODEL_PASSTHROUGH);
     }
+    noteObjective(root, res, pool, this.objective);
     if (cfg.queueEnabled && holdOrAnswer(this, body, req, res, pool, state)) return false;
     return this.routeResolved(body, req, res, pool, state);
   }
@@ -476,7 +486,7 @@ export class EppHttp extends Context {
     if (input.degraded) root.count(stats.ROUTED_DEGRADED);
     if (cfg.logRequests) {
       host.log(host.LOG_INFO, handledLine(req.model, res.target, e, pool, picked, totalBlocks, res.criticality, state.version, input.degraded, res.known) +
-        " queued_ms=" + (<i64>this.queuedMs).toString());
+        " queued_ms=" + (<i64>this.queuedMs).toString() + objectiveSuffix(res));
     }
     return true;
   }

@@ -10,22 +10,36 @@ export class Resolution {
   model: Model | null = null;
   target: string = "";
   criticality: i32 = STANDARD;
+  // The pool's default targets chose the target (the model has no entry of its own).
+  byDefault: bool = false;
+  // The InferenceObjective that set the criticality, "" when none did (objective/lookup.ts).
+  objective: string = "";
 
   get known(): bool {
     return this.model !== null;
   }
 }
 
-// Looks `name` up among the pool's InferenceModels and chooses a target model by weight.
-// Unknown models resolve to themselves as Standard (the filter decides whether that is allowed).
+// Looks `name` up among the pool's InferenceModels and chooses a target model by weight. A model
+// without an entry takes the pool's default targets (Standard) when it has some, and is known
+// then; otherwise it resolves to itself as Standard and is unknown (the filter decides whether
+// that is allowed).
 export function resolveModel(pool: Pool, name: string, rng: Rng): Resolution {
   const r = new Resolution();
   r.target = name;
-  if (!pool.models.has(name)) return r;
-  const m = pool.models.get(name);
-  r.model = m;
-  r.criticality = m.criticality;
-  r.target = chooseTarget(m, rng);
+  if (pool.models.has(name)) {
+    const m = pool.models.get(name);
+    r.model = m;
+    r.criticality = m.criticality;
+    r.target = chooseTarget(m, rng);
+    return r;
+  }
+  const d = pool.defaultModel;
+  if (d === null) return r;
+  r.model = d;
+  r.byDefault = true;
+  r.criticality = d.criticality;
+  r.target = chooseTarget(d, rng);
   return r;
 }
 
@@ -93,4 +107,10 @@ export function handledLine(model: string, target: string, e: Endpoint, pool: Po
     " criticality=" + criticalityName(criticality) + " candidates=" + picked.candidates.toString() +
     " outstanding=" + (<i64>Math.round(picked.outstanding)).toString() + " state_version=" + (<i64>stateVersion).toString() +
     (degraded ? " degraded=true" : "") + (knownModel ? "" : " unknown_model=true");
+}
+
+// The end of a `Request Handled` line for a request whose criticality an objective set: after
+// every other key, so that lines without one read exactly as before.
+export function objectiveSuffix(res: Resolution): string {
+  return res.objective.length > 0 ? " objective=" + logValue(res.objective) : "";
 }

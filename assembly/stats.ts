@@ -52,7 +52,10 @@ export const PEER_HASHES_MERGED: i32 = 50; // other replicas' entries merged int
 export const PEER_HASHES_SKIPPED: i32 = 51; // ... skipped: expired, or not newer than the index's
 export const PEER_BATCHES_INVALID: i32 = 52; // batches and load records refused as malformed
 export const PEER_LOADS_MERGED: i32 = 53; // other replicas' load records taken
-const COUNT: i32 = 54;
+// InferenceObjectives named by requests (objective/).
+export const OBJECTIVE_APPLIED: i32 = 54; // an objective of the pool set the request's criticality
+export const OBJECTIVE_UNKNOWN: i32 = 55; // ... named one the pool does not have (criticality unchanged)
+const COUNT: i32 = 56;
 
 const NAMES: StaticArray<string> = [
   "requests_routed",
@@ -99,6 +102,8 @@ const NAMES: StaticArray<string> = [
   "peer_hashes_skipped",
   "peer_batches_invalid",
   "peer_loads_merged",
+  "objective_applied",
+  "objective_unknown",
 ];
 
 export const GAUGE_STATE_VERSION: i32 = 0;

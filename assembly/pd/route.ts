@@ -10,7 +10,7 @@ import * as stats from "../stats";
 import { Stats } from "../stats";
 import { Pool, PdSpec, State, STRATEGY_PREFIX_CACHE, ROLE_DECODE, ROLE_PREFILL } from "../state/document";
 import { ParsedRequest } from "../request/openai";
-import { Resolution, handledLine } from "../route";
+import { Resolution, handledLine, objectiveSuffix } from "../route";
 import { pickInputFor } from "../pool";
 import * as observe from "../observe/report";
 import { chainSeed } from "../prefix/prompt";
@@ -146,7 +146,7 @@ export function routePd(h: EppHttp, body: ArrayBuffer, req: ParsedRequest, res: 
   if (din.degraded) root.count(stats.ROUTED_DEGRADED);
   if (cfg.logRequests) {
     host.log(host.LOG_INFO, handledLine(req.model, res.target, d, pool, decoded, totalBlocks, res.criticality, state.version, din.degraded, res.known) +
-      pdSuffix(p.pod, p.address, prefilled.prefixBlocks, f.room) + " queued_ms=" + (<i64>h.queuedMs).toString());
+      pdSuffix(p.pod, p.address, prefilled.prefixBlocks, f.room) + " queued_ms=" + (<i64>h.queuedMs).toString() + objectiveSuffix(res));
   }
   return true;
 }

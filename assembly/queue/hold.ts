@@ -53,7 +53,7 @@ export function holdOrAnswer(h: EppHttp, body: ArrayBuffer, req: ParsedRequest, 
   h.heldReq = req;
   h.heldRes = res;
   root.heldPool = poolId;
-  root.queue.push(new Held<EppHttp>(h.context_id, band, now, now + ttl, body.byteLength, h));
+  root.queue.push(new Held<EppHttp>(h.context_id, band, now, now + ttl, body.byteLength, h, h.flow));
   root.count(stats.QUEUE_HELD + band);
   root.publish(true);
   return true;

@@ -9,7 +9,11 @@
 //      "pd": {"role_label": "...", "bootstrap_port": 34000, "prefill": {"strategy": "PREFIX_CACHE"},
 //             "decode": {"strategy": "DEFAULT"}}, and each of its endpoints a "role" ("prefill" | "decode"),
 //    "models": [{"name": "/model/qwen", "pool": "default/vllm-qwen-pool", "criticality": "Critical",
-//      "targets": [{"name": "/model/qwen", "weight": 100}]}]}
+//      "targets": [{"name": "/model/qwen", "weight": 100}]}],
+//    "objectives": [{"name": "chat-premium", "pool": "default/vllm-qwen-pool", "priority": 10,
+//      "criticality": "Critical"}]}
+//    ... a pool may also carry "default_targets": [{"name": "/model/qwen", "weight": 1}], the
+//    targets of a model the pool has no entry for.
 //
 // Decoding is strict where a wrong value would be dangerous (an address that is not ip:port ends
 // up in a request header) and lenient where the document may grow: unknown members are ignored,
@@ -34,6 +38,7 @@ export const SHEDDABLE: i32 = 2;
 
 const MAX_POOLS: i32 = 256;
 const MAX_MODELS: i32 = 8192;
+const MAX_OBJECTIVES: i32 = 8192;
 const MAX_TARGETS: i32 = 256;
 const MAX_ADAPTERS: i32 = 256;
 const MAX_NAME: i32 = 1024;
@@ -95,6 +100,11 @@ export class Pool {
   // LoRA adapters some endpoint has loaded or queued.
   adapters: Set<string> = new Set<string>();
   models: Map<string, Model> = new Map<string, Model>();
+  // The targets of a model the pool has no entry for (`default_targets`), as a nameless model of
+  // Standard criticality; null when the document gives none (such a model stays unknown).
+  defaultModel: Model | null = null;
+  // InferenceObjectives of this pool by name.
+  objectives: Map<string, Objective> = new Map<string, Objective>();
 
   addEndpoint(e: Endpoint): void {
     this.indexById.set(e.id, this.endpoints.length);
@@ -120,6 +130,22 @@ export class Model {
   pool: string = "";
   criticality: i32 = STANDARD;
   targets: Array<Target> = new Array<Target>();
+}
+
+// An InferenceObjective: a name clients put in the objective header, and the band its priority
+// maps to (priority > 0 Critical, 0 Standard, < 0 Sheddable).
+export class Objective {
+  name: string = "";
+  pool: string = "";
+  priority: i32 = 0;
+  criticality: i32 = STANDARD;
+}
+
+// The band of an objective's priority, as GIE treats priorities: below 0 is sheddable.
+export function criticalityOfPriority(priority: i32): i32 {
+  if (priority > 0) return CRITICAL;
+  if (priority < 0) return SHEDDABLE;
+  return STANDARD;
 }
 
 export class State {
@@ -268,6 +294,12 @@ export function decodeStateAt(ptr: usize, len: i32, maxEndpoints: i32): StateDec
       decodeModel(d, models.at(i), "models[" + i.toString() + "]", st);
     }
   }
+  const objectives = d.array(root, "objectives", "", false, MAX_OBJECTIVES);
+  if (objectives !== null) {
+    for (let i = 0; i < objectives.length && d.error.length == 0; i++) {
+      decodeObjective(d, objectives.at(i), "objectives[" + i.toString() + "]", st);
+    }
+  }
   if (d.error.length > 0) {
     result.error = d.error;
     return result;
@@ -294,6 +326,17 @@ function decodePool(d: Decoder, v: JsonValue, path: string, st: State): Pool | n
   p.runtime = d.optionalString(v, "runtime", "vllm", path);
   const pd = v.get("pd");
   if (pd !== null && !pd.isNull()) p.pd = decodePd(d, pd, path + ".pd", st);
+  const defaults = d.array(v, "default_targets", path, false, MAX_TARGETS);
+  if (defaults !== null) {
+    if (defaults.length == 0) {
+      d.fail(path + ".default_targets", "must have 1 to " + MAX_TARGETS.toString() + " entries");
+      return p;
+    }
+    const m = new Model();
+    m.pool = p.name;
+    m.targets = decodeTargets(d, defaults, path + ".default_targets");
+    p.defaultModel = m;
+  }
   const eps = d.array(v, "endpoints", path, true, d.maxEndpoints);
   if (eps === null) return p;
   for (let i = 0; i < eps.length && d.error.length == 0; i++) {
@@ -378,19 +421,7 @@ function decodeModel(d: Decoder, v: JsonValue, path: string, st: State): void {
   else if (crit == "Sheddable") m.criticality = SHEDDABLE;
   else m.criticality = STANDARD;
   const targets = d.array(v, "targets", path, false, MAX_TARGETS);
-  if (targets !== null) {
-    for (let i = 0; i < targets.length; i++) {
-      const tpath = path + ".targets[" + i.toString() + "]";
-      const t = targets.at(i);
-      if (!t.isObject()) {
-        d.fail(tpath, "must be an object");
-        return;
-      }
-      const name = d.requiredString(t, "name", tpath);
-      const weight = d.number(t, "weight", 1, 0, 1e6, tpath);
-      m.targets.push(new Target(name, weight));
-    }
-  }
+  if (targets !== null) m.targets = decodeTargets(d, targets, path + ".targets");
   if (d.error.length > 0) return;
   const pool = st.findPool(m.pool);
   if (pool === null) {
@@ -399,6 +430,55 @@ function decodeModel(d: Decoder, v: JsonValue, path: string, st: State): void {
   }
   // Two InferenceModels with one modelName: the first listed wins (the sidecar lists the oldest first).
   if (!pool.models.has(m.name)) pool.models.set(m.name, m);
+}
+
+// {name, weight} entries of a model's `targets` or a pool's `default_targets`; the weight is
+// 0 to 1e6, 1 when absent.
+function decodeTargets(d: Decoder, a: JsonValue, path: string): Array<Target> {
+  const out = new Array<Target>();
+  for (let i = 0; i < a.length && d.error.length == 0; i++) {
+    const tpath = path + "[" + i.toString() + "]";
+    const t = a.at(i);
+    if (!t.isObject()) {
+      d.fail(tpath, "must be an object");
+      break;
+    }
+    const name = d.requiredString(t, "name", tpath);
+    const weight = d.number(t, "weight", 1, 0, 1e6, tpath);
+    out.push(new Target(name, weight));
+  }
+  return out;
+}
+
+// An InferenceObjective: {name, pool, priority (an int32, default 0), criticality}. The band is
+// the criticality the sidecar derived; absent or unknown, the filter derives it from the priority.
+function decodeObjective(d: Decoder, v: JsonValue, path: string, st: State): void {
+  if (!v.isObject()) {
+    d.fail(path, "must be an object");
+    return;
+  }
+  const o = new Objective();
+  o.name = d.requiredString(v, "name", path);
+  o.pool = d.requiredString(v, "pool", path);
+  const priority = d.number(v, "priority", 0, -2147483648, 2147483647, path);
+  if (priority != Math.floor(priority)) d.fail(path + ".priority", "must be an integer");
+  o.priority = <i32>priority;
+  const crit = d.optionalString(v, "criticality", "", path);
+  if (d.error.length > 0) return;
+  if (crit == "Critical") o.criticality = CRITICAL;
+  else if (crit == "Standard") o.criticality = STANDARD;
+  else if (crit == "Sheddable") o.criticality = SHEDDABLE;
+  else {
+    o.criticality = criticalityOfPriority(o.priority);
+    if (crit.length > 0) st.warnings.push(path + ".criticality: unknown criticality \"" + crit + "\", using " + criticalityName(o.criticality) + " (from the priority)");
+  }
+  const pool = st.findPool(o.pool);
+  if (pool === null) {
+    st.warnings.push(path + ".pool: no pool named " + o.pool);
+    return;
+  }
+  // Two objectives with one name in a pool: the first listed wins (the sidecar lists the oldest first).
+  if (!pool.objectives.has(o.name)) pool.objectives.set(o.name, o);
 }
 
 // ip:port with a dotted-quad IPv4 address or a bracketed IPv6 address, port 1..65535. Nothing
