@@ -123,7 +123,8 @@ export class Informer<T extends KubernetesObject> {
   }
 }
 
-function statusOf(err: unknown): number | undefined {
+// The HTTP status of a client error (ApiException.code, or statusCode), when it has one.
+export function statusOf(err: unknown): number | undefined {
   if (err && typeof err === "object") {
     const e = err as { code?: unknown; statusCode?: unknown };
     if (typeof e.code === "number") return e.code;

@@ -11,7 +11,7 @@
 import { CoreV1Api, CustomObjectsApi, KubeConfig, type KubernetesListObject, type KubernetesObject } from "@kubernetes/client-node";
 import { SidecarError } from "../errors.ts";
 import type { Logger } from "../observability/log.ts";
-import { Informer } from "./informer.ts";
+import { Informer, statusOf } from "./informer.ts";
 import { apiVersionOf, collectionPath, CUSTOM_RESOURCES, INFERENCE_MODEL, INFERENCE_MODEL_REWRITE, INFERENCE_OBJECTIVE, INFERENCE_POOL, INFERENCE_POOL_V1, INFERENCE_TRAFFIC_POLICY, labelSelectorString, POD, type Resource } from "./resources.ts";
 import type { InferenceModel, InferenceModelRewrite, InferenceObjective, InferencePool, InferencePoolV1, InferenceTrafficPolicy, Pod, PodSelector, ResourceSource, Snapshot } from "./types.ts";
 
@@ -230,13 +230,4 @@ function podKey(namespace: string, selector: Record<string, string>): string {
 // InferencePool APIs share the plural.
 function informerName(r: Resource): string {
   return r === INFERENCE_POOL_V1 ? `${r.plural}.${r.group}` : r.plural;
-}
-
-function statusOf(err: unknown): number | undefined {
-  if (err && typeof err === "object") {
-    const e = err as { code?: unknown; statusCode?: unknown };
-    if (typeof e.code === "number") return e.code;
-    if (typeof e.statusCode === "number") return e.statusCode;
-  }
-  return undefined;
 }

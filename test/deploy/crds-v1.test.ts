@@ -8,7 +8,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { crdKey, loadCrds, rel, repoPath, yamlDocs, yamlFile, yamlFilesUnder, type CrdVersion } from "./files.ts";
+import { crdIn, crdKey, loadCrds, schemaAt, rel, repoPath, yamlDocs, yamlFile, yamlFilesUnder, type CrdVersion } from "./files.ts";
 import { invalidMessage } from "./k8s-schema.ts";
 import { CUSTOM_RESOURCES, apiVersionOf } from "../../sidecar/k8s/resources.ts";
 
@@ -18,20 +18,8 @@ const POOL_V1ALPHA2 = "inference.networking.x-k8s.io/v1alpha2/InferencePool";
 const OBJECTIVE = "inference.networking.x-k8s.io/v1alpha2/InferenceObjective";
 const REWRITE = "inference.networking.x-k8s.io/v1alpha2/InferenceModelRewrite";
 
-function crd(key: string): CrdVersion {
-  const c = crds.get(key);
-  assert.ok(c, `no CRD for ${key} in deploy/crds`);
-  return c;
-}
-
-function at(schema: any, path: string): any {
-  let s = schema;
-  for (const part of path.split(".")) {
-    s = part === "[]" ? s.items : s.properties?.[part];
-    assert.ok(s, `schema has no ${path}`);
-  }
-  return s;
-}
+const crd = (key: string): CrdVersion => crdIn(crds, key);
+const at = schemaAt;
 
 /** The API server's field errors for obj, as a create (or, with old, an update). */
 function apiErrors(key: string, obj: any, old?: any): string[] {

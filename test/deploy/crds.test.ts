@@ -6,7 +6,7 @@
 import { test } from "node:test";
 import { readFileSync } from "node:fs";
 import assert from "node:assert/strict";
-import { crdKey, loadCrds, rel, repoPath, yamlFile, yamlFilesUnder, type CrdVersion } from "./files.ts";
+import { crdIn, crdKey, loadCrds, schemaAt, rel, repoPath, yamlFile, yamlFilesUnder, type CrdVersion } from "./files.ts";
 import { CEL_RULES, formatsUsed, structuralProblems, validatorFor } from "./k8s-schema.ts";
 import { parseManifests } from "../../sidecar/k8s/manifests.ts";
 import { parsePool } from "../../sidecar/k8s/pool-spec.ts";
@@ -19,20 +19,8 @@ const POOL_V1 = "inference.networking.k8s.io/v1/InferencePool";
 const OBJECTIVE = "inference.networking.x-k8s.io/v1alpha2/InferenceObjective";
 const REWRITE = "inference.networking.x-k8s.io/v1alpha2/InferenceModelRewrite";
 
-function crd(key: string): CrdVersion {
-  const c = crds.get(key);
-  assert.ok(c, `no CRD for ${key} in deploy/crds`);
-  return c;
-}
-
-function at(schema: any, path: string): any {
-  let s = schema;
-  for (const part of path.split(".")) {
-    s = part === "[]" ? s.items : s.properties?.[part];
-    assert.ok(s, `schema has no ${path}`);
-  }
-  return s;
-}
+const crd = (key: string): CrdVersion => crdIn(crds, key);
+const at = schemaAt;
 
 function errors(key: string, obj: any, old?: any): string[] {
   return crd(key).validator.validate(structuredClone(obj), old === undefined ? undefined : structuredClone(old));

@@ -70,3 +70,20 @@ export function loadCrds(): Map<string, CrdVersion> {
 export function crdKey(obj: any): string {
   return `${obj.apiVersion}/${obj.kind}`;
 }
+
+/** The CRD version for key ("group/version/Kind"), failing the test when deploy/crds has none. */
+export function crdIn(crds: Map<string, CrdVersion>, key: string): CrdVersion {
+  const c = crds.get(key);
+  if (!c) throw new Error(`no CRD for ${key} in deploy/crds`);
+  return c;
+}
+
+/** The sub-schema at a dotted path ("spec.targetPorts.[].number"), failing when it is absent. */
+export function schemaAt(schema: any, path: string): any {
+  let s = schema;
+  for (const part of path.split(".")) {
+    s = part === "[]" ? s.items : s.properties?.[part];
+    if (!s) throw new Error(`schema has no ${path}`);
+  }
+  return s;
+}
