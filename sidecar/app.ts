@@ -100,6 +100,7 @@ export async function startSidecar(o: Options, deps: SidecarDeps = {}): Promise<
     scraper,
     offer: (p) => pusher.offer(p),
     pools: o.pools,
+    scrapeNameFilter: o.scrapeNameFilter,
     defaultNamespace,
     metricsStaleMs: o.metricsStaleMs,
     spacingMs: o.pushCoalesceMs,

@@ -24,6 +24,7 @@ export interface Options {
   scrapeTimeoutMs: number;
   scrapeConcurrency: number;
   scrapeMaxBytes: number;
+  scrapeNameFilter: boolean;
   unreachableAfter: number;
   metricsStaleMs: number;
   pushUrls: string[];
@@ -87,6 +88,8 @@ const FLAGS: Flag[] = [
     help: "Scrapes in flight at once, over all pods." },
   { name: "scrape-max-bytes", key: "scrapeMaxBytes", kind: "bytes", default: 4 * 1024 * 1024, min: 1024, max: 1024 * 1024 * 1024,
     help: "Largest exposition read from one pod; a larger one is dropped (scrape_too_large) and the pod keeps its last values." },
+  { name: "scrape-name-filter", key: "scrapeNameFilter", kind: "string", default: "on", value: "on|off",
+    help: "Ask each model server for only the series the sidecar reads (/metrics?name[]=..., honoured by prometheus_client's exposition app); a server that ignores it sends the whole page, one that answers without the series is scraped unfiltered from then on. A pool's annotation wasm-epp.io/scrape-name-filter (on or off) overrides it." },
   { name: "unreachable-after", key: "unreachableAfter", kind: "int", default: 2, min: 1, max: 1000,
     help: "A pod whose metrics endpoint refuses connections or times out this many times in a row is published with ready=false until a scrape succeeds." },
   { name: "metrics-stale", key: "metricsStaleMs", kind: "duration", default: 1000, min: 10, max: 3_600_000,
@@ -173,6 +176,9 @@ export function parseOptions(argv: string[]): Options {
   }
   const o = out as unknown as Options;
   if (!LEVELS.includes(o.logLevel)) throw new SidecarError("usage", `--log-level must be one of ${LEVELS.join(", ")}`);
+  const filter = String(o.scrapeNameFilter);
+  if (filter !== "on" && filter !== "off") throw new SidecarError("usage", "--scrape-name-filter must be on or off");
+  o.scrapeNameFilter = filter === "on";
   for (const p of o.pools) {
     if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?\/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(p)) {
       throw new SidecarError("usage", `--pool ${p}: must be namespace/name`);

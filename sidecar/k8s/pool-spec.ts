@@ -6,6 +6,9 @@ import { nameOf, namespaceOf } from "./types.ts";
 
 export const ROUTING_STRATEGY_ANNOTATION = "inference.networking.x-k8s.io/routing-strategy";
 export const RUNTIME_ANNOTATION = "inference.networking.x-k8s.io/model-server-runtime";
+// wasm-epp's own: "off" scrapes the pool's Pods without name[] (a proxy in front of /metrics that
+// rejects query strings), "on" with it; absent: --scrape-name-filter.
+export const SCRAPE_FILTER_ANNOTATION = "wasm-epp.io/scrape-name-filter";
 
 export type Strategy = "DEFAULT" | "PREFIX_CACHE";
 export type Runtime = "vllm" | "sglang";
@@ -30,6 +33,8 @@ export interface PoolSpec {
   pd?: PdSpec;
   // profile.pd asks for P/D but cannot be used: the pool is published with no endpoints.
   pdBlocked?: boolean;
+  // The pool's wasm-epp.io/scrape-name-filter; undefined: the sidecar's --scrape-name-filter.
+  nameFilter?: boolean;
 }
 
 export interface PoolIssue {
@@ -133,6 +138,15 @@ function finishPool(pool: InferencePool | InferencePoolV1, key: string, namespac
     else issues.push({ code: "annotation_invalid", message: `InferencePool ${key}: ${ROUTING_STRATEGY_ANNOTATION} "${s}" is not DEFAULT or PREFIX_CACHE; using DEFAULT` });
   }
 
+  let nameFilter: boolean | undefined;
+  const rawFilter = annotations[SCRAPE_FILTER_ANNOTATION];
+  if (rawFilter !== undefined) {
+    const f = String(rawFilter).trim().toLowerCase();
+    if (f === "on" || f === "true") nameFilter = true;
+    else if (f === "off" || f === "false") nameFilter = false;
+    else issues.push({ code: "annotation_invalid", message: `InferencePool ${key}: ${SCRAPE_FILTER_ANNOTATION} "${rawFilter}" is not on or off; using --scrape-name-filter` });
+  }
+
   const pdCandidates = pdPoliciesFor(namespace, name, policies, defaultNamespace);
   let runtime: Runtime = pdCandidates.length > 0 ? "sglang" : "vllm";
   let rawRuntime: string | undefined = annotations[RUNTIME_ANNOTATION];
@@ -151,6 +165,7 @@ function finishPool(pool: InferencePool | InferencePoolV1, key: string, namespac
   }
 
   const spec: PoolSpec = { key, namespace, name, port: ports[0] ?? 0, ports, api, selector, strategy, runtime };
+  if (nameFilter !== undefined) spec.nameFilter = nameFilter;
   const pd = parsePd(key, namespace, pdCandidates);
   issues.push(...pd.issues);
   if (pd.blocked) spec.pdBlocked = true;

@@ -58,6 +58,8 @@ interface RuntimeSpec {
   kvUsage: string[]; // first present wins
   lora?: string;
   cacheInfo?: { name: string; blockSize: string; blocks: string };
+  // The same two numbers as gauges of their own (SGLang since it dropped cache_config_info).
+  cacheGauges?: { blockSize: string; blocks: string };
   // Per role: gauges added to waiting / running. Each entry lists alternative names of one gauge
   // (renamed across versions), the first present wins.
   pd?: Record<PdRole, { waiting: string[][]; running: string[][] }>;
@@ -77,6 +79,7 @@ const SPECS: Record<Runtime, RuntimeSpec> = {
     running: "sglang:num_running_reqs",
     kvUsage: ["sglang:token_usage"],
     cacheInfo: { name: "sglang:cache_config_info", blockSize: "page_size", blocks: "num_pages" },
+    cacheGauges: { blockSize: "sglang:page_size", blocks: "sglang:num_pages" },
     pd: {
       prefill: {
         // num_prefill_bootstrap_queue_reqs in current servers, num_prefill_prealloc_queue_reqs
@@ -97,9 +100,25 @@ export function metricNames(runtime: Runtime, role?: PdRole): string[] {
   const names = [s.waiting, s.running, ...s.kvUsage];
   if (s.lora) names.push(s.lora);
   if (s.cacheInfo) names.push(s.cacheInfo.name);
+  if (s.cacheGauges) names.push(s.cacheGauges.blockSize, s.cacheGauges.blocks);
   const extra = role !== undefined ? s.pd?.[role] : undefined;
   if (extra) for (const alternatives of [...extra.waiting, ...extra.running]) names.push(...alternatives);
   return names;
+}
+
+// The query string that asks a prometheus_client exposition for exactly these series: one
+// `name[]` per name (the client matches sample names; every series read here is a gauge, whose
+// sample name is its family name). Brackets and colons percent-encoded.
+const queries = new Map<string, string>();
+
+export function nameQuery(runtime: Runtime, role?: PdRole): string {
+  const key = role === undefined ? runtime : `${runtime}/${role}`;
+  let q = queries.get(key);
+  if (q === undefined) {
+    q = "?" + metricNames(runtime, role).map((n) => `name%5B%5D=${encodeURIComponent(n)}`).join("&");
+    queries.set(key, q);
+  }
+  return q;
 }
 
 const selectors = new Map<string, MetricSelector>();
@@ -163,9 +182,21 @@ export function extract(runtime: Runtime, samples: Map<string, Sample[]>, role?:
       }
     }
   }
+  if (spec.cacheGauges && m.kvBlockSize === undefined && m.kvBlocks === undefined) {
+    const bs = positiveInt(first(samples.get(spec.cacheGauges.blockSize)));
+    const nb = positiveInt(first(samples.get(spec.cacheGauges.blocks)));
+    if (bs !== undefined) m.kvBlockSize = bs;
+    if (nb !== undefined) m.kvBlocks = nb;
+  }
   const engine = engineTypeOf(waitingList) ?? engineTypeOf(runningList);
   if (engine !== undefined) m.engineType = engine;
   return { ok: true, metrics: m };
+}
+
+// The first finite value of a series list, as text for positiveInt; undefined when none.
+function first(list: Sample[] | undefined): string | undefined {
+  const v = finite(list);
+  return v.length === 0 ? undefined : String(v[0]);
 }
 
 // The sum of the first of `names` present on the page; 0 when none is.

@@ -1,5 +1,13 @@
 // Scrapes every ready pod's /metrics on its own jittered timer.
 //
+// A target with `nameFilter` asks for only the series the sidecar reads (`?name[]=...`, which
+// prometheus_client's exposition app honours): a vLLM page is ~45 KB, mostly histograms, against
+// ~2 KB of the gauges read. A server that ignores the parameter sends the whole page, which works
+// as before. One that answers the filtered request without the series (a multiprocess registry
+// in recent prometheus_client answers an empty page) or refuses it (a proxy that rejects query
+// strings) is asked again at once without the parameter; when that works, the target is
+// scraped unfiltered from then on (logged once, `scrape_unfiltered`).
+//
 // Each target runs independently: a slow, hung or garbage-serving pod only delays itself. A
 // global limit bounds the scrapes in flight. Each completed scrape (or failure) updates the
 // target's record and calls onUpdate; the reconciler turns records into the state document.
@@ -13,7 +21,7 @@ import type { PdRole } from "../k8s/pd.ts";
 import type { Runtime } from "../k8s/pool-spec.ts";
 import type { Logger } from "../observability/log.ts";
 import { httpGet, newScrapeAgent } from "./http-get.ts";
-import { extract, selectorFor, type Extraction, type ServerMetrics } from "./runtime.ts";
+import { extract, nameQuery, selectorFor, type Extraction, type ServerMetrics } from "./runtime.ts";
 import { Semaphore } from "./semaphore.ts";
 
 export interface ScrapeTarget {
@@ -24,6 +32,7 @@ export interface ScrapeTarget {
   port: number;
   runtime: Runtime;
   role?: PdRole; // pods of a prefill/decode pool: which role's queues to read
+  nameFilter?: boolean; // ask for the series read with name[] (the pool's setting)
 }
 
 export interface TargetRecord {
@@ -65,12 +74,20 @@ class Loop {
   stopped = false;
   running?: Promise<void>;
   loggedError?: ErrorCode;
+  // Asking with name[]: the target's setting, until the server shows it cannot answer that way.
+  filtered: boolean;
 
   constructor(
     readonly target: ScrapeTarget,
     readonly record: TargetRecord,
-  ) {}
+  ) {
+    this.filtered = target.nameFilter === true;
+  }
 }
+
+type Attempt =
+  | { ok: true; body: Buffer; x: Extraction; invalid: number }
+  | { ok: false; code: ErrorCode; message: string; unreachable: boolean };
 
 export class Scraper {
   private readonly loops = new Map<string, Loop>();
@@ -142,6 +159,20 @@ export class Scraper {
     }, Math.max(0, delayMs));
   }
 
+  // One GET of `path` and, when it answers 200, the extraction of the target's series.
+  private async fetch(t: ScrapeTarget, path: string): Promise<Attempt> {
+    const result = await httpGet({ host: t.host, port: t.port, path, timeoutMs: this.opts.timeoutMs, maxBytes: this.opts.maxBytes, agent: this.agent });
+    if (!result.ok) return { ok: false, code: result.error.code, message: result.error.message, unreachable: result.unreachable };
+    this.bytesParsed += result.body.length;
+    try {
+      const selection = selectorFor(t.runtime, t.role).select(result.body);
+      return { ok: true, body: result.body, x: extract(t.runtime, selection.samples, t.role), invalid: selection.invalid };
+    } catch (err) {
+      // Not expected from the parser; a page must never stop the loop.
+      return { ok: true, body: result.body, x: { ok: false, missing: [`anything parseable (${(err as Error).message})`] }, invalid: 0 };
+    }
+  }
+
   private async scrapeOnce(loop: Loop): Promise<void> {
     const startedAt = this.now();
     await this.sem.acquire();
@@ -151,9 +182,19 @@ export class Scraper {
     }
     const t = loop.target;
     const t0 = performance.now();
-    let result;
+    const base = this.opts.path ?? "/metrics";
+    let a: Attempt;
     try {
-      result = await httpGet({ host: t.host, port: t.port, path: this.opts.path ?? "/metrics", timeoutMs: this.opts.timeoutMs, maxBytes: this.opts.maxBytes, agent: this.agent });
+      a = await this.fetch(t, loop.filtered ? base + nameQuery(t.runtime, t.role) : base);
+      if (loop.filtered && !loop.stopped && !(a.ok && a.x.ok) && !(!a.ok && a.unreachable)) {
+        // The server answered the filtered request, but not with the series: ask for the page.
+        const whole = await this.fetch(t, base);
+        if (whole.ok && whole.x.ok) {
+          loop.filtered = false;
+          this.opts.log.info("scrape_unfiltered", `${t.pool} ${t.pod}: the page asked for with name[] ${a.ok ? "lacked the series read" : `failed (${a.code})`}; scraping the whole page from now on`, { pool: t.pool, pod: t.pod });
+        }
+        a = whole;
+      }
     } finally {
       this.sem.release();
     }
@@ -162,25 +203,15 @@ export class Scraper {
     rec.attempts++;
     let code: ErrorCode | undefined;
     let message = "";
-    if (result.ok) {
-      this.bytesParsed += result.body.length;
-      let x: Extraction;
-      let invalid = 0;
-      try {
-        const selection = selectorFor(t.runtime, t.role).select(result.body);
-        invalid = selection.invalid;
-        x = extract(t.runtime, selection.samples, t.role);
-      } catch (err) {
-        // Not expected from the parser; a page must never stop the loop.
-        x = { ok: false, missing: [`anything parseable (${(err as Error).message})`] };
-      }
+    if (a.ok) {
+      const x = a.x;
       if (x.ok) {
         rec.metrics = x.metrics;
         rec.lastSuccessMs = this.now();
         rec.completedAt = performance.now();
         rec.consecutiveUnreachable = 0;
         rec.lastError = undefined;
-        this.opts.observer?.scraped(t, (performance.now() - t0) / 1000, result.body.length);
+        this.opts.observer?.scraped(t, (performance.now() - t0) / 1000, a.body.length);
         if (rec.unreachable) {
           rec.unreachable = false;
           this.opts.log.info("pod_reachable", `${t.pool} ${t.pod}: metrics endpoint answers again; published as ready`, { pool: t.pool, pod: t.pod });
@@ -191,13 +222,13 @@ export class Scraper {
         }
       } else {
         code = "metrics_missing";
-        message = `the exposition (${result.body.length} bytes${invalid > 0 ? `, ${invalid} malformed lines` : ""}) has no ${x.missing.join(", ")}`;
+        message = `the exposition (${a.body.length} bytes${a.invalid > 0 ? `, ${a.invalid} malformed lines` : ""}) has no ${x.missing.join(", ")}`;
         rec.consecutiveUnreachable = 0;
       }
     } else {
-      code = result.error.code;
-      message = result.error.message;
-      if (result.unreachable) rec.consecutiveUnreachable++;
+      code = a.code;
+      message = a.message;
+      if (a.unreachable) rec.consecutiveUnreachable++;
       else rec.consecutiveUnreachable = 0;
     }
     if (code !== undefined) {

@@ -57,6 +57,7 @@ export interface ReconcilerOptions {
   scraper: ScrapeSet;
   offer: (payload: Payload) => void;
   pools: string[]; // --pool; empty: all
+  scrapeNameFilter?: boolean; // --scrape-name-filter, for pools without the annotation
   defaultNamespace: string;
   metricsStaleMs: number;
   spacingMs: number; // --push-coalesce: least time between two runs
@@ -183,7 +184,9 @@ export class Reconciler {
           let target: string | undefined;
           if (ready && (spec.pd === undefined || role !== undefined)) {
             target = `${spec.key}|${name}|${host}|${port}|${spec.runtime}|${role ?? ""}`;
-            const t: ScrapeTarget = { key: target, pool: spec.key, pod: name, host: host!, port, runtime: spec.runtime };
+            const nameFilter = spec.nameFilter ?? this.opts.scrapeNameFilter ?? false;
+            target += nameFilter ? "|filtered" : "";
+            const t: ScrapeTarget = { key: target, pool: spec.key, pod: name, host: host!, port, runtime: spec.runtime, nameFilter };
             if (role !== undefined) t.role = role;
             targets.push(t);
           }

@@ -9,6 +9,7 @@
 // FakeModelServer serves one of them on /metrics and can misbehave on demand (down, slow, hung,
 // garbage, truncated, huge, HTTP 500). Reusable by a model-server simulator.
 
+import { answerFor, type NameFilterMode } from "./prom-filter.ts";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 
@@ -279,6 +280,7 @@ export function exposition(flavour: Flavour, s: ModelState): string {
 
 export type Behaviour =
   | "ok"
+  | "no-query" // 400 for any request with a query string (a proxy that rejects them)
   | "slow" // answers after `delayMs`
   | "hang" // accepts the request and never answers
   | "garbage" // 200 with bytes that are not an exposition
@@ -291,6 +293,7 @@ export interface FakeModelServerOptions {
   port?: number;
   flavour?: Flavour;
   state?: Partial<ModelState>;
+  nameFilter?: NameFilterMode; // how /metrics answers name[] (prom-filter.ts); default "honour"
 }
 
 export class FakeModelServer {
@@ -301,12 +304,15 @@ export class FakeModelServer {
   behaviour: Behaviour = "ok";
   delayMs = 0;
   requests = 0;
+  nameFilter: NameFilterMode;
+  readonly urls: string[] = []; // the request targets, newest last (at most 100)
   private server?: http.Server;
 
   constructor(opts: FakeModelServerOptions = {}) {
     this.host = opts.host ?? "127.0.0.1";
     this.port = opts.port ?? 0;
     this.flavour = opts.flavour ?? "vllm-v1";
+    this.nameFilter = opts.nameFilter ?? "honour";
     this.state = defaultState(opts.state);
   }
 
@@ -346,13 +352,21 @@ export class FakeModelServer {
 
   private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
     this.requests++;
-    if (req.url !== "/metrics") {
+    const url = req.url ?? "/";
+    this.urls.push(url);
+    if (this.urls.length > 100) this.urls.shift();
+    if (url.split("?")[0] !== "/metrics") {
       res.writeHead(404).end();
       return;
     }
-    const text = exposition(this.flavour, this.state);
+    if (this.behaviour === "no-query" && url.includes("?")) {
+      res.writeHead(400, { "content-type": "text/plain" }).end("query strings are not allowed\n");
+      return;
+    }
+    const text = answerFor(url, exposition(this.flavour, this.state), this.nameFilter);
     switch (this.behaviour) {
       case "ok":
+      case "no-query":
         res.writeHead(200, { "content-type": "text/plain; version=0.0.4; charset=utf-8", "content-length": Buffer.byteLength(text) }).end(text);
         return;
       case "slow":

@@ -39,6 +39,8 @@ test("repeatable flags, durations and sizes", () => {
   assert.equal(o.pushIntervalMs, 2000);
   assert.equal(o.unreachableAfter, 3);
   assert.equal(o.namespace, "team-b");
+  assert.equal(o.scrapeNameFilter, true, "name[] filtering is on by default");
+  assert.equal(parseOptions(["--scrape-name-filter", "off"]).scrapeNameFilter, false);
   assert.equal(parseDuration("1.5s"), 1500);
   assert.equal(parseDuration("2m"), 120_000);
   assert.equal(parseDuration("soon"), undefined);
@@ -58,6 +60,7 @@ test("usage errors name the flag", () => {
     [["--unreachable-after", "0"], /--unreachable-after 0/],
     [["--metrics-port", "70000"], /--metrics-port 70000/],
     [["--log-level", "loud"], /--log-level/],
+    [["--scrape-name-filter", "maybe"], /--scrape-name-filter must be on or off/],
     [["--manifests", "d", "--kubeconfig", "k"], /exclude each other/],
     [["--scrape-interval"], /argument missing|value/i],
   ];

@@ -34,6 +34,16 @@ test("pool annotations: routing strategy and runtime, with defaults and warnings
   assert.match(bad.issues[0].message, /ROUND_ROBIN.*using DEFAULT/);
 });
 
+test("pool annotation wasm-epp.io/scrape-name-filter: on or off per pool; absent leaves it to the flag; anything else warns", () => {
+  assert.equal(parsePool(pool(), "default").spec.nameFilter, undefined);
+  assert.equal(parsePool(pool({ "wasm-epp.io/scrape-name-filter": "off" }), "default").spec.nameFilter, false);
+  assert.equal(parsePool(pool({ "wasm-epp.io/scrape-name-filter": "On" }), "default").spec.nameFilter, true);
+  assert.equal(parsePool(pool({ "wasm-epp.io/scrape-name-filter": "false" }), "default").spec.nameFilter, false);
+  const bad = parsePool(pool({ "wasm-epp.io/scrape-name-filter": "sometimes" }), "default");
+  assert.equal(bad.spec.nameFilter, undefined);
+  assert.deepEqual(bad.issues.map((i) => i.message), ['InferencePool default/p: wasm-epp.io/scrape-name-filter "sometimes" is not on or off; using --scrape-name-filter']);
+});
+
 test("pool runtime falls back to an InferenceTrafficPolicy's modelServerRuntime", () => {
   const policy = { metadata: { name: "inference-policy", namespace: "default" }, spec: { poolRef: { name: "p" }, modelServerRuntime: "sglang" } };
   assert.equal(parsePool(pool(), "default", [policy]).spec.runtime, "sglang");

@@ -189,3 +189,93 @@ test("the concurrency limit bounds scrapes in flight", async () => {
     await Promise.all(srv.map((s) => s.close()));
   }
 });
+
+function filtered(s: FakeModelServer, pod: string, runtime: "vllm" | "sglang" = "vllm"): ScrapeTarget {
+  return { ...target(s, pod, runtime), key: `f|${pod}`, nameFilter: true };
+}
+
+test("name[]: a filtered target asks for exactly the series it reads and gets a page a fraction of the size, with the same values", async () => {
+  const [a, b] = await servers(2);
+  const t = scraper();
+  try {
+    const whole = target(a, "whole");
+    const some = filtered(b, "some");
+    b.set({ waiting: 0, running: 0, kvUsage: 0 }); // the same state as a's
+    t.s.setTargets([whole, some]);
+    await waitUntil(() => (t.s.record(whole.key)?.attempts ?? 0) >= 2 && (t.s.record(some.key)?.attempts ?? 0) >= 2, 3000, "two scrapes each");
+    assert.deepEqual(t.s.record(some.key)!.metrics, t.s.record(whole.key)!.metrics);
+    assert.equal(a.urls.at(-1), "/metrics");
+    const url = new URL(b.urls.at(-1)!, "http://x");
+    assert.equal(url.pathname, "/metrics");
+    assert.deepEqual(url.searchParams.getAll("name[]"), ["vllm:num_requests_waiting", "vllm:num_requests_running", "vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc", "vllm:lora_requests_info", "vllm:cache_config_info"]);
+    assert.match(b.urls.at(-1)!, /^\/metrics\?name%5B%5D=vllm%3Anum_requests_waiting&/, "brackets and colons percent-encoded");
+    const big = (await (await fetch(`http://${a.host}:${a.port}/metrics`)).arrayBuffer()).byteLength;
+    const small = (await (await fetch(`http://${b.host}:${b.port}${b.urls.at(-1)}`)).arrayBuffer()).byteLength;
+    assert.ok(small * 10 < big, `filtered ${small} bytes against ${big}`);
+    assert.ok(!t.records.some((r) => r.event === "scrape_unfiltered"));
+  } finally {
+    await t.s.stop();
+    await Promise.all([a, b].map((s) => s.close()));
+  }
+});
+
+test("name[]: a server that ignores it works as before and keeps being asked filtered", async () => {
+  const srv = await FakeModelServer.start({ state: { waiting: 4 }, nameFilter: "ignore" });
+  const t = scraper();
+  try {
+    const tg = filtered(srv, "pod");
+    t.s.setTargets([tg]);
+    await waitUntil(() => (t.s.record(tg.key)?.attempts ?? 0) >= 3, 3000, "three scrapes");
+    assert.equal(t.s.record(tg.key)!.metrics!.waiting, 4);
+    assert.ok(srv.urls.every((u) => u.startsWith("/metrics?name%5B%5D=")), "every request filtered");
+    assert.deepEqual(t.errors, []);
+  } finally {
+    await t.s.stop();
+    await srv.close();
+  }
+});
+
+test("name[]: an empty page (a multiprocess registry) or a 400 for the query string falls back to the whole page at once, and stays there", async () => {
+  const multi = await FakeModelServer.start({ flavour: "sglang", state: { waiting: 6 }, nameFilter: "multiprocess" });
+  const proxy = await FakeModelServer.start({ state: { waiting: 8 } });
+  proxy.behaviour = "no-query";
+  const t = scraper();
+  try {
+    const a = filtered(multi, "multi", "sglang");
+    const b = filtered(proxy, "proxy");
+    t.s.setTargets([a, b]);
+    await waitUntil(() => (t.s.record(a.key)?.attempts ?? 0) >= 3 && (t.s.record(b.key)?.attempts ?? 0) >= 3, 3000, "three scrapes each");
+    assert.equal(t.s.record(a.key)!.metrics!.waiting, 6);
+    assert.equal(t.s.record(b.key)!.metrics!.waiting, 8);
+    assert.deepEqual(t.errors, [], "the first scrape already succeeded, unfiltered");
+    for (const srv of [multi, proxy]) {
+      assert.match(srv.urls[0], /\?name%5B%5D=/);
+      assert.equal(srv.urls[1], "/metrics");
+      assert.ok(srv.urls.slice(1).every((u) => u === "/metrics"), `${srv.urls.join(" ")}`);
+    }
+    const logged = t.records.filter((r) => r.event === "scrape_unfiltered");
+    assert.equal(logged.length, 2, "once per target");
+    assert.match(String(logged.find((r) => r.pod === "proxy")!.msg), /failed \(scrape_http_status\)/);
+    assert.match(String(logged.find((r) => r.pod === "multi")!.msg), /lacked the series read/);
+  } finally {
+    await t.s.stop();
+    await Promise.all([multi, proxy].map((s) => s.close()));
+  }
+});
+
+test("name[]: a page missing a series with or without the filter stays filtered and reports metrics_missing", async () => {
+  const srv = await FakeModelServer.start();
+  srv.behaviour = "garbage";
+  const t = scraper();
+  try {
+    const tg = filtered(srv, "pod");
+    t.s.setTargets([tg]);
+    await waitUntil(() => (t.s.record(tg.key)?.attempts ?? 0) >= 2, 3000, "two scrapes");
+    assert.equal(t.errors[0][1], "metrics_missing");
+    assert.ok(!t.records.some((r) => r.event === "scrape_unfiltered"));
+    assert.match(srv.urls.at(-2)!, /\?name%5B%5D=/, "still asked filtered first");
+  } finally {
+    await t.s.stop();
+    await srv.close();
+  }
+});

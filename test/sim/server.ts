@@ -49,6 +49,7 @@
 //                          an /abort_request, or failed heartbeats. A decode side that goes away
 //                          (its registration closes) makes the prefill's transfer fail.
 
+import { answerFor, type NameFilterMode } from "../fakes/prom-filter.ts";
 import http from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { randomUUID } from "node:crypto";
@@ -98,6 +99,13 @@ export interface PodOptions {
   enablePromptTokensDetails?: boolean;
   /** SGLang's --enable-cache-report (runtime "sglang" only; default off): the same report. */
   enableCacheReport?: boolean;
+  /**
+   * How /metrics answers a `name[]` query (test/fakes/prom-filter.ts): "honour" (default), as
+   * prometheus_client's exposition app does; "ignore", as vLLM's GET /metrics does today (served by
+   * prometheus-fastapi-instrumentator); "multiprocess", an empty page, as SGLang's multiprocess
+   * registry does with recent clients.
+   */
+  metricsNameFilter?: NameFilterMode;
 }
 
 export interface PdRequestRecord {
@@ -389,7 +397,7 @@ export async function startPod(opts: PodOptions = {}): Promise<Pod> {
     if (method !== allowed) return send(res, 405, JSON.stringify({ detail: "Method Not Allowed" }));
     if (method === "GET") {
       if (path === "/health") return send(res, 200, "", "application/json");
-      if (path === "/metrics") return send(res, 200, metricsText(), PROMETHEUS_CONTENT_TYPE);
+      if (path === "/metrics") return send(res, 200, answerFor(req.url ?? "/metrics", metricsText(), opts.metricsNameFilter), PROMETHEUS_CONTENT_TYPE);
       return send(res, 200, modelsBody());
     }
     const chunks: Buffer[] = [];
