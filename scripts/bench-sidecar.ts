@@ -1,14 +1,18 @@
 // npm run bench:sidecar — CPU cost of scraping model servers.
 //
 // 100 fake vLLM pods (a separate process, so their CPU is not counted) serve a full-size V1
-// exposition (histograms and all, ~45 KB) on 127.0.1.1-100:<port>. Then:
+// exposition (histograms and all, ~45 KB) on 127.0.1.1-100:<port>, and answer name[] as
+// prometheus_client's exposition app does (test/fakes/prom-filter.ts). Then, side by side in one
+// run, without and with name[] filtering:
 //   1. the sidecar's scraping part (Scraper: HTTP GET, bounded read, parse, extract) runs in this
-//      process, every pod every 100 ms, for --seconds (default 30); CPU from process.cpuUsage();
+//      process, every pod every --interval ms, for --seconds (default 30) each; CPU from
+//      process.cpuUsage(), per second and per scrape, and bytes per scrape;
 //   2. the whole sidecar (build/sidecar.js --manifests for those pods, pushing to a receiver in
-//      this process) runs for the same time; its CPU from /proc/<pid>/stat.
-// Prints cores used and bytes parsed per second. Target: <= 0.25 core for 100 pods.
+//      this process) at each --intervals value, for the same time; its CPU from /proc/<pid>/stat.
+// Target: <= 0.25 core for the whole sidecar with 100 pods at the default interval, and CPU per
+// scrape at least 3x lower with filtering than without.
 //
-//   tsx scripts/bench-sidecar.ts [--pods 100] [--seconds 30] [--interval 100]
+//   tsx scripts/bench-sidecar.ts [--pods 100] [--seconds 30] [--interval 100] [--intervals 100,50]
 
 import { spawn, type ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -21,12 +25,15 @@ import { parseArgs } from "node:util";
 import { Scraper, type ScrapeTarget } from "../sidecar/metrics/scraper.ts";
 import { Logger } from "../sidecar/observability/log.ts";
 import { defaultState, vllmV1Exposition } from "../test/fakes/model-metrics.ts";
+import { answerFor } from "../test/fakes/prom-filter.ts";
+import { nameQuery } from "../sidecar/metrics/runtime.ts";
 
 const { values } = parseArgs({
   options: {
     pods: { type: "string", default: "100" },
     seconds: { type: "string", default: "30" },
     interval: { type: "string", default: "100" },
+    intervals: { type: "string", default: "100,50" },
     "serve-pods": { type: "boolean", default: false },
     port: { type: "string", default: "0" },
   },
@@ -34,6 +41,7 @@ const { values } = parseArgs({
 const PODS = Number(values.pods);
 const SECONDS = Number(values.seconds);
 const INTERVAL = Number(values.interval);
+const INTERVALS = String(values.intervals).split(",").map(Number);
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
 function podIp(i: number): string {
@@ -44,16 +52,22 @@ function podIp(i: number): string {
 async function servePods(): Promise<void> {
   let port = Number(values.port);
   const pages: Buffer[] = [];
+  const filtered: Buffer[] = [];
+  // The sidecar's query; any other name[] query is answered by the filter itself.
+  const query = "/metrics" + nameQuery("vllm");
   const render = () => {
     for (let i = 0; i < PODS; i++) {
-      pages[i] = Buffer.from(vllmV1Exposition(defaultState({ waiting: Math.floor(Math.random() * 8), running: 20 + (i % 7), kvUsage: Math.random(), served: 5000 + i })));
+      const text = vllmV1Exposition(defaultState({ waiting: Math.floor(Math.random() * 8), running: 20 + (i % 7), kvUsage: Math.random(), served: 5000 + i }));
+      pages[i] = Buffer.from(text);
+      filtered[i] = Buffer.from(answerFor(query, text));
     }
   };
   render();
   setInterval(render, 1000).unref();
   for (let i = 0; i < PODS; i++) {
     const server = http.createServer((req, res) => {
-      const body = pages[i];
+      const url = req.url ?? "/metrics";
+      const body = url === "/metrics" ? pages[i] : url === query ? filtered[i] : Buffer.from(answerFor(url, pages[i].toString()));
       res.writeHead(200, { "content-type": "text/plain; version=0.0.4; charset=utf-8", "content-length": body.length }).end(body);
     });
     server.keepAliveTimeout = 60_000;
@@ -63,12 +77,12 @@ async function servePods(): Promise<void> {
     });
     port = (server.address() as { port: number }).port;
   }
-  process.stdout.write(JSON.stringify({ port, bytes: pages[0].length }) + "\n");
+  process.stdout.write(JSON.stringify({ port, bytes: pages[0].length, filteredBytes: filtered[0].length }) + "\n");
   process.stdin.resume();
   process.stdin.on("end", () => process.exit(0));
 }
 
-function startPods(): Promise<{ child: ChildProcess; port: number; bytes: number }> {
+function startPods(): Promise<{ child: ChildProcess; port: number; bytes: number; filteredBytes: number }> {
   const child = spawn(process.execPath, ["--import", "tsx", fileURLToPath(import.meta.url), "--serve-pods", "--pods", String(PODS)], { cwd: ROOT, stdio: ["pipe", "pipe", "inherit"] });
   return new Promise((resolve, reject) => {
     let out = "";
@@ -77,7 +91,7 @@ function startPods(): Promise<{ child: ChildProcess; port: number; bytes: number
       const nl = out.indexOf("\n");
       if (nl >= 0) {
         const info = JSON.parse(out.slice(0, nl));
-        resolve({ child, port: info.port, bytes: info.bytes });
+        resolve({ child, port: info.port, bytes: info.bytes, filteredBytes: info.filteredBytes });
       }
     });
     child.on("exit", (code) => reject(new Error(`fake pods exited with ${code}`)));
@@ -93,7 +107,17 @@ function cpuSecondsOf(pid: number): number {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function benchScraper(port: number): Promise<void> {
+interface ScrapeFigures {
+  cores: number;
+  user: number;
+  system: number;
+  scrapesPerSecond: number;
+  errors: number;
+  bytesPerScrape: number;
+  cpuPerScrapeUs: number;
+}
+
+async function benchScraper(port: number, nameFilter: boolean): Promise<ScrapeFigures> {
   let scrapes = 0;
   let errors = 0;
   const scraper = new Scraper({
@@ -107,7 +131,7 @@ async function benchScraper(port: number): Promise<void> {
     observer: { scraped: () => scrapes++, failed: () => errors++, forget: () => {} },
     onUpdate: () => {},
   });
-  const targets: ScrapeTarget[] = Array.from({ length: PODS }, (_, i) => ({ key: `p${i}`, pool: "default/bench", pod: `pod-${i}`, host: podIp(i), port, runtime: "vllm" }));
+  const targets: ScrapeTarget[] = Array.from({ length: PODS }, (_, i) => ({ key: `p${i}`, pool: "default/bench", pod: `pod-${i}`, host: podIp(i), port, runtime: "vllm", nameFilter }));
   scraper.setTargets(targets);
   await sleep(3000); // warm up: connections, JIT
   const s0 = scrapes;
@@ -119,17 +143,33 @@ async function benchScraper(port: number): Promise<void> {
   const cpu = process.cpuUsage(c0);
   const wall = (performance.now() - t0) / 1000;
   const n = scrapes - s0;
+  const bytes = scraper.bytesParsed - b0;
   await scraper.stop();
-  const cores = (cpu.user + cpu.system) / 1e6 / wall;
-  console.log(`scraping part (in process): ${PODS} pods every ${INTERVAL} ms for ${wall.toFixed(1)} s`);
-  console.log(`  scrapes/s          ${(n / wall).toFixed(0)}  (errors ${errors - e0})`);
-  console.log(`  bytes parsed/s     ${((scraper.bytesParsed - b0) / wall / 1e6).toFixed(1)} MB/s`);
-  console.log(`  CPU                ${cores.toFixed(3)} cores  (user ${(cpu.user / 1e6 / wall).toFixed(3)}, system ${(cpu.system / 1e6 / wall).toFixed(3)})`);
-  console.log(`  CPU per scrape     ${(((cpu.user + cpu.system) / n) || 0).toFixed(0)} µs`);
-  console.log(`  target <= 0.25 core: ${cores <= 0.25 ? "met" : "NOT met"}`);
+  return {
+    cores: (cpu.user + cpu.system) / 1e6 / wall,
+    user: cpu.user / 1e6 / wall,
+    system: cpu.system / 1e6 / wall,
+    scrapesPerSecond: n / wall,
+    errors: errors - e0,
+    bytesPerScrape: n > 0 ? bytes / n : 0,
+    cpuPerScrapeUs: n > 0 ? (cpu.user + cpu.system) / n : 0,
+  };
 }
 
-async function benchWholeSidecar(port: number): Promise<void> {
+function printScrapers(whole: ScrapeFigures, filtered: ScrapeFigures): void {
+  console.log(`scraping part (in process): ${PODS} pods every ${INTERVAL} ms, ${SECONDS} s each`);
+  const row = (label: string, f: (x: ScrapeFigures) => string) => console.log(`  ${label.padEnd(18)} ${f(whole).padStart(14)} ${f(filtered).padStart(14)}`);
+  console.log(`  ${"".padEnd(18)} ${"whole page".padStart(14)} ${"name[]".padStart(14)}`);
+  row("scrapes/s", (x) => `${x.scrapesPerSecond.toFixed(0)} (${x.errors} err)`);
+  row("bytes per scrape", (x) => `${x.bytesPerScrape.toFixed(0)}`);
+  row("CPU", (x) => `${x.cores.toFixed(3)} cores`);
+  row("  user / system", (x) => `${x.user.toFixed(3)} / ${x.system.toFixed(3)}`);
+  row("CPU per scrape", (x) => `${x.cpuPerScrapeUs.toFixed(0)} µs`);
+  const ratio = whole.cpuPerScrapeUs / Math.max(1e-9, filtered.cpuPerScrapeUs);
+  console.log(`  CPU per scrape, whole / name[]: ${ratio.toFixed(2)}x (target >= 3x: ${ratio >= 3 ? "met" : "NOT met"})`);
+}
+
+async function benchWholeSidecar(port: number, interval: number, nameFilter: boolean): Promise<number> {
   const bundle = join(ROOT, "build", "sidecar.js");
   const dir = await mkdtemp(join(tmpdir(), "wasm-epp-bench-"));
   const docs: string[] = [
@@ -153,7 +193,7 @@ async function benchWholeSidecar(port: number): Promise<void> {
   });
   await new Promise<void>((r) => receiver.listen(0, "127.0.0.1", () => r()));
   const url = `http://127.0.0.1:${(receiver.address() as { port: number }).port}/wasm-epp/v1/state`;
-  const child = spawn(process.execPath, [bundle, "--manifests", dir, "--push-url", url, "--metrics-port", "0", "--metrics-address", "127.0.0.1", "--scrape-interval", `${INTERVAL}ms`, "--scrape-jitter", "0", "--log-level", "warn"], {
+  const child = spawn(process.execPath, [bundle, "--manifests", dir, "--push-url", url, "--metrics-port", "0", "--metrics-address", "127.0.0.1", "--scrape-interval", `${interval}ms`, "--scrape-jitter", "0", "--scrape-name-filter", nameFilter ? "on" : "off", "--log-level", "warn"], {
     env: { ...process.env, WASM_EPP_PUSH_TOKEN: "bench" },
     stdio: ["ignore", "ignore", "inherit"],
   });
@@ -166,9 +206,8 @@ async function benchWholeSidecar(port: number): Promise<void> {
     await sleep(SECONDS * 1000);
     const wall = (performance.now() - t0) / 1000;
     const cores = (cpuSecondsOf(child.pid!) - c0) / wall;
-    console.log(`whole sidecar (build/sidecar.js, file mode, pushing): ${PODS} pods for ${wall.toFixed(1)} s`);
-    console.log(`  CPU                ${cores.toFixed(3)} cores`);
-    console.log(`  pushes/s           ${((pushes - p0) / wall).toFixed(1)}  (document ${((pushedBytes - pb0) / Math.max(1, pushes - p0) / 1024).toFixed(1)} KiB)`);
+    console.log(`  every ${String(interval).padStart(3)} ms, ${nameFilter ? "name[]    " : "whole page"}: ${cores.toFixed(3)} cores; ${((pushes - p0) / wall).toFixed(1)} pushes/s (document ${((pushedBytes - pb0) / Math.max(1, pushes - p0) / 1024).toFixed(1)} KiB)${nameFilter && interval === INTERVALS[0] ? `  target <= 0.25 core: ${cores <= 0.25 ? "met" : "NOT met"}` : ""}`);
+    return cores;
   } finally {
     child.kill("SIGTERM");
     await new Promise((r) => child.on("exit", r));
@@ -180,10 +219,16 @@ async function benchWholeSidecar(port: number): Promise<void> {
 async function main(): Promise<void> {
   if (values["serve-pods"]) return servePods();
   const pods = await startPods();
-  console.log(`fake pods: ${PODS} on 127.0.1.1-${PODS}:${pods.port}, exposition ${(pods.bytes / 1024).toFixed(1)} KiB each (separate process)`);
+  console.log(`fake pods: ${PODS} on 127.0.1.1-${PODS}:${pods.port}, exposition ${(pods.bytes / 1024).toFixed(1)} KiB each, ${(pods.filteredBytes / 1024).toFixed(1)} KiB with the sidecar's name[] (separate process)`);
   try {
-    await benchScraper(pods.port);
-    await benchWholeSidecar(pods.port);
+    const whole = await benchScraper(pods.port, false);
+    const filtered = await benchScraper(pods.port, true);
+    printScrapers(whole, filtered);
+    console.log(`whole sidecar (build/sidecar.js, file mode, pushing): ${PODS} pods, ${SECONDS} s each`);
+    for (const interval of INTERVALS) {
+      await benchWholeSidecar(pods.port, interval, false);
+      await benchWholeSidecar(pods.port, interval, true);
+    }
   } finally {
     pods.child.stdin!.end();
     pods.child.kill();
