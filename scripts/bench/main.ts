@@ -13,6 +13,7 @@
 //   npm run bench -- --pods N              pods of every workload (default: its own; 8 for a trace)
 //   npm run bench -- --jobs N              simulations at once, each in a worker process (default: the cores)
 //   npm run bench -- --gateways N          N gateway replicas, each with its own router, behind a random spreader (spread.ts)
+//   npm run bench -- --scrape-ms MIN,MAX   every pod scraped every MIN + U(0, MAX - MIN) ms (default 50,100)
 //   --trace-block-tokens B, --trace-speed X, --trace-limit N   how a trace is replayed
 
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -134,7 +135,7 @@ if (json) {
   process.stdout.write(JSON.stringify(out) + '\n');
 } else {
   mkdirSync(outDir, { recursive: true });
-  const report = writeReport(outDir, workloads, rows, { quick, seeds, gateways: config.gateways, wallS: (Date.now() - started) / 1000 });
+  const report = writeReport(outDir, workloads, rows, { quick, seeds, gateways: config.gateways, scrape: config.scrape, wallS: (Date.now() - started) / 1000 });
   process.stdout.write(report.summary);
   process.stdout.write(`\nreport: ${join(outDir, 'report.md')}, charts: ${report.charts.join(', ')}\n`);
   writeFileSync(join(outDir, 'results.json'), JSON.stringify(out, null, 2));

@@ -53,13 +53,13 @@ const gatewaysText = (n: number) =>
 const s = (ms: number) => (Number.isFinite(ms) ? (ms / 1000).toFixed(ms < 10_000 ? 2 : 1) : '-');
 const pct = (v: number) => `${(v * 100).toFixed(1)}%`;
 
-export function writeReport(dir: string, workloads: Workload[], rows: Row[], meta: { quick: boolean; seeds: number[]; gateways?: number; wallS: number }): { summary: string; charts: string[] } {
+export function writeReport(dir: string, workloads: Workload[], rows: Row[], meta: { quick: boolean; seeds: number[]; gateways?: number; scrape?: { minMs: number; maxMs: number }; wallS: number }): { summary: string; charts: string[] } {
   const charts: string[] = [];
   const lines: string[] = [];
   const summary: string[] = [];
   if ((meta.gateways ?? 1) > 1) summary.push(`${meta.gateways} gateway replicas per strategy (the precise oracle: one)`);
   lines.push('# wasm-epp routing benchmark', '');
-  lines.push(`Simulated vLLM pods (Qwen2.5-7B on A10, docs/simulator.md), every strategy on the same cluster and the same request stream, metrics scraped every 50–100 ms for all. Queue: TTFT minus the prefill of the request's uncached tokens on an idle pod. Share CV: the coefficient of variation of the pods' shares of requests (0 is an even spread). Each cell pools the requests of ${meta.seeds.length} run${meta.seeds.length > 1 ? 's' : ''} (seeds ${meta.seeds.join(', ')}): a closed-loop load test is chaotic, and single runs of one policy differ by several times at the tail; the last column shows each run's TTFT p90. ${gatewaysText(meta.gateways ?? 1)}${meta.quick ? '**Quick run** (scaled down). ' : ''}Wall time ${meta.wallS.toFixed(0)} s.`, '');
+  lines.push(`Simulated vLLM pods (Qwen2.5-7B on A10, docs/simulator.md), every strategy on the same cluster and the same request stream, metrics scraped every ${meta.scrape?.minMs ?? 50}–${meta.scrape?.maxMs ?? 100} ms for all. Queue: TTFT minus the prefill of the request's uncached tokens on an idle pod. Share CV: the coefficient of variation of the pods' shares of requests (0 is an even spread). Each cell pools the requests of ${meta.seeds.length} run${meta.seeds.length > 1 ? 's' : ''} (seeds ${meta.seeds.join(', ')}): a closed-loop load test is chaotic, and single runs of one policy differ by several times at the tail; the last column shows each run's TTFT p90. ${gatewaysText(meta.gateways ?? 1)}${meta.quick ? '**Quick run** (scaled down). ' : ''}Wall time ${meta.wallS.toFixed(0)} s.`, '');
   for (const w of workloads) {
     const wr = rows.filter((r) => r.workload === w.name);
     if (wr.length === 0) continue;

@@ -16,7 +16,7 @@ export interface Job {
 export function runJob(s: Setup, job: Job): Promise<ClusterResult> {
   const w = s.workloads[job.workload];
   return simulate({
-    cluster: { pods: w.pods, engine: w.engine, seed: job.seed, ...(w.pd ? { pd: w.pd } : {}) },
+    cluster: { pods: w.pods, engine: w.engine, seed: job.seed, scrapeIntervalMs: s.scrape.minMs, scrapeJitterMs: s.scrape.maxMs - s.scrape.minMs, ...(w.pd ? { pd: w.pd } : {}) },
     source: w.source(job.seed),
     router: s.router(job.strategy, job.seed),
     arrival: w.arrival,

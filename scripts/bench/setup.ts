@@ -31,7 +31,7 @@ export function runsOn(strategy: string, w: Workload): boolean {
 }
 
 const FLAGS = new Set(['--quick', '--json']);
-const OPTIONS = new Set(['--out', '--strategies', '--seeds', '--workload', '--wasm', '--pods', '--trace-block-tokens', '--trace-speed', '--trace-limit', '--jobs', '--variants', '--only', '--gateways']);
+const OPTIONS = new Set(['--scrape-ms', '--out', '--strategies', '--seeds', '--workload', '--wasm', '--pods', '--trace-block-tokens', '--trace-speed', '--trace-limit', '--jobs', '--variants', '--only', '--gateways']);
 
 export const MAX_GATEWAYS = 64;
 
@@ -67,6 +67,8 @@ export interface Setup {
   jobs: number;
   /** Gateway replicas each run's requests are spread over (--gateways; 1: one router, as always). */
   gateways: number;
+  /** Every pod is scraped every minMs + U(0, maxMs - minMs) (--scrape-ms MIN,MAX; default 50,100: the sidecar's default). */
+  scrape: { minMs: number; maxMs: number };
   workloads: Workload[];
   strategies: string[];
   router(strategy: string, seed: number): Router;
@@ -94,6 +96,9 @@ export function setup(args: string[]): Setup {
   const gateways = gatewaysArg === undefined ? 1 : Number(gatewaysArg);
   if (!Number.isInteger(gateways) || gateways < 1 || gateways > MAX_GATEWAYS) fail(`--gateways ${gatewaysArg}: an integer from 1 to ${MAX_GATEWAYS}`);
   const pods = number('--pods', positiveInt);
+  const scrapeArg = values('--scrape-ms')[0] ?? '50,100';
+  const [scrapeMin, scrapeMax] = scrapeArg.split(',').map(Number);
+  if (!(Number.isFinite(scrapeMin) && Number.isFinite(scrapeMax) && scrapeMin >= 1 && scrapeMax >= scrapeMin)) fail(`--scrape-ms ${scrapeArg}: MIN,MAX in milliseconds, 1 <= MIN <= MAX`);
   const trace = { blockTokens: number('--trace-block-tokens', positiveInt), speed: number('--trace-speed', (v) => v > 0), limit: number('--trace-limit', positiveInt) };
 
   const wasmPath = values('--wasm')[0] ?? new URL('../../build/wasm-epp.wasm', import.meta.url);
@@ -170,6 +175,7 @@ export function setup(args: string[]): Setup {
     workloads,
     strategies,
     gateways,
+    scrape: { minMs: scrapeMin, maxMs: scrapeMax },
     router: (name, seed) => (gateways === 1 ? STRATEGIES[name](seed) : replicas(STRATEGIES[name], seed, gateways)),
   };
 }
