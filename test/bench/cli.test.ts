@@ -75,9 +75,22 @@ test("a malformed trace line, an unknown option or a missing filter module is a 
   const u = bench("--json", "--quik");
   assert.equal(u.status, 2);
   assert.match(u.stderr, /unknown argument --quik/);
+  const s = bench("--json", "--workload", list, "--scrape-ms", "50,20");
+  assert.equal(s.status, 2);
+  assert.match(s.stderr, /--scrape-ms 50,20: MIN,MAX in milliseconds, 1 <= MIN <= MAX/);
   const w = bench("--json", "--workload", list, "--strategies", "wasm-epp", "--wasm", join(dir, "missing.wasm"), "--jobs", "2");
   assert.equal(w.status, 2);
   assert.match(w.stderr, /cannot read the filter module .*missing\.wasm/);
+});
+
+test("--scrape-ms: the scrape cadence reaches the simulation (a faster one changes a load-aware strategy's results)", () => {
+  const run = (...extra: string[]) => bench("--json", "--workload", list, "--strategies", "gie", "--pods", "3", "--jobs", "1", ...extra);
+  const base = run();
+  const same = run("--scrape-ms", "50,100");
+  const fast = run("--scrape-ms", "5,5");
+  assert.equal(fast.status, 0, fast.stderr);
+  assert.deepEqual(JSON.parse(same.stdout), JSON.parse(base.stdout), "50,100 is the default");
+  assert.notDeepEqual(JSON.parse(fast.stdout).workloads, JSON.parse(base.stdout).workloads);
 });
 
 test("the build writes its informational lines to stderr, leaving stdout to the bench", () => {
