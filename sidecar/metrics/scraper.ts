@@ -15,7 +15,7 @@
 // scrapes counted in a row beyond `unreachableAfter` mark the target unreachable until one
 // succeeds.
 
-import type http from "node:http";
+import type { Agent } from "undici";
 import type { ErrorCode } from "../errors.ts";
 import type { PdRole } from "../k8s/pd.ts";
 import type { Runtime } from "../k8s/pool-spec.ts";
@@ -91,7 +91,7 @@ type Attempt =
 
 export class Scraper {
   private readonly loops = new Map<string, Loop>();
-  private readonly agent: http.Agent;
+  private readonly agent: Agent;
   private readonly sem: Semaphore;
   private readonly now: () => number;
   private readonly random: () => number;
@@ -99,7 +99,7 @@ export class Scraper {
   bytesParsed = 0;
 
   constructor(private readonly opts: ScraperOptions) {
-    this.agent = newScrapeAgent(1);
+    this.agent = newScrapeAgent();
     this.sem = new Semaphore(opts.concurrency);
     this.now = opts.now ?? Date.now;
     this.random = opts.random ?? Math.random;
@@ -147,7 +147,7 @@ export class Scraper {
       if (loop.running) running.push(loop.running);
     }
     await Promise.all(running);
-    this.agent.destroy();
+    await this.agent.destroy();
   }
 
   private schedule(loop: Loop, delayMs: number): void {

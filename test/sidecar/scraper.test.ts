@@ -72,9 +72,11 @@ test("a pod whose endpoint refuses connections is unreachable after N scrapes, a
     const tg = target(srv, "a");
     t.s.setTargets([tg, target(other, "b")]);
     await waitUntil(() => t.s.record(tg.key)?.lastSuccessMs !== undefined, 2000, "first scrape");
-    const last = t.s.record(tg.key)!.lastSuccessMs!;
     await srv.close();
     await waitUntil(() => t.s.record(tg.key)!.unreachable, 2000, "unreachable");
+    // A scrape answered just before the close may have completed after it; none after that.
+    const last = t.s.record(tg.key)!.lastSuccessMs!;
+    await sleep(60);
     const rec = t.s.record(tg.key)!;
     assert.ok(rec.consecutiveUnreachable >= 2, "rec.consecutiveUnreachable >= 2");
     assert.equal(rec.lastError, "scrape_refused");
@@ -273,7 +275,9 @@ test("name[]: a page missing a series with or without the filter stays filtered 
     await waitUntil(() => (t.s.record(tg.key)?.attempts ?? 0) >= 2, 3000, "two scrapes");
     assert.equal(t.errors[0][1], "metrics_missing");
     assert.ok(!t.records.some((r) => r.event === "scrape_unfiltered"));
-    assert.match(srv.urls.at(-2)!, /\?name%5B%5D=/, "still asked filtered first");
+    // Every scrape asks filtered first, then for the whole page.
+    assert.ok(srv.urls.length >= 4);
+    srv.urls.forEach((u, i) => assert.equal(u.includes("?name%5B%5D="), i % 2 === 0, `request ${i}: ${u}`));
   } finally {
     await t.s.stop();
     await srv.close();
