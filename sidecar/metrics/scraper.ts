@@ -78,7 +78,7 @@ class Loop {
   filtered: boolean;
 
   constructor(
-    readonly target: ScrapeTarget,
+    public target: ScrapeTarget,
     readonly record: TargetRecord,
   ) {
     this.filtered = target.nameFilter === true;
@@ -117,7 +117,15 @@ export class Scraper {
       this.opts.observer?.forget(loop.target);
     }
     for (const [key, t] of wanted) {
-      if (this.loops.has(key)) continue;
+      const existing = this.loops.get(key);
+      if (existing) {
+        // The pool's name[] setting changed: the next scrape follows it; the record stays.
+        if ((t.nameFilter === true) !== (existing.target.nameFilter === true)) {
+          existing.target = t;
+          existing.filtered = t.nameFilter === true;
+        }
+        continue;
+      }
       const loop = new Loop(t, { firstSeenMs: this.now(), attempts: 0, consecutiveUnreachable: 0, unreachable: false });
       this.loops.set(key, loop);
       this.schedule(loop, 0);

@@ -185,7 +185,6 @@ export class Reconciler {
           if (ready && (spec.pd === undefined || role !== undefined)) {
             target = `${spec.key}|${name}|${host}|${port}|${spec.runtime}|${role ?? ""}`;
             const nameFilter = spec.nameFilter ?? this.opts.scrapeNameFilter ?? false;
-            target += nameFilter ? "|filtered" : "";
             const t: ScrapeTarget = { key: target, pool: spec.key, pod: name, host: host!, port, runtime: spec.runtime, nameFilter };
             if (role !== undefined) t.role = role;
             targets.push(t);

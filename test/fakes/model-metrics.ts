@@ -305,7 +305,7 @@ export class FakeModelServer {
   delayMs = 0;
   requests = 0;
   nameFilter: NameFilterMode;
-  readonly urls: string[] = []; // the request targets, newest last (at most 100)
+  readonly urls: string[] = []; // the request targets, newest last (at most 1000)
   private server?: http.Server;
 
   constructor(opts: FakeModelServerOptions = {}) {
@@ -354,7 +354,7 @@ export class FakeModelServer {
     this.requests++;
     const url = req.url ?? "/";
     this.urls.push(url);
-    if (this.urls.length > 100) this.urls.shift();
+    if (this.urls.length > 1000) this.urls.shift();
     if (url.split("?")[0] !== "/metrics") {
       res.writeHead(404).end();
       return;

@@ -283,3 +283,27 @@ test("name[]: a page missing a series with or without the filter stays filtered 
     await srv.close();
   }
 });
+
+test("name[]: turning a target's setting off or on applies from its next scrape and keeps its record", async () => {
+  const srv = await FakeModelServer.start({ state: { waiting: 5 } });
+  const t = scraper();
+  try {
+    const on = filtered(srv, "pod");
+    t.s.setTargets([on]);
+    await waitUntil(() => (t.s.record(on.key)?.attempts ?? 0) >= 2, 3000, "two filtered scrapes");
+    const rec = t.s.record(on.key)!;
+    t.s.setTargets([{ ...on, nameFilter: false }]);
+    const from = srv.urls.length;
+    await waitUntil(() => srv.urls.length >= from + 3, 3000, "three more scrapes");
+    assert.equal(t.s.record(on.key), rec, "the same record");
+    assert.ok(srv.urls.slice(from + 1).every((u) => u === "/metrics"), srv.urls.slice(from).join(" "));
+    t.s.setTargets([on]);
+    const again = srv.urls.length;
+    await waitUntil(() => srv.urls.length >= again + 3, 3000, "three more scrapes");
+    assert.ok(srv.urls.slice(again + 1).every((u) => u.startsWith("/metrics?name%5B%5D=")), srv.urls.slice(again).join(" "));
+    assert.deepEqual(t.forgotten, [], "never forgotten");
+  } finally {
+    await t.s.stop();
+    await srv.close();
+  }
+});
