@@ -7,13 +7,11 @@ import * as host from "./host";
 import { Config, parseConfig, UNKNOWN_MODEL_REJECT, FAIRNESS_ROUND_ROBIN } from "./config";
 import { HostStore } from "./shared";
 import { StateCache } from "./state/store";
-import { Pool, State, STANDARD, STRATEGY_PREFIX_CACHE, ROLE_DECODE, criticalityName } from "./state/document";
+import { Pool, State, criticalityName } from "./state/document";
 import { parseOpenAIBody, ParsedRequest } from "./request/openai";
-import { chainSeed } from "./prefix/prompt";
-import { PrefixIndex, PrefixMatch } from "./prefix/index";
+import { PrefixIndex } from "./prefix/index";
 import { loadKey, recordLoad } from "./schedule/load";
-import { pickEndpoint, SHED, NO_ENDPOINT } from "./schedule/pick";
-import { resolveModel, rewriteModel, looksLikeJson, handledLine, objectiveSuffix, Resolution } from "./route";
+import { resolveModel, looksLikeJson, Resolution } from "./route";
 import { Rng, mixSeed } from "./util/rng";
 import { parseDecimal } from "./util/format";
 import * as errors from "./errors";
@@ -21,12 +19,13 @@ import { ErrorReply } from "./errors";
 import * as stats from "./stats";
 import { Stats } from "./stats";
 import { PushHandler } from "./push";
-import { configureSharing, countJournal } from "./peers/handler";
+import { configureSharing } from "./peers/handler";
 import { PdCalls } from "./pd/calls";
 import { prefillAnswered } from "./pd/answer";
 import { routePd } from "./pd/route";
+import { routeToOne, routeWithoutBody } from "./dispatch/one";
 import { drainHeld, publishHeld, wakeHolders, wakeQueueName, leaveQueue } from "./queue/release";
-import { poolOrAnswer, pickInputFor } from "./pool";
+import { poolOrAnswer } from "./pool";
 import { holdOrAnswer } from "./queue/hold";
 import { WorkerQueue, BANDS } from "./queue/band";
 import { ResponseWatch } from "./observe/watch";
@@ -353,29 +352,7 @@ export class EppHttp extends Context {
     this.phase = PHASE_DONE;
     // Not an inference request: no inference metrics.
     this.watch = null;
-    const root = this.root;
-    const st = root.currentState();
-    const pool = poolOrAnswer(this, st);
-    if (pool === null) return false;
-    const state = st as State;
-    const now = host.nowMs();
-    const input = pickInputFor(this.root, pool, state, now);
-    // Without a body there is nothing to prefill: a prefill/decode pool's decode pods answer.
-    if (pool.pd !== null) input.role = ROLE_DECODE;
-    const picked = pickEndpoint(input, root.rng);
-    if (picked.status == NO_ENDPOINT) {
-      root.count(stats.NO_ENDPOINT);
-      this.reply(errors.noEndpoint(pool.name));
-      return false;
-    }
-    const e = pool.endpoints[picked.index];
-    this.dispatch(pool, picked.index, now, 0);
-    root.count(stats.ROUTED_UNPARSED);
-    if (input.degraded) root.count(stats.ROUTED_DEGRADED);
-    if (root.config.logRequests) {
-      host.log(host.LOG_INFO, handledLine("", "", e, pool, picked, 0, STANDARD, state.version, input.degraded, true) + " queued_ms=0");
-    }
-    return true;
+    return routeWithoutBody(this);
   }
 
   private routeParsed(body: ArrayBuffer): bool {
@@ -430,65 +407,8 @@ export class EppHttp extends Context {
 
   // Routing once the model is resolved (at arrival, or when released from the queue).
   private routeResolved(body: ArrayBuffer, req: ParsedRequest, res: Resolution, pool: Pool, state: State): bool {
-    const root = this.root;
-    const cfg = root.config;
     if (pool.pd !== null) return routePd(this, body, req, res, pool, state);
-    const now = host.nowMs();
-    const input = pickInputFor(this.root, pool, state, now);
-    input.criticality = res.criticality;
-    input.target = res.target;
-    input.promptTokens = <f64>req.prompt.seen / cfg.bytesPerToken;
-    let hashes: StaticArray<u64> | null = null;
-    if (pool.strategy == STRATEGY_PREFIX_CACHE) {
-      const h = req.prompt.hashBlocks(changetype<usize>(body), cfg.prefixBlockSize, chainSeed(res.target, req.cacheSalt));
-      if (h.length > 0) {
-        hashes = h;
-        input.prefix = root.prefix.lookup(h, pool.indexById, pool.endpoints.length, now);
-        const kb = req.prompt.affinityBlock(cfg.prefixBlockSize, cfg.affinityBlocks, (input.prefix as PrefixMatch).common);
-        if (kb >= 0) input.affinityKey = unchecked(h[kb]) | 1;
-      }
-    }
-    const recorded = observe.learnedInput(root, input, pool, now);
-    const picked = pickEndpoint(input, root.rng);
-    if (picked.status == SHED) {
-      root.count(stats.SHED);
-      this.reply(errors.shed(pool.name));
-      return false;
-    }
-    if (picked.status == NO_ENDPOINT) {
-      root.count(stats.NO_ENDPOINT);
-      this.reply(errors.noEndpoint(pool.name));
-      return false;
-    }
-    const e = pool.endpoints[picked.index];
-    if (res.target != req.model) {
-      const rewritten = rewriteModel(body, req.modelStart, req.modelEnd, res.target);
-      if (host.replaceBody(body.byteLength, rewritten)) {
-        if (host.getHeader(host.REQUEST_HEADERS, "content-length") !== null) {
-          host.setHeader(host.REQUEST_HEADERS, "content-length", rewritten.byteLength.toString());
-        }
-        root.count(stats.MODEL_REWRITTEN);
-      }
-    }
-    this.dispatch(pool, picked.index, now, picked.workMs);
-    observe.notePrediction(this.watch, pool, picked.index, input.prefix, recorded !== null ? recorded[picked.index] : picked.prefixBlocks, now, picked.ttftRawMs);
-    const match = input.prefix;
-    let totalBlocks = 0;
-    if (hashes !== null && match !== null) {
-      const m = match as PrefixMatch;
-      totalBlocks = m.total;
-      const writes = root.prefix.record(hashes as StaticArray<u64>, m.grid, e.id, picked.prefixBlocks, now);
-      (root.stats as Stats).inc(stats.PREFIX_INDEX_WRITES, writes);
-      countJournal(root.stats as Stats, root.prefix);
-      if (picked.prefixBlocks > 0) root.count(stats.PREFIX_HIT);
-    }
-    root.count(stats.ROUTED);
-    if (input.degraded) root.count(stats.ROUTED_DEGRADED);
-    if (cfg.logRequests) {
-      host.log(host.LOG_INFO, handledLine(req.model, res.target, e, pool, picked, totalBlocks, res.criticality, state.version, input.degraded, res.known) +
-        " queued_ms=" + (<i64>this.queuedMs).toString() + objectiveSuffix(res));
-    }
-    return true;
+    return routeToOne(this, body, req, res, pool, state);
   }
 
   // Sets the destination and counts the request (and its prefill work) against the endpoint

@@ -140,6 +140,13 @@ export function replaceBody(oldSize: i32, body: ArrayBuffer): bool {
   return abi.proxy_set_buffer_bytes(REQUEST_BODY, 0, <u32>oldSize, changetype<usize>(body), <usize>body.byteLength) == OK;
 }
 
+// Replaces the request body and, when the request declares one, its content-length.
+export function replaceRequestBody(oldSize: i32, body: ArrayBuffer): bool {
+  if (!replaceBody(oldSize, body)) return false;
+  if (getHeader(REQUEST_HEADERS, "content-length") !== null) setHeader(REQUEST_HEADERS, "content-length", body.byteLength.toString());
+  return true;
+}
+
 // ---- responses ------------------------------------------------------------------------------
 
 // Serializes header pairs the way proxy-wasm expects: count, sizes, then NUL-terminated bytes.

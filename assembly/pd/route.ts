@@ -99,12 +99,9 @@ export function routePd(h: EppHttp, body: ArrayBuffer, req: ParsedRequest, res: 
     h.reply(errors.prefillDispatchFailed(cfg.pdCluster));
     return false;
   }
-  if (!host.replaceBody(body.byteLength, out)) {
+  if (!host.replaceRequestBody(body.byteLength, out)) {
     // The prefill is on its way; without the fields the decode pod would answer 400 anyway.
     host.log(host.LOG_WARN, "wasm-epp: could not replace the request body for the decode pod");
-  }
-  if (host.getHeader(host.REQUEST_HEADERS, "content-length") !== null) {
-    host.setHeader(host.REQUEST_HEADERS, "content-length", out.byteLength.toString());
   }
   // A retried decode request would carry a room whose prefill already ran: no client-asked
   // retries (the route itself must have none either).

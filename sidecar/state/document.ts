@@ -27,7 +27,7 @@ import { formatAddress } from "../k8s/pods.ts";
 import type { InferenceModel, InferenceModelRewrite, InferenceObjective } from "../k8s/types.ts";
 import { nameOf, namespaceOf } from "../k8s/types.ts";
 import { loadScore } from "./score.ts";
-import { buildObjectives, defaultTargets, rewriteClaims, sortClaims, timeOf, type ObjectiveDoc, type ObjectiveIssue } from "./objectives.ts";
+import { buildObjectives, byAge, defaultTargets, rewriteClaims, sortClaims, timeOf, type ObjectiveDoc, type ObjectiveIssue } from "./objectives.ts";
 
 export const DOCUMENT_VERSION_FIELDS = ["version", "generated_at_ms", "pools", "models"] as const;
 export const CRITICALITIES = ["Critical", "Standard", "Sheddable"] as const;
@@ -268,9 +268,9 @@ export function buildDocument(input: BuildInput): Built {
 // InferenceModels and the rewrite rules with matches, oldest first; where two claim one model
 // name in a pool, the older object wins (GIE's rule for rewrites, kept across both kinds).
 function buildModels(objects: InferenceModel[], claims: ReturnType<typeof sortClaims>, published: Set<string>, defaultNamespace: string, issues: Issue[]): ModelDoc[] {
-  const entries: Array<{ created: number; id: string; order: number; doc: ModelDoc }> = [];
+  const entries: Array<{ created: number; object: string; id: string; order: number; doc: ModelDoc }> = [];
   for (const c of claims) {
-    entries.push({ created: c.created, id: c.id, order: c.order, doc: { name: c.model!, pool: c.pool, targets: c.targets } });
+    entries.push({ created: c.created, object: c.object, id: c.id, order: c.order, doc: { name: c.model!, pool: c.pool, targets: c.targets } });
   }
   for (const obj of objects) {
     const ns = namespaceOf(obj, defaultNamespace);
@@ -310,9 +310,9 @@ function buildModels(objects: InferenceModel[], claims: ReturnType<typeof sortCl
       }
       if (targets.length > 0) doc.targets = targets;
     }
-    entries.push({ created: timeOf(obj.metadata?.creationTimestamp), id: `InferenceModel ${id}`, order: 0, doc });
+    entries.push({ created: timeOf(obj.metadata?.creationTimestamp), object: `InferenceModel ${id}`, id: `InferenceModel ${id}`, order: 0, doc });
   }
-  entries.sort((a, b) => a.created - b.created || cmp(a.id.replace(/ rules\[\d+\]$/, ""), b.id.replace(/ rules\[\d+\]$/, "")) || a.order - b.order);
+  entries.sort(byAge);
   const seen = new Map<string, string>();
   for (const e of entries) {
     const k = `${e.doc.pool}\u0000${e.doc.name}`;

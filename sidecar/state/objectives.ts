@@ -33,8 +33,9 @@ export interface RewriteClaim {
   model?: string;
   targets: RewriteTarget[];
   created: number; // the object's creationTimestamp in ms
-  id: string; // "InferenceModelRewrite ns/name rules[i]"
-  order: number; // rule index, then position among the objects of equal age
+  object: string; // "InferenceModelRewrite ns/name"
+  id: string; // the object and the rule: "InferenceModelRewrite ns/name rules[i]"
+  order: number; // the rule's index in the object
 }
 
 export interface ObjectiveIssue {
@@ -116,7 +117,7 @@ export function rewriteClaims(objects: InferenceModelRewrite[], published: Set<s
       if (targets === undefined) return;
       const matches = rule?.matches;
       if (!Array.isArray(matches) || matches.length === 0) {
-        claims.push({ pool: ref.pool!, targets, created, id, order: i });
+        claims.push({ pool: ref.pool!, targets, created, object: objId, id, order: i });
         return;
       }
       matches.slice(0, MAX_LIST).forEach((m, j) => {
@@ -130,7 +131,7 @@ export function rewriteClaims(objects: InferenceModelRewrite[], published: Set<s
           issues.push({ code: "rewrite_invalid", message: `${id}.matches[${j}]: model.value must be a non-empty string; match skipped` });
           return;
         }
-        claims.push({ pool: ref.pool!, model: model.value, targets, created, id, order: i });
+        claims.push({ pool: ref.pool!, model: model.value, targets, created, object: objId, id, order: i });
       });
     });
   }
@@ -189,8 +190,13 @@ export function defaultTargets(claims: RewriteClaim[], issues: IssueSink): Map<s
   return new Map([...out].map(([k, v]) => [k, v.targets]));
 }
 
+// Oldest object first (then by kind and namespace/name), and within one object rule by rule.
+export function byAge(a: { created: number; object: string; order: number }, b: { created: number; object: string; order: number }): number {
+  return a.created - b.created || cmp(a.object, b.object) || a.order - b.order;
+}
+
 export function sortClaims(claims: RewriteClaim[]): RewriteClaim[] {
-  return [...claims].sort((a, b) => a.created - b.created || cmp(a.id.replace(/ rules\[\d+\]$/, ""), b.id.replace(/ rules\[\d+\]$/, "")) || a.order - b.order);
+  return [...claims].sort(byAge);
 }
 
 export function timeOf(t: unknown): number {
